@@ -1,0 +1,221 @@
+//! `routerctl account …`: accounts hold the balance that keys spend.
+use clap::{ArgGroup, Args, Subcommand};
+use router_proto::{Money, pb};
+use serde::Serialize;
+
+use crate::{
+    args::{self, Clearable, split_clearable},
+    client::Admin,
+    error::Error,
+    output::{self, Output, Record, or_unset},
+};
+
+/// Account subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Add an account.
+    Add(AddArgs),
+    /// List accounts with their balances.
+    List,
+    /// Show one account.
+    Show {
+        /// The account's name.
+        #[arg(value_parser = args::name)]
+        name: String,
+    },
+    /// Change an account; what is not given stays as it is.
+    Update(UpdateArgs),
+}
+
+/// Flags of `account add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The account's name.
+    #[arg(value_parser = args::name)]
+    pub name: String,
+    /// The account's token group (default: `default`).
+    #[arg(long, value_name = "G", value_parser = args::name)]
+    pub group: Option<String>,
+    /// An opening balance.
+    #[arg(long, value_name = "X", value_parser = args::money)]
+    pub balance: Option<Money>,
+    /// The most the account may spend in one UTC day.
+    #[arg(long, value_name = "X", value_parser = args::money)]
+    pub daily_limit: Option<Money>,
+}
+
+impl AddArgs {
+    fn into_request(self) -> pb::AddAccountRequest {
+        pb::AddAccountRequest {
+            name: self.name,
+            group: self.group,
+            balance_nanos: self.balance.map(Money::nanos),
+            daily_limit_nanos: self.daily_limit.map(Money::nanos),
+        }
+    }
+}
+
+/// Flags of `account update`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("changes").required(true).multiple(true)))]
+pub struct UpdateArgs {
+    /// The account to change.
+    #[arg(value_parser = args::name)]
+    pub name: String,
+    /// The account's token group.
+    #[arg(long, value_name = "G", group = "changes", value_parser = args::name)]
+    pub group: Option<String>,
+    /// The most the account may spend in one UTC day; `none` removes the limit.
+    #[arg(long, value_name = "X", group = "changes", value_parser = args::clearable_money)]
+    pub daily_limit: Option<Clearable<Money>>,
+}
+
+impl UpdateArgs {
+    fn into_request(self) -> pb::UpdateAccountRequest {
+        let (daily_limit, clear_daily_limit) = split_clearable(self.daily_limit);
+        pb::UpdateAccountRequest {
+            name: self.name,
+            group: self.group,
+            daily_limit_nanos: daily_limit.map(Money::nanos),
+            clear_daily_limit,
+        }
+    }
+}
+
+/// Runs an account subcommand.
+pub async fn run(
+    command: AccountCommand,
+    admin: &mut Admin,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let account = match command {
+        AccountCommand::Add(add) => admin.add_account(add.into_request()).await?,
+        AccountCommand::Show { name } => admin.get_account(pb::NameRequest { name }).await?,
+        AccountCommand::Update(update) => admin.update_account(update.into_request()).await?,
+        AccountCommand::List => {
+            let request = pb::ListAccountsRequest {};
+            let accounts = admin.list_accounts(request).await?.into_inner().accounts;
+            let views: Vec<AccountView> = accounts.iter().map(AccountView::new).collect();
+            return out.records(&views);
+        }
+    };
+    out.record(&AccountView::new(account.get_ref()))
+}
+
+/// An account for display.
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    id: i64,
+    name: String,
+    group: String,
+    balance: String,
+    reserved: String,
+    daily_limit: Option<String>,
+    spent_today: String,
+    created_at: String,
+}
+
+impl AccountView {
+    /// The display form of a proto account.
+    pub fn new(account: &pb::Account) -> AccountView {
+        AccountView {
+            id: account.id,
+            name: account.name.clone(),
+            group: account.group.clone(),
+            balance: output::money(account.balance_nanos),
+            reserved: output::money(account.reserved_nanos),
+            daily_limit: output::opt_money(account.daily_limit_nanos),
+            spent_today: output::money(account.spent_today_nanos),
+            created_at: output::time(account.created_at_unix_micros),
+        }
+    }
+}
+
+impl Record for AccountView {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "group",
+        "balance",
+        "reserved",
+        "daily_limit",
+        "spent_today",
+    ];
+
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("id", self.id.to_string()),
+            ("name", self.name.clone()),
+            ("group", self.group.clone()),
+            ("balance", self.balance.clone()),
+            ("reserved", self.reserved.clone()),
+            ("daily_limit", or_unset(self.daily_limit.as_ref())),
+            ("spent_today", self.spent_today.clone()),
+            ("created_at", self.created_at.clone()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(line: &[&str]) -> Result<AccountCommand, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("routerctl").chain(line.iter().copied()))?;
+        match cli.command {
+            Command::Account(command) => Ok(command),
+            other => panic!("not an account command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn daily_limit_none_clears_it() {
+        let Ok(AccountCommand::Update(update)) =
+            parse(&["account", "update", "bob", "--daily-limit", "none"])
+        else {
+            panic!("not update")
+        };
+        let request = update.into_request();
+        assert!(request.clear_daily_limit && request.daily_limit_nanos.is_none());
+        let Ok(AccountCommand::Add(add)) = parse(&[
+            "account",
+            "add",
+            "bob",
+            "--balance",
+            "10",
+            "--daily-limit",
+            "0.5",
+        ]) else {
+            panic!("not add")
+        };
+        let request = add.into_request();
+        assert_eq!(request.balance_nanos, Some(10_000_000_000));
+        assert_eq!(request.daily_limit_nanos, Some(500_000_000));
+        assert!(parse(&["account", "add", "bob", "--balance", "-1"]).is_err());
+    }
+
+    #[test]
+    fn accounts_render_as_json() {
+        let account = pb::Account {
+            id: 7,
+            name: "bob".into(),
+            group: "default".into(),
+            balance_nanos: 9_999_986_000,
+            reserved_nanos: 0,
+            daily_limit_nanos: None,
+            spent_today_nanos: 14_000,
+            created_at_unix_micros: 1_795_759_982_123_456,
+        };
+        assert_eq!(
+            serde_json::to_value(AccountView::new(&account)).expect("views serialize"),
+            serde_json::json!({
+                "id": 7, "name": "bob", "group": "default", "balance": "9.999986",
+                "reserved": "0", "daily_limit": null, "spent_today": "0.000014",
+                "created_at": "2026-11-27T06:13:02.123456Z",
+            })
+        );
+    }
+}

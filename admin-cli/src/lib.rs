@@ -1,0 +1,30 @@
+//! routerctl, the admin command line of Code Router: every AdminService RPC as a command.
+//!
+//! `main` parses the command line and calls [`run`]; everything else lives in these modules so
+//! tests can reach it.
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod output;
+
+use std::io;
+
+pub use cli::Cli;
+pub use error::Error;
+
+/// Runs a parsed command line: checks the token, connects, runs the command, prints the result.
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    let endpoint = cli.global.endpoint;
+    let token = cli.global.admin_token.ok_or(Error::MissingToken)?;
+    let mut admin = client::connect(&endpoint, &token).await?;
+    let mut out = output::Output::stdout(cli.global.json);
+    match commands::run(cli.command, &mut admin, &mut out).await {
+        // A reader that stopped early (`routerctl usage | head`) is not a failure.
+        Err(Error::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.map_err(|error| error.for_endpoint(&endpoint)),
+    }
+}

@@ -1,0 +1,433 @@
+//! Runs the real `routerctl` binary against a fake AdminService on an ephemeral port: what an
+//! operator types, what goes over the wire, and what comes back on stdout, stderr and the exit
+//! code.
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    process::Output,
+    sync::{Arc, Mutex},
+};
+
+use prost::Message;
+use router_proto::pb::{self, admin_service_server::AdminService};
+use serde_json::{Value, json};
+use tonic::{
+    Code, Request, Response, Status,
+    transport::{Server, server::TcpIncoming},
+};
+
+const TOKEN: &str = "t0ken";
+
+/// One call the fake received.
+#[derive(Debug, Clone)]
+struct Call {
+    method: &'static str,
+    authorization: String,
+    request: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// Encoded reply message, or the status to fail with, per RPC method.
+    replies: HashMap<&'static str, Result<Vec<u8>, (Code, String)>>,
+    calls: Vec<Call>,
+}
+
+/// An AdminService that checks the token, records every call and answers what it was told to.
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<State>>);
+
+impl Fake {
+    fn reply(&self, method: &'static str, message: &impl Message) -> &Fake {
+        self.state()
+            .replies
+            .insert(method, Ok(message.encode_to_vec()));
+        self
+    }
+
+    fn fail(&self, method: &'static str, code: Code, message: &str) -> &Fake {
+        self.state()
+            .replies
+            .insert(method, Err((code, message.to_owned())));
+        self
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0
+            .lock()
+            .expect("no test thread panicked holding the lock")
+    }
+
+    fn answer<Req: Debug, Resp: Message + Default>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+    ) -> Result<Response<Resp>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut state = self.state();
+        let request = format!("{:?}", request.get_ref());
+        state.calls.push(Call {
+            method,
+            authorization: authorization.clone(),
+            request,
+        });
+        if authorization != format!("Bearer {TOKEN}") {
+            return Err(Status::unauthenticated("invalid admin token"));
+        }
+        match state.replies.get(method) {
+            Some(Ok(bytes)) => Resp::decode(bytes.as_slice())
+                .map(Response::new)
+                .map_err(|error| Status::internal(error.to_string())),
+            Some(Err((code, message))) => Err(Status::new(*code, message.clone())),
+            None => Err(Status::unimplemented(method)),
+        }
+    }
+}
+
+/// Implements every RPC by [`Fake::answer`]; a macro, because the trait has 31 methods.
+macro_rules! fake_admin_service {
+    ($($method:ident: $request:ident -> $response:ident;)*) => {
+        #[tonic::async_trait]
+        impl AdminService for Fake {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<pb::$request>,
+                ) -> Result<Response<pb::$response>, Status> {
+                    self.answer(stringify!($method), request)
+                }
+            )*
+        }
+    };
+}
+
+fake_admin_service! {
+    add_channel: AddChannelRequest -> Channel;
+    update_channel: UpdateChannelRequest -> Channel;
+    get_channel: NameRequest -> Channel;
+    list_channels: ListChannelsRequest -> ListChannelsResponse;
+    set_channel_enabled: SetChannelEnabledRequest -> Channel;
+    delete_channel: NameRequest -> Empty;
+    set_model: SetModelRequest -> Model;
+    list_models: ListModelsRequest -> ListModelsResponse;
+    delete_model: NameRequest -> Empty;
+    add_model_group: AddModelGroupRequest -> ModelGroup;
+    list_model_groups: ListModelGroupsRequest -> ListModelGroupsResponse;
+    delete_model_group: NameRequest -> Empty;
+    add_group: AddGroupRequest -> Group;
+    update_group: UpdateGroupRequest -> Group;
+    list_groups: ListGroupsRequest -> ListGroupsResponse;
+    delete_group: NameRequest -> Empty;
+    add_account: AddAccountRequest -> Account;
+    update_account: UpdateAccountRequest -> Account;
+    get_account: NameRequest -> Account;
+    list_accounts: ListAccountsRequest -> ListAccountsResponse;
+    create_key: CreateKeyRequest -> CreatedKey;
+    update_key: UpdateKeyRequest -> Key;
+    revoke_key: KeyIdRequest -> Key;
+    list_keys: ListKeysRequest -> ListKeysResponse;
+    top_up: TopUpRequest -> BalanceChange;
+    adjust: AdjustRequest -> BalanceChange;
+    list_ledger: ListLedgerRequest -> ListLedgerResponse;
+    create_codes: CreateCodesRequest -> CreateCodesResponse;
+    list_codes: ListCodesRequest -> ListCodesResponse;
+    list_usage: ListUsageRequest -> ListUsageResponse;
+    get_pricing: GetPricingRequest -> Pricing;
+}
+
+/// Serves `fake` on an ephemeral port and returns its endpoint.
+async fn serve(fake: &Fake) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("a bound address");
+    let service = pb::admin_service_server::AdminServiceServer::new(fake.clone());
+    tokio::spawn(
+        Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    format!("http://{address}")
+}
+
+/// Runs routerctl with `args` against `endpoint`, the right token coming from the environment.
+async fn routerctl(endpoint: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_routerctl"))
+        .args(args)
+        .env("ROUTER_ENDPOINT", endpoint)
+        .env("ROUTER_ADMIN_TOKEN", TOKEN)
+        .env_remove("ROUTER_JSON")
+        .output()
+        .await
+        .expect("routerctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn account() -> pb::Account {
+    pb::Account {
+        id: 1,
+        name: "bob".into(),
+        group: "default".into(),
+        balance_nanos: 9_999_986_000,
+        reserved_nanos: 500_000_000,
+        daily_limit_nanos: None,
+        spent_today_nanos: 14_000,
+        created_at_unix_micros: 1_795_759_982_123_456,
+    }
+}
+
+#[tokio::test]
+async fn json_output_is_one_value_with_decimal_strings() {
+    let fake = Fake::default();
+    fake.reply("get_account", &account());
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(&endpoint, &["account", "show", "bob", "--json"]).await;
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: Value = serde_json::from_str(&stdout(&output)).expect("exactly one JSON value");
+    assert_eq!(
+        value,
+        json!({
+            "id": 1, "name": "bob", "group": "default", "balance": "9.999986", "reserved": "0.5",
+            "daily_limit": null, "spent_today": "0.000014",
+            "created_at": "2026-11-27T06:13:02.123456Z",
+        })
+    );
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].method, "get_account");
+    assert_eq!(calls[0].authorization, format!("Bearer {TOKEN}"));
+}
+
+#[tokio::test]
+async fn text_output_is_aligned_lines() {
+    let fake = Fake::default();
+    fake.reply(
+        "list_accounts",
+        &pb::ListAccountsResponse {
+            accounts: vec![account()],
+        },
+    );
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(&endpoint, &["account", "list"]).await;
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("ID  NAME  GROUP    BALANCE   RESERVED"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("1   bob   default  9.999986  0.5"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn key_create_shows_the_secret_once() {
+    let fake = Fake::default();
+    let key = pb::Key {
+        id: 5,
+        prefix: "sk-abcd".into(),
+        account: "bob".into(),
+        effective_group: "default".into(),
+        ..pb::Key::default()
+    };
+    fake.reply(
+        "create_key",
+        &pb::CreatedKey {
+            key: Some(key),
+            secret: "sk-abcdefgh".into(),
+        },
+    );
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(&endpoint, &["key", "create", "--account", "bob", "--json"]).await;
+    let value: Value = serde_json::from_str(&stdout(&output)).expect("exactly one JSON value");
+    assert_eq!(
+        (&value["id"], &value["key"]),
+        (&json!(5), &json!("sk-abcdefgh"))
+    );
+
+    let output = routerctl(&endpoint, &["key", "create", "--account", "bob"]).await;
+    let text = stdout(&output);
+    assert!(
+        text.contains("key: sk-abcdefgh") && text.contains("shown only once"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn update_flags_become_set_and_clear_fields() {
+    let fake = Fake::default();
+    fake.reply(
+        "update_key",
+        &pb::Key {
+            id: 5,
+            ..pb::Key::default()
+        },
+    );
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(
+        &endpoint,
+        &["key", "update", "5", "--limit", "none", "--models", "a,b"],
+    )
+    .await;
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let request = &fake.calls()[0].request;
+    for part in [
+        "id: 5",
+        "clear_limit: true",
+        "set_models: true",
+        "models: [\"a\", \"b\"]",
+    ] {
+        assert!(request.contains(part), "{part} not in {request}");
+    }
+    assert!(request.contains("limit_nanos: None"), "{request}");
+}
+
+#[tokio::test]
+async fn server_refusals_are_its_message_on_stderr() {
+    let fake = Fake::default();
+    fake.fail(
+        "get_account",
+        Code::NotFound,
+        "account \"nobody\" not found",
+    );
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(&endpoint, &["account", "show", "nobody", "--json"]).await;
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), "error: account \"nobody\" not found\n");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_named_as_such() {
+    let fake = Fake::default();
+    let endpoint = serve(&fake).await;
+
+    // The flag wins over ROUTER_ADMIN_TOKEN from the environment.
+    let output = routerctl(&endpoint, &["pricing", "--admin-token", "wrong"]).await;
+
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("refused the admin token"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fake.calls()[0].authorization, "Bearer wrong");
+}
+
+#[tokio::test]
+async fn bad_values_are_refused_before_any_call() {
+    let fake = Fake::default();
+    let endpoint = serve(&fake).await;
+
+    for args in [
+        &["topup", "--account", "bob", "--amount", "1.0000000001"][..],
+        &["topup", "--account", "bob", "--amount=-1"],
+        &["group", "add", "vip", "--multiplier", "0.1234567"],
+        &[
+            "model",
+            "set",
+            "m",
+            "--per-call",
+            "1",
+            "--input-price",
+            "1",
+            "--output-price",
+            "1",
+        ],
+        &[
+            "key",
+            "create",
+            "--account",
+            "bob",
+            "--expires-at",
+            "next week",
+        ],
+        &["channel", "add", "--name", "c", "--type", "bedrock"],
+    ] {
+        let output = routerctl(&endpoint, args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn no_token_or_no_server_is_a_clear_error() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_routerctl"))
+        .args(["account", "list"])
+        .env_remove("ROUTER_ADMIN_TOKEN")
+        .output()
+        .await
+        .expect("routerctl runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no admin token"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Port 1 is closed: the connection is refused at once.
+    let output = routerctl("http://127.0.0.1:1", &["account", "list"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.starts_with("error: cannot reach the control plane at http://127.0.0.1:1"));
+}
+
+#[tokio::test]
+async fn router_json_in_the_environment_selects_json() {
+    let fake = Fake::default();
+    fake.reply("get_account", &account());
+    let endpoint = serve(&fake).await;
+
+    for (value, json) in [
+        ("1", true),
+        ("true", true),
+        ("0", false),
+        ("false", false),
+        ("", false),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_routerctl"))
+            .args(["account", "show", "bob"])
+            .env("ROUTER_ENDPOINT", &endpoint)
+            .env("ROUTER_ADMIN_TOKEN", TOKEN)
+            .env("ROUTER_JSON", value)
+            .output()
+            .await
+            .expect("routerctl runs");
+        assert!(output.status.success(), "{value:?}: {}", stderr(&output));
+        let parsed = serde_json::from_str::<Value>(&stdout(&output)).is_ok();
+        assert_eq!(parsed, json, "ROUTER_JSON={value:?}");
+    }
+}

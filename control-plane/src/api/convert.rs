@@ -1,0 +1,268 @@
+//! Conversions between storage types and `router.v1` messages: the only place that knows both.
+use std::collections::HashMap;
+
+use router_proto::{Money, Multiplier, Tariff, TokenPrices, pb};
+use tonic::Status;
+
+use crate::store::{
+    accounts::Account,
+    channels::Channel,
+    codes::Code,
+    groups::Group,
+    keys::{Key, KeyRow},
+    ledger::Entry,
+    models::{Model, ModelGroup},
+    policy::PolicyAccount,
+    pricing::PriceEntry,
+    usage::UsageRow,
+};
+
+/// A price from the wire; `None` when absent.
+pub fn tariff_from_pb(price: Option<&pb::Price>) -> Result<Option<Tariff>, Status> {
+    let Some(price) = price else { return Ok(None) };
+    let negative = |what: &str| Status::invalid_argument(format!("{what} must not be negative"));
+    let money = |what: &str, nanos: i64| if nanos < 0 { Err(negative(what)) } else { Ok(Money::from_nanos(nanos)) };
+    match &price.billing {
+        None => Ok(None),
+        Some(pb::price::Billing::PerCallNanos(nanos)) => Ok(Some(Tariff::PerCall(money("per-call price", *nanos)?))),
+        Some(pb::price::Billing::Tokens(t)) => Ok(Some(Tariff::Tokens(TokenPrices {
+            input: money("input price", t.input_nanos)?,
+            output: money("output price", t.output_nanos)?,
+            cached_input: t.cached_input_nanos.map(|n| money("cached input price", n)).transpose()?,
+            cache_write: t.cache_write_nanos.map(|n| money("cache write price", n)).transpose()?,
+        }))),
+    }
+}
+
+/// A price for the wire.
+pub fn tariff_to_pb(tariff: &Tariff) -> pb::Price {
+    let billing = match tariff {
+        Tariff::PerCall(price) => pb::price::Billing::PerCallNanos(price.nanos()),
+        Tariff::Tokens(t) => pb::price::Billing::Tokens(pb::TokenPrice {
+            input_nanos: t.input.nanos(),
+            output_nanos: t.output.nanos(),
+            cached_input_nanos: t.cached_input.map(Money::nanos),
+            cache_write_nanos: t.cache_write.map(Money::nanos),
+        }),
+    };
+    pb::Price { billing: Some(billing) }
+}
+
+/// A multiplier from the wire.
+pub fn multiplier_from_pb(micros: i64) -> Result<Multiplier, Status> {
+    Multiplier::from_micros(micros).ok_or_else(|| Status::invalid_argument("multiplier must not be negative"))
+}
+
+/// A channel for the wire; admins see its upstream key masked, data planes whole.
+pub fn channel_to_pb(channel: Channel, reveal_key: bool) -> pb::Channel {
+    let api_key = if reveal_key { channel.api_key.clone() } else { channel.masked_api_key() };
+    pb::Channel {
+        id: channel.id,
+        models: channel.model_list(),
+        model_map: channel.model_map().into_iter().collect(),
+        name: channel.name,
+        r#type: channel.channel_type,
+        base_url: channel.base_url,
+        api_key,
+        priority: channel.priority,
+        weight: channel.weight,
+        api_version: channel.api_version,
+        enabled: channel.enabled,
+        created_at_unix_micros: channel.created_at,
+    }
+}
+
+/// Which model group each model belongs to.
+pub fn model_group_index(groups: &[ModelGroup]) -> HashMap<String, String> {
+    groups.iter().flat_map(|g| g.members().into_iter().map(move |m| (m, g.name.clone()))).collect()
+}
+
+/// A model for the wire.
+pub fn model_to_pb(model: Model, model_group: Option<String>) -> pb::Model {
+    pb::Model {
+        id: model.id,
+        price: model.tariff().as_ref().map(tariff_to_pb),
+        name: model.name,
+        max_output_tokens: model.max_output_tokens,
+        model_group,
+    }
+}
+
+/// A model group for the wire.
+pub fn model_group_to_pb(group: ModelGroup) -> pb::ModelGroup {
+    pb::ModelGroup {
+        id: group.id,
+        models: group.members(),
+        price: group.tariff().as_ref().map(tariff_to_pb),
+        name: group.name,
+    }
+}
+
+/// A token group for the wire.
+pub fn group_to_pb(group: Group) -> pb::Group {
+    pb::Group {
+        id: group.id,
+        models: group.model_list(),
+        name: group.name,
+        multiplier_micros: group.multiplier_micros,
+        all_models: group.all_models,
+    }
+}
+
+/// An account for the wire.
+pub fn account_to_pb(account: Account) -> pb::Account {
+    pb::Account {
+        id: account.id,
+        name: account.name,
+        group: account.group,
+        balance_nanos: account.balance,
+        reserved_nanos: account.reserved,
+        daily_limit_nanos: account.daily_limit,
+        spent_today_nanos: account.spent_today,
+        created_at_unix_micros: account.created_at,
+    }
+}
+
+/// A key for the wire (no secret, no hash).
+pub fn key_to_pb(key: Key) -> pb::Key {
+    pb::Key {
+        id: key.id,
+        name: key.name,
+        prefix: key.prefix,
+        account: key.account,
+        group: key.group,
+        limit_nanos: key.limit,
+        spent_nanos: key.spent,
+        daily_limit_nanos: key.daily_limit,
+        spent_today_nanos: key.spent_today,
+        models: key.models,
+        expires_at_unix_micros: key.expires_at,
+        revoked: key.revoked,
+        created_at_unix_micros: key.created_at,
+        effective_group: key.effective_group,
+    }
+}
+
+/// A ledger entry for the wire.
+pub fn entry_to_pb(entry: Entry) -> pb::LedgerEntry {
+    pb::LedgerEntry {
+        id: entry.id,
+        account: entry.account,
+        kind: entry.kind,
+        amount_nanos: entry.amount,
+        balance_after_nanos: entry.balance_after,
+        request_id: entry.request_id,
+        note: entry.note,
+        created_at_unix_micros: entry.created_at,
+    }
+}
+
+/// A redemption code for the wire.
+pub fn code_to_pb(code: Code) -> pb::RedemptionCode {
+    pb::RedemptionCode {
+        code: code.code,
+        amount_nanos: code.amount,
+        redeemed_by: code.redeemed_by,
+        redeemed_at_unix_micros: code.redeemed_at,
+        created_at_unix_micros: code.created_at,
+    }
+}
+
+/// A usage record for the wire.
+pub fn usage_to_pb((row, account): (UsageRow, String)) -> pb::UsageRecord {
+    pb::UsageRecord {
+        request_id: row.request_id,
+        key_id: row.key_id,
+        account,
+        model: row.model,
+        channel: row.channel,
+        input_tokens: row.input_tokens,
+        cached_input_tokens: row.cached_input_tokens,
+        cache_write_tokens: row.cache_write_tokens,
+        output_tokens: row.output_tokens,
+        cost_nanos: row.cost,
+        status: row.status,
+        created_at_unix_micros: row.created_at,
+        endpoint: row.endpoint,
+        duration_ms: row.duration_ms,
+    }
+}
+
+/// A price-table row for the wire.
+pub fn price_entry_to_pb(entry: PriceEntry) -> pb::PricingEntry {
+    pb::PricingEntry {
+        price: Some(tariff_to_pb(&entry.tariff)),
+        model: entry.model,
+        model_group: entry.model_group,
+        groups: entry
+            .groups
+            .into_iter()
+            .map(|(name, multiplier)| pb::GroupMultiplier { name, multiplier_micros: multiplier.micros() })
+            .collect(),
+    }
+}
+
+/// A key as data planes need it.
+pub fn policy_key_to_pb(key: KeyRow) -> pb::PolicyKey {
+    pb::PolicyKey {
+        id: key.id,
+        hash: decode_hex(&key.secret_hash),
+        account_id: key.account_id,
+        group_id: key.group_id,
+        models: crate::store::parse_json_list(&key.models),
+        expires_at_unix_micros: key.expires_at,
+        name: key.name,
+    }
+}
+
+/// An account as data planes need it.
+pub fn policy_account_to_pb(account: PolicyAccount) -> pb::PolicyAccount {
+    pb::PolicyAccount { id: account.id, name: account.name, group_id: account.group_id }
+}
+
+fn decode_hex(hex: &str) -> Vec<u8> {
+    hex.as_bytes()
+        .chunks_exact(2)
+        .filter_map(|pair| std::str::from_utf8(pair).ok().and_then(|s| u8::from_str_radix(s, 16).ok()))
+        .collect()
+}
+
+/// The kind of a removed entity on the wire.
+pub fn entity_kind(kind: &str) -> pb::EntityKind {
+    match kind {
+        "channel" => pb::EntityKind::Channel,
+        "model" => pb::EntityKind::Model,
+        "model_group" => pb::EntityKind::ModelGroup,
+        "group" => pb::EntityKind::Group,
+        "account" => pb::EntityKind::Account,
+        "key" => pb::EntityKind::Key,
+        _ => pb::EntityKind::Unspecified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(decode_hex("00ff10"), vec![0, 255, 16]);
+        let hash = crate::store::keys::hash_secret("abc");
+        assert_eq!(decode_hex(&hash).len(), 32);
+    }
+
+    #[test]
+    fn prices_round_trip() {
+        let tariff = Tariff::Tokens(TokenPrices {
+            input: Money::from_nanos(150_000_000),
+            output: Money::from_nanos(600_000_000),
+            cached_input: Some(Money::from_nanos(75_000_000)),
+            cache_write: None,
+        });
+        assert_eq!(tariff_from_pb(Some(&tariff_to_pb(&tariff))).ok(), Some(Some(tariff)));
+        let per_call = Tariff::PerCall(Money::from_nanos(10));
+        assert_eq!(tariff_from_pb(Some(&tariff_to_pb(&per_call))).ok(), Some(Some(per_call)));
+        let negative = pb::Price { billing: Some(pb::price::Billing::PerCallNanos(-1)) };
+        assert!(tariff_from_pb(Some(&negative)).is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! The plane API: what data planes call with the node token.
+use std::pin::Pin;
+
+use futures::Stream;
+use router_proto::pb::{self, node_service_server::NodeService};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{convert, feed::PolicyFeed};
+use crate::{
+    db::Db,
+    store::{
+        accounts, codes, keys,
+        policy::{self, PolicyChanges},
+        usage::{self, UsageFilter},
+    },
+};
+
+/// Keys or accounts per snapshot page: a million keys do not fit one gRPC message.
+const SNAPSHOT_PAGE_ITEMS: usize = 5_000;
+
+type Answer<T> = Result<Response<T>, Status>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PolicyEvent, Status>> + Send>>;
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::UsageAck, Status>> + Send>>;
+
+/// The `NodeService` implementation.
+#[derive(Clone)]
+pub struct NodeApi {
+    db: Db,
+    feed: PolicyFeed,
+    currency: String,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl NodeApi {
+    /// A plane API over `db`; streams end when `shutdown` turns true.
+    pub fn new(db: Db, feed: PolicyFeed, currency: String, shutdown: watch::Receiver<bool>) -> NodeApi {
+        NodeApi { db, feed, currency, shutdown }
+    }
+}
+
+/// Splits a policy into wire events: snapshot pages for a whole policy, one delta otherwise.
+fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
+    let version = u64::try_from(changes.version).unwrap_or(0);
+    let settings = Some(pb::Settings { currency: currency.to_owned() });
+    let channels = changes.channels.into_iter().map(|c| convert::channel_to_pb(c, true)).collect();
+    let index = convert::model_group_index(&changes.model_groups);
+    let models = changes
+        .models
+        .into_iter()
+        .map(|m| {
+            let group = index.get(&m.name).cloned();
+            convert::model_to_pb(m, group)
+        })
+        .collect();
+    let model_groups = changes.model_groups.into_iter().map(convert::model_group_to_pb).collect();
+    let groups = changes.groups.into_iter().map(convert::group_to_pb).collect();
+    let mut accounts: Vec<pb::PolicyAccount> =
+        changes.accounts.into_iter().map(convert::policy_account_to_pb).collect();
+    let mut keys: Vec<pb::PolicyKey> = changes.keys.into_iter().map(convert::policy_key_to_pb).collect();
+    if !changes.full {
+        let removed = changes
+            .removed
+            .iter()
+            .map(|(kind, id)| pb::Removal { kind: convert::entity_kind(kind).into(), id: *id })
+            .collect();
+        let delta = pb::PolicyDelta { version, settings, channels, models, model_groups, groups, accounts, keys, removed };
+        return vec![pb::PolicyEvent { event: Some(pb::policy_event::Event::Delta(delta)) }];
+    }
+    let mut pages = vec![pb::SnapshotPage {
+        version,
+        first: true,
+        settings,
+        channels,
+        models,
+        model_groups,
+        groups,
+        ..pb::SnapshotPage::default()
+    }];
+    while !accounts.is_empty() || !keys.is_empty() {
+        let page = pages.last_mut().filter(|p| p.accounts.is_empty() && p.keys.is_empty());
+        let rest_accounts = accounts.split_off(accounts.len().min(SNAPSHOT_PAGE_ITEMS));
+        let rest_keys = keys.split_off(keys.len().min(SNAPSHOT_PAGE_ITEMS));
+        let (page_accounts, page_keys) = (std::mem::replace(&mut accounts, rest_accounts), std::mem::replace(&mut keys, rest_keys));
+        match page {
+            Some(page) => {
+                page.accounts = page_accounts;
+                page.keys = page_keys;
+            }
+            None => pages.push(pb::SnapshotPage { version, accounts: page_accounts, keys: page_keys, ..pb::SnapshotPage::default() }),
+        }
+    }
+    if let Some(last) = pages.last_mut() {
+        last.last = true;
+    }
+    pages.into_iter().map(|page| pb::PolicyEvent { event: Some(pb::policy_event::Event::Snapshot(page)) }).collect()
+}
+
+async fn send_all(
+    sender: &mpsc::Sender<Result<pb::PolicyEvent, Status>>,
+    changes: PolicyChanges,
+    currency: &str,
+) -> Result<(), ()> {
+    for event in events(changes, currency) {
+        sender.send(Ok(event)).await.map_err(drop)?;
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    type WatchPolicyStream = EventStream;
+    type ReportUsageStream = AckStream;
+
+    async fn watch_policy(&self, request: Request<pb::WatchPolicyRequest>) -> Answer<EventStream> {
+        let request = request.into_inner();
+        let since = i64::try_from(request.since_version).ok().filter(|v| *v > 0);
+        let first = policy::changes(&self.db, since).await?;
+        tracing::info!(node = %request.node_id, since = ?since, version = first.version, full = first.full, "policy watch opened");
+        let (sender, receiver) = mpsc::channel(4);
+        let (db, currency) = (self.db.clone(), self.currency.clone());
+        let mut versions = self.feed.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut sent = first.version;
+            if send_all(&sender, first, &currency).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    changed = versions.changed() => if changed.is_err() { return },
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    () = sender.closed() => return,
+                }
+                if *versions.borrow_and_update() == sent {
+                    continue;
+                }
+                match policy::changes(&db, Some(sent)).await {
+                    Ok(changes) => {
+                        sent = changes.version;
+                        if send_all(&sender, changes, &currency).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn acquire_lease(&self, _: Request<pb::AcquireLeaseRequest>) -> Answer<pb::Lease> {
+        Err(Status::unimplemented("quota leases are not served by this control plane yet"))
+    }
+
+    async fn release_lease(&self, _: Request<pb::ReleaseLeaseRequest>) -> Answer<pb::Empty> {
+        Err(Status::unimplemented("quota leases are not served by this control plane yet"))
+    }
+
+    async fn report_usage(&self, _: Request<Streaming<pb::UsageBatch>>) -> Answer<AckStream> {
+        Err(Status::unimplemented("usage reports are not ingested by this control plane yet"))
+    }
+
+    async fn get_key_status(&self, request: Request<pb::KeyStatusRequest>) -> Answer<pb::KeyStatus> {
+        let key = keys::get(&self.db, request.into_inner().key_id).await?;
+        let account = accounts::get_by_id(&self.db, key.account_id).await?;
+        Ok(Response::new(pb::KeyStatus {
+            key: Some(convert::key_to_pb(key)),
+            account: Some(convert::account_to_pb(account)),
+            currency: self.currency.clone(),
+        }))
+    }
+
+    async fn list_key_usage(&self, request: Request<pb::ListKeyUsageRequest>) -> Answer<pb::ListUsageResponse> {
+        let r = request.into_inner();
+        let filter = UsageFilter { account: None, key_id: Some(r.key_id), limit: r.limit.map(i64::from) };
+        let records = usage::list(&self.db, filter).await?;
+        Ok(Response::new(pb::ListUsageResponse { records: records.into_iter().map(convert::usage_to_pb).collect() }))
+    }
+
+    async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Answer<pb::BalanceChange> {
+        let r = request.into_inner();
+        let key = keys::get(&self.db, r.key_id).await?;
+        if key.revoked {
+            return Err(Status::permission_denied("the key is revoked"));
+        }
+        let (amount, posted) = codes::redeem(&self.db, key.account_id, &r.code).await?;
+        Ok(Response::new(pb::BalanceChange {
+            account: key.account,
+            amount_nanos: amount,
+            balance_nanos: posted.balance,
+            ledger_id: posted.ledger_id,
+        }))
+    }
+}

@@ -1,0 +1,48 @@
+//! Command-line flags and their environment variables (flags win), parsed once at start.
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+/// The control plane's configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "router-control-plane", version, about = "Code Router control plane: owns all state, serves routerctl and data planes over gRPC")]
+pub struct Config {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "ROUTER_CP_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// sqlite://FILE (relative), sqlite:///ABS/PATH, or postgres://…
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://router.db", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Token routerctl and other admin clients must present.
+    #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+
+    /// Token data planes must present.
+    #[arg(long, env = "ROUTER_NODE_TOKEN", hide_env_values = true)]
+    pub node_token: String,
+
+    /// Display name of the deployment's currency.
+    #[arg(long, env = "ROUTER_CURRENCY", default_value = "USD")]
+    pub currency: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: tokens present and distinct.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.admin_token.trim().is_empty() {
+            anyhow::bail!("the admin token is empty (set --admin-token or ROUTER_ADMIN_TOKEN)");
+        }
+        if self.node_token.trim().is_empty() {
+            anyhow::bail!("the node token is empty (set --node-token or ROUTER_NODE_TOKEN)");
+        }
+        if self.admin_token == self.node_token {
+            anyhow::bail!("the admin token and the node token must differ: a data plane must not be able to administer");
+        }
+        if self.currency.trim().is_empty() {
+            anyhow::bail!("the currency name is empty");
+        }
+        Ok(())
+    }
+}

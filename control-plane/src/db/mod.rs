@@ -1,0 +1,259 @@
+//! The database: one pool of either backend, chosen at run time from `DATABASE_URL`.
+//!
+//! Released diesel has no async `MultiConnection`, so the per-backend difference lives here and
+//! nowhere else: [`Pool`] is an enum, and the [`with_conn!`] / [`write_tx!`] macros expand the
+//! same diesel code once per backend. Write transactions on SQLite start with `BEGIN IMMEDIATE`
+//! (a deferred transaction that reads and then writes fails with "database is locked" under
+//! concurrency); on PostgreSQL, code that must serialize on a row takes a row lock itself.
+pub mod schema;
+mod tx;
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+use diesel::{SqliteConnection, migration::MigrationSource};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, deadpool},
+    sync_connection_wrapper::SyncConnectionWrapper,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures::FutureExt;
+
+pub use tx::{Posted, Posting, TxConn};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// An SQLite connection driven from async code (diesel's sync connection on a blocking thread).
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// A connection pool of one backend.
+#[derive(Clone)]
+pub enum Pool {
+    /// PostgreSQL, for production and several control-plane replicas.
+    Postgres(deadpool::Pool<AsyncPgConnection>),
+    /// Embedded SQLite (bundled), the single-node default.
+    Sqlite(deadpool::Pool<SqliteConn>),
+}
+
+/// Which backend a [`Db`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// The control plane's database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+/// Where a `DATABASE_URL` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Postgres(String),
+    Sqlite(String),
+}
+
+fn parse_url(url: &str) -> anyhow::Result<Target> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Target::Postgres(url.to_owned()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            bail!("database URL {url:?} names no file (use sqlite://router.db or sqlite:///abs/path.db)");
+        }
+        return Ok(Target::Sqlite(path.to_owned()));
+    }
+    bail!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://…")
+}
+
+impl Db {
+    /// Connects to the database named by `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        let db = match parse_url(url)? {
+            Target::Postgres(url) => Db { pool: Pool::Postgres(postgres_pool(&url)?) },
+            Target::Sqlite(path) => Db { pool: Pool::Sqlite(sqlite_pool(&path)?) },
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The pool, for the dispatch macros.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                // Replicas starting together must not run the same migration twice: hold a
+                // session-level advisory lock on one connection while another migrates.
+                let mut lock = pool.get().await.context("cannot connect to PostgreSQL")?;
+                lock.batch_execute("SELECT pg_advisory_lock(7215150001)").await?;
+                let conn = pool.get().await.context("cannot connect to PostgreSQL")?;
+                let result = run_migrations(conn, POSTGRES_MIGRATIONS);
+                lock.batch_execute("SELECT pg_advisory_unlock(7215150001)").await?;
+                result
+            }
+            Pool::Sqlite(pool) => {
+                let conn = pool.get().await.context("cannot open the SQLite database")?;
+                run_migrations(conn, SQLITE_MIGRATIONS)
+            }
+        }
+    }
+}
+
+/// Applies pending migrations (blocking in place: needs the multi-threaded runtime).
+fn run_migrations<C>(conn: C, migrations: EmbeddedMigrations) -> anyhow::Result<()>
+where
+    C: AsyncConnection,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+    EmbeddedMigrations: MigrationSource<C::Backend>,
+{
+    AsyncMigrationHarness::new(conn)
+        .run_pending_migrations(migrations)
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    Ok(())
+}
+
+fn postgres_pool(url: &str) -> anyhow::Result<deadpool::Pool<AsyncPgConnection>> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    deadpool::Pool::builder(manager)
+        .max_size(16)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .runtime(::deadpool::Runtime::Tokio1)
+        .build()
+        .context("cannot build the PostgreSQL pool")
+}
+
+fn sqlite_pool(path: &str) -> anyhow::Result<deadpool::Pool<SqliteConn>> {
+    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!("cannot open SQLite database {path:?}: directory {} does not exist", dir.display());
+        }
+    }
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(|path| {
+        let path = path.to_owned();
+        async move {
+            let mut conn = SqliteConn::establish(&path).await?;
+            conn.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+            )
+            .await
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+    deadpool::Pool::builder(manager)
+        .max_size(8)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .runtime(::deadpool::Runtime::Tokio1)
+        .build()
+        .context("cannot build the SQLite pool")
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` uses.
+/// The body is expanded once per backend, so it must be diesel code both accept.
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db.pool() {
+            $crate::db::Pool::Postgres(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+                let $conn = &mut *pooled;
+                $body
+            }
+            $crate::db::Pool::Sqlite(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+                let $conn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` in a write transaction (`BEGIN IMMEDIATE` on SQLite), committed when it
+/// returns `Ok`. The body is expanded once per backend and returns `Result<_, StoreError>`.
+#[macro_export]
+macro_rules! write_tx {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db.pool() {
+            $crate::db::Pool::Postgres(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+                diesel_async::AsyncConnection::transaction(
+                    &mut *pooled,
+                    async |$conn| -> Result<_, $crate::error::StoreError> { $body },
+                )
+                .await
+            }
+            $crate::db::Pool::Sqlite(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+                pooled
+                    .immediate_transaction(async |$conn| -> Result<_, $crate::error::StoreError> {
+                        $body
+                    })
+                    .await
+            }
+        }
+    };
+}
+
+/// Runs `$body` in a read-only transaction that sees one consistent snapshot of the database
+/// (`REPEATABLE READ` on PostgreSQL; a deferred read transaction in SQLite's WAL mode).
+#[macro_export]
+macro_rules! read_tx {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db.pool() {
+            $crate::db::Pool::Postgres(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+                pooled
+                    .build_transaction()
+                    .repeatable_read()
+                    .read_only()
+                    .run(async |$conn| -> Result<_, $crate::error::StoreError> { $body })
+                    .await
+            }
+            $crate::db::Pool::Sqlite(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+                diesel_async::AsyncConnection::transaction(
+                    &mut *pooled,
+                    async |$conn| -> Result<_, $crate::error::StoreError> { $body },
+                )
+                .await
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_database_urls() {
+        assert_eq!(parse_url("sqlite://router.db").ok(), Some(Target::Sqlite("router.db".into())));
+        assert_eq!(parse_url("sqlite:///var/lib/r.db").ok(), Some(Target::Sqlite("/var/lib/r.db".into())));
+        assert!(matches!(parse_url("postgres://u@h/db"), Ok(Target::Postgres(_))));
+        assert!(matches!(parse_url("postgresql://u@h/db"), Ok(Target::Postgres(_))));
+        assert!(parse_url("mysql://x").is_err());
+        assert!(parse_url("sqlite://").is_err());
+        assert!(parse_url("router.db").is_err());
+    }
+}

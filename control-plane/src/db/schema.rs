@@ -1,0 +1,181 @@
+//! Diesel table definitions, shared by both backends (see `migrations/sqlite` and
+//! `migrations/postgres`: the same columns with per-backend id generation).
+#![allow(missing_docs)]
+
+diesel::table! {
+    policy_state (id) {
+        id -> BigInt,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    policy_removals (id) {
+        id -> BigInt,
+        version -> BigInt,
+        kind -> Text,
+        entity_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    token_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        multiplier_micros -> BigInt,
+        all_models -> Bool,
+        models -> Text,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    models (id) {
+        id -> BigInt,
+        name -> Text,
+        billing -> Text,
+        input_price -> Nullable<BigInt>,
+        output_price -> Nullable<BigInt>,
+        cached_input_price -> Nullable<BigInt>,
+        cache_write_price -> Nullable<BigInt>,
+        per_call_price -> Nullable<BigInt>,
+        max_output_tokens -> Nullable<BigInt>,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    model_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        models -> Text,
+        billing -> Nullable<Text>,
+        input_price -> Nullable<BigInt>,
+        output_price -> Nullable<BigInt>,
+        cached_input_price -> Nullable<BigInt>,
+        cache_write_price -> Nullable<BigInt>,
+        per_call_price -> Nullable<BigInt>,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    channels (id) {
+        id -> BigInt,
+        name -> Text,
+        channel_type -> Text,
+        base_url -> Text,
+        api_key -> Text,
+        models -> Text,
+        priority -> Integer,
+        weight -> Integer,
+        model_map -> Text,
+        api_version -> Nullable<Text>,
+        enabled -> Bool,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> BigInt,
+        name -> Text,
+        group_id -> BigInt,
+        balance -> BigInt,
+        daily_limit -> Nullable<BigInt>,
+        spent_today -> BigInt,
+        spent_day -> BigInt,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        group_id -> Nullable<BigInt>,
+        spend_limit -> Nullable<BigInt>,
+        spent -> BigInt,
+        daily_limit -> Nullable<BigInt>,
+        spent_today -> BigInt,
+        spent_day -> BigInt,
+        models -> Text,
+        expires_at -> Nullable<BigInt>,
+        revoked -> Bool,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    redemption_codes (id) {
+        id -> BigInt,
+        code -> Text,
+        amount -> BigInt,
+        redeemed_by -> Nullable<BigInt>,
+        redeemed_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    ledger (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        kind -> Text,
+        amount -> BigInt,
+        balance_after -> BigInt,
+        request_id -> Nullable<Text>,
+        note -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_records (id) {
+        id -> BigInt,
+        request_id -> Text,
+        key_id -> BigInt,
+        account_id -> BigInt,
+        model -> Text,
+        channel -> Text,
+        endpoint -> Text,
+        input_tokens -> BigInt,
+        cached_input_tokens -> BigInt,
+        cache_write_tokens -> BigInt,
+        output_tokens -> BigInt,
+        cost -> BigInt,
+        status -> Text,
+        duration_ms -> BigInt,
+        first_byte_ms -> BigInt,
+        node_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(accounts -> token_groups (group_id));
+diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(ledger -> accounts (account_id));
+diesel::joinable!(redemption_codes -> accounts (redeemed_by));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    policy_state,
+    policy_removals,
+    token_groups,
+    models,
+    model_groups,
+    channels,
+    accounts,
+    api_keys,
+    redemption_codes,
+    ledger,
+    usage_records,
+);

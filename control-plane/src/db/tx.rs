@@ -1,0 +1,149 @@
+//! Steps shared by many write transactions, implemented once for each backend's connection.
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SqliteConnection};
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, RunQueryDsl, sync_connection_wrapper::SyncConnectionWrapper,
+};
+
+use super::schema::{accounts, ledger, policy_removals, policy_state, token_groups};
+use crate::error::{StoreError, StoreResult};
+
+/// A balance change to post: the account row and the ledger move together.
+#[derive(Debug, Clone)]
+pub struct Posting<'a> {
+    /// The account credited (positive) or debited (negative).
+    pub account_id: i64,
+    /// `topup`, `redemption`, `usage` or `adjustment`.
+    pub kind: &'static str,
+    /// Signed amount in nano-units.
+    pub amount: i64,
+    /// The request billed, for `usage`.
+    pub request_id: Option<&'a str>,
+    /// Free text for operators.
+    pub note: &'a str,
+    /// Unix micros.
+    pub now: i64,
+}
+
+/// The row a [`Posting`] wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Posted {
+    /// The ledger entry's id.
+    pub ledger_id: i64,
+    /// The account's balance after the change.
+    pub balance: i64,
+}
+
+/// Transaction steps every backend's connection can run.
+pub trait TxConn: AsyncConnection + Send {
+    /// Increments the policy version and returns it. Holding this row (it is written) orders
+    /// all policy changes: versions are assigned in commit order.
+    fn bump_policy_version(&mut self) -> impl Future<Output = QueryResult<i64>> + Send;
+
+    /// Notes that entity `id` of `kind` left the policy at `version`.
+    fn record_removal(
+        &mut self,
+        version: i64,
+        kind: &'static str,
+        id: i64,
+    ) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// The id of the group called `name`.
+    fn group_id(&mut self, name: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// The id of the account called `name`.
+    fn account_id(&mut self, name: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// Applies `posting` to the account's balance and appends its ledger entry, refusing a
+    /// change that would overflow the balance.
+    fn post(&mut self, posting: Posting<'_>) -> impl Future<Output = StoreResult<Posted>> + Send;
+}
+
+macro_rules! impl_tx_conn {
+    ($conn:ty) => {
+        impl TxConn for $conn {
+            async fn bump_policy_version(&mut self) -> QueryResult<i64> {
+                diesel::update(policy_state::table.filter(policy_state::id.eq(1)))
+                    .set(policy_state::version.eq(policy_state::version + 1))
+                    .returning(policy_state::version)
+                    .get_result(self)
+                    .await
+            }
+
+            async fn record_removal(&mut self, version: i64, kind: &'static str, id: i64) -> QueryResult<()> {
+                diesel::insert_into(policy_removals::table)
+                    .values((
+                        policy_removals::version.eq(version),
+                        policy_removals::kind.eq(kind),
+                        policy_removals::entity_id.eq(id),
+                    ))
+                    .execute(self)
+                    .await
+                    .map(drop)
+            }
+
+            async fn group_id(&mut self, name: &str) -> StoreResult<i64> {
+                token_groups::table
+                    .filter(token_groups::name.eq(name))
+                    .select(token_groups::id)
+                    .first(self)
+                    .await
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("group {name:?}")))
+            }
+
+            async fn account_id(&mut self, name: &str) -> StoreResult<i64> {
+                accounts::table
+                    .filter(accounts::name.eq(name))
+                    .select(accounts::id)
+                    .first(self)
+                    .await
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("account {name:?}")))
+            }
+
+            async fn post(&mut self, posting: Posting<'_>) -> StoreResult<Posted> {
+                let amount = posting.amount;
+                // SQLite turns an overflowing integer sum into a float, so the bound is checked
+                // in the statement itself rather than trusted to the database.
+                let target = accounts::table.filter(accounts::id.eq(posting.account_id));
+                let updated = if amount >= 0 {
+                    diesel::update(target.filter(accounts::balance.le(i64::MAX - amount)))
+                        .set(accounts::balance.eq(accounts::balance + amount))
+                        .returning(accounts::balance)
+                        .get_result::<i64>(self)
+                        .await
+                } else {
+                    diesel::update(target.filter(accounts::balance.ge(i64::MIN - amount)))
+                        .set(accounts::balance.eq(accounts::balance + amount))
+                        .returning(accounts::balance)
+                        .get_result::<i64>(self)
+                        .await
+                };
+                let balance = match updated {
+                    Ok(balance) => balance,
+                    Err(diesel::result::Error::NotFound) => {
+                        return Err(StoreError::Conflict("the balance would overflow".into()));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let ledger_id = diesel::insert_into(ledger::table)
+                    .values((
+                        ledger::account_id.eq(posting.account_id),
+                        ledger::kind.eq(posting.kind),
+                        ledger::amount.eq(amount),
+                        ledger::balance_after.eq(balance),
+                        ledger::request_id.eq(posting.request_id),
+                        ledger::note.eq(posting.note),
+                        ledger::created_at.eq(posting.now),
+                    ))
+                    .returning(ledger::id)
+                    .get_result::<i64>(self)
+                    .await?;
+                Ok(Posted { ledger_id, balance })
+            }
+        }
+    };
+}
+
+impl_tx_conn!(AsyncPgConnection);
+impl_tx_conn!(SyncConnectionWrapper<SqliteConnection>);

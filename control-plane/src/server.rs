@@ -1,0 +1,84 @@
+//! Assembles and runs the gRPC server: both APIs behind their token checks, health, reflection,
+//! and a shutdown that ends streams and exits within a bound.
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use router_proto::pb::{admin_service_server::AdminServiceServer, node_service_server::NodeServiceServer};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    api::{admin::AdminApi, auth::BearerCheck, feed::PolicyFeed, node::NodeApi},
+    config::Config,
+    db::Db,
+};
+
+/// How long shutdown may take once streams are told to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// Connects to the database and serves until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate()?;
+    let db = Db::connect(&config.database_url).await?;
+    tracing::info!(backend = ?db.backend(), "database ready");
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve(config, db, listener, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    db: Db,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address: SocketAddr = listener.local_addr()?;
+    let feed = PolicyFeed::start(db.clone()).await?;
+    let (stop_streams, streams_stopped) = watch::channel(false);
+
+    let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
+    let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped);
+    let admin = AdminServiceServer::with_interceptor(admin, BearerCheck::new(&config.admin_token, "admin"));
+    let node = NodeServiceServer::with_interceptor(node, BearerCheck::new(&config.node_token, "node"));
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health_reporter.set_serving::<NodeServiceServer<NodeApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(router_proto::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let (signal_sent, mut signal) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = signal_sent.send(true);
+    });
+    let mut graceful = signal.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(admin)
+        .add_service(node)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = graceful.wait_for(|stop| *stop).await;
+        });
+    tracing::info!("listening on {address}");
+
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.context("gRPC server failed"),
+        _ = signal.wait_for(|stop| *stop) => {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_streams.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => result.context("gRPC server failed"),
+        Err(_) => {
+            tracing::warn!("connections still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Accounts: who pays. An account has a group, a balance (the sum of its ledger) and an
+//! optional daily limit.
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::{check_name, check_non_negative, groups::DEFAULT_GROUP, now_micros, spent_on, utc_day};
+use crate::{
+    db::{
+        Db, Posting, TxConn,
+        schema::{accounts, token_groups},
+    },
+    error::{StoreError, StoreResult, exists_as},
+    read_tx, write_tx,
+};
+
+/// An account as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct AccountRow {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Token group.
+    pub group_id: i64,
+    /// Ledger balance in nano-units.
+    pub balance: i64,
+    /// Daily spend cap.
+    pub daily_limit: Option<i64>,
+    /// Spend on `spent_day`.
+    pub spent_today: i64,
+    /// The UTC day `spent_today` counts.
+    pub spent_day: i64,
+    /// Policy version of the last policy-relevant change.
+    pub version: i64,
+    /// Unix micros.
+    pub created_at: i64,
+}
+
+/// An account as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Token group name.
+    pub group: String,
+    /// Ledger balance.
+    pub balance: i64,
+    /// Held in data planes' leases.
+    pub reserved: i64,
+    /// Daily spend cap.
+    pub daily_limit: Option<i64>,
+    /// Spend in the current UTC day.
+    pub spent_today: i64,
+    /// Unix micros.
+    pub created_at: i64,
+}
+
+fn view(row: AccountRow, group: String, today: i64) -> Account {
+    Account {
+        id: row.id,
+        name: row.name,
+        group,
+        balance: row.balance,
+        reserved: 0,
+        daily_limit: row.daily_limit,
+        spent_today: spent_on(today, row.spent_day, row.spent_today),
+        created_at: row.created_at,
+    }
+}
+
+/// Adds an account; an opening balance is posted to the ledger as a top-up.
+pub async fn add(
+    db: &Db,
+    name: &str,
+    group: Option<&str>,
+    balance: Option<i64>,
+    daily_limit: Option<i64>,
+) -> StoreResult<Account> {
+    check_name("account", name)?;
+    let balance = balance.unwrap_or(0);
+    check_non_negative("balance", balance)?;
+    if let Some(limit) = daily_limit {
+        check_non_negative("daily limit", limit)?;
+    }
+    let group = group.unwrap_or(DEFAULT_GROUP);
+    let now = now_micros();
+    write_tx!(db, |conn| {
+        let group_id = conn.group_id(group).await?;
+        let version = conn.bump_policy_version().await?;
+        let id: i64 = diesel::insert_into(accounts::table)
+            .values((
+                accounts::name.eq(name),
+                accounts::group_id.eq(group_id),
+                accounts::balance.eq(0),
+                accounts::daily_limit.eq(daily_limit),
+                accounts::spent_today.eq(0),
+                accounts::spent_day.eq(utc_day(now)),
+                accounts::version.eq(version),
+                accounts::created_at.eq(now),
+            ))
+            .returning(accounts::id)
+            .get_result(conn)
+            .await
+            .map_err(exists_as(|| format!("account {name:?}")))?;
+        if balance > 0 {
+            let posting = Posting {
+                account_id: id,
+                kind: "topup",
+                amount: balance,
+                request_id: None,
+                note: "opening balance",
+                now,
+            };
+            conn.post(posting).await?;
+        }
+        Ok(())
+    })?;
+    get(db, name).await
+}
+
+/// Changes an account's group and/or daily limit (`Some(None)` removes the limit).
+pub async fn update(
+    db: &Db,
+    name: &str,
+    group: Option<&str>,
+    daily_limit: Option<Option<i64>>,
+) -> StoreResult<Account> {
+    if let Some(Some(limit)) = daily_limit {
+        check_non_negative("daily limit", limit)?;
+    }
+    write_tx!(db, |conn| {
+        let id = conn.account_id(name).await?;
+        let target = accounts::table.find(id);
+        if let Some(group) = group {
+            let group_id = conn.group_id(group).await?;
+            let version = conn.bump_policy_version().await?;
+            diesel::update(target)
+                .set((accounts::group_id.eq(group_id), accounts::version.eq(version)))
+                .execute(conn)
+                .await?;
+        }
+        if let Some(limit) = daily_limit {
+            diesel::update(target).set(accounts::daily_limit.eq(limit)).execute(conn).await?;
+        }
+        Ok(())
+    })?;
+    get(db, name).await
+}
+
+/// One account by name.
+pub async fn get(db: &Db, name: &str) -> StoreResult<Account> {
+    let today = utc_day(now_micros());
+    read_tx!(db, |conn| {
+        let (row, group) = accounts::table
+            .inner_join(token_groups::table)
+            .filter(accounts::name.eq(name))
+            .select((AccountRow::as_select(), token_groups::name))
+            .first::<(AccountRow, String)>(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("account {name:?}")))?;
+        Ok(view(row, group, today))
+    })
+}
+
+/// One account by id.
+pub async fn get_by_id(db: &Db, id: i64) -> StoreResult<Account> {
+    let today = utc_day(now_micros());
+    read_tx!(db, |conn| {
+        let (row, group) = accounts::table
+            .inner_join(token_groups::table)
+            .filter(accounts::id.eq(id))
+            .select((AccountRow::as_select(), token_groups::name))
+            .first::<(AccountRow, String)>(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
+        Ok(view(row, group, today))
+    })
+}
+
+/// All accounts, by name.
+pub async fn list(db: &Db) -> StoreResult<Vec<Account>> {
+    let today = utc_day(now_micros());
+    read_tx!(db, |conn| {
+        let rows = accounts::table
+            .inner_join(token_groups::table)
+            .order(accounts::name)
+            .select((AccountRow::as_select(), token_groups::name))
+            .load::<(AccountRow, String)>(conn)
+            .await?;
+        Ok(rows.into_iter().map(|(row, group)| view(row, group, today)).collect())
+    })
+}

@@ -1,0 +1,308 @@
+//! Channels: the upstream endpoints requests are forwarded to.
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::{check_name, clean_names, json_list, now_micros, parse_json_list};
+use crate::{
+    db::{Db, TxConn, schema::channels},
+    error::{StoreError, StoreResult, exists_as},
+    write_tx, with_conn,
+};
+
+/// The protocols a channel can speak.
+pub const CHANNEL_TYPES: [&str; 4] = ["openai", "anthropic", "azure", "gemini"];
+
+/// A channel as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = channels, treat_none_as_null = true)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Channel {
+    /// Row id.
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// One of [`CHANNEL_TYPES`].
+    pub channel_type: String,
+    /// What the provider's own SDK takes as base URL.
+    pub base_url: String,
+    /// The upstream credential (never shown whole to admins).
+    pub api_key: String,
+    /// JSON list of model (or model-group) names served.
+    pub models: String,
+    /// Higher is tried first.
+    pub priority: i32,
+    /// Weighted random choice within a priority.
+    pub weight: i32,
+    /// JSON object: client model name -> upstream model name.
+    pub model_map: String,
+    /// Azure's `api-version`.
+    pub api_version: Option<String>,
+    /// Disabled channels get no traffic.
+    pub enabled: bool,
+    /// Policy version of the last change.
+    pub version: i64,
+    /// Unix micros.
+    pub created_at: i64,
+}
+
+impl Channel {
+    /// The model names served.
+    pub fn model_list(&self) -> Vec<String> {
+        parse_json_list(&self.models)
+    }
+
+    /// The model map.
+    pub fn model_map(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.model_map).unwrap_or_default()
+    }
+
+    /// The upstream key with all but its ends hidden.
+    pub fn masked_api_key(&self) -> String {
+        mask_secret(&self.api_key)
+    }
+}
+
+/// Hides all but a few characters of a secret at each end.
+pub fn mask_secret(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 12 {
+        return "*".repeat(chars.len().min(8));
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// Everything a new channel needs.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelSpec {
+    /// Unique name.
+    pub name: String,
+    /// One of [`CHANNEL_TYPES`].
+    pub channel_type: String,
+    /// Base URL (`http://` or `https://`).
+    pub base_url: String,
+    /// Upstream credential.
+    pub api_key: String,
+    /// Model names served.
+    pub models: Vec<String>,
+    /// Priority (default 0).
+    pub priority: Option<i32>,
+    /// Weight (default 1).
+    pub weight: Option<i32>,
+    /// Model map.
+    pub model_map: BTreeMap<String, String>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+}
+
+/// Changes to a channel; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelUpdate {
+    /// Rename.
+    pub name: Option<String>,
+    /// New type.
+    pub channel_type: Option<String>,
+    /// New base URL.
+    pub base_url: Option<String>,
+    /// New upstream credential.
+    pub api_key: Option<String>,
+    /// Replacement model list.
+    pub models: Option<Vec<String>>,
+    /// New priority.
+    pub priority: Option<i32>,
+    /// New weight.
+    pub weight: Option<i32>,
+    /// Replacement model map.
+    pub model_map: Option<BTreeMap<String, String>>,
+    /// `Some(None)` clears the api version.
+    pub api_version: Option<Option<String>>,
+}
+
+fn validate(channel: &Channel) -> StoreResult<()> {
+    check_name("channel", &channel.name)?;
+    if !CHANNEL_TYPES.contains(&channel.channel_type.as_str()) {
+        return Err(StoreError::invalid(format!(
+            "unknown channel type {:?} (expected one of {})",
+            channel.channel_type,
+            CHANNEL_TYPES.join(", ")
+        )));
+    }
+    let url = channel.base_url.as_str();
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+        return Err(StoreError::invalid(format!("base URL {url:?} must be an http:// or https:// URL")));
+    }
+    if channel.api_key.trim().is_empty() {
+        return Err(StoreError::invalid("channel api key must not be empty"));
+    }
+    if channel.model_list().is_empty() {
+        return Err(StoreError::invalid("a channel must serve at least one model"));
+    }
+    if channel.weight < 0 {
+        return Err(StoreError::invalid("channel weight must not be negative"));
+    }
+    for (from, to) in channel.model_map() {
+        check_name("model map", &from)?;
+        check_name("model map", &to)?;
+    }
+    Ok(())
+}
+
+fn encode_map(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Adds a channel.
+pub async fn add(db: &Db, spec: ChannelSpec) -> StoreResult<Channel> {
+    let mut channel = Channel {
+        id: 0,
+        name: spec.name,
+        channel_type: spec.channel_type,
+        base_url: spec.base_url.trim_end_matches('/').to_owned(),
+        api_key: spec.api_key,
+        models: json_list(&clean_names("model", &spec.models)?),
+        priority: spec.priority.unwrap_or(0),
+        weight: spec.weight.unwrap_or(1),
+        model_map: encode_map(&spec.model_map),
+        api_version: spec.api_version.filter(|v| !v.is_empty()),
+        enabled: true,
+        version: 0,
+        created_at: now_micros(),
+    };
+    validate(&channel)?;
+    write_tx!(db, |conn| {
+        channel.version = conn.bump_policy_version().await?;
+        let name = channel.name.clone();
+        diesel::insert_into(channels::table)
+            .values(&channel)
+            .returning(Channel::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(exists_as(|| format!("channel {name:?}")))
+    })
+}
+
+async fn change(
+    db: &Db,
+    name: &str,
+    apply: impl FnOnce(&mut Channel) -> StoreResult<()> + Send,
+) -> StoreResult<Channel> {
+    write_tx!(db, |conn| {
+        let mut channel: Channel = channels::table
+            .filter(channels::name.eq(name))
+            .select(Channel::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("channel {name:?}")))?;
+        apply(&mut channel)?;
+        validate(&channel)?;
+        channel.version = conn.bump_policy_version().await?;
+        let new_name = channel.name.clone();
+        diesel::update(channels::table.find(channel.id))
+            .set(&channel)
+            .returning(Channel::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(exists_as(|| format!("channel {new_name:?}")))
+    })
+}
+
+/// Changes a channel.
+pub async fn update(db: &Db, name: &str, update: ChannelUpdate) -> StoreResult<Channel> {
+    change(db, name, move |channel| {
+        if let Some(v) = update.name {
+            channel.name = v;
+        }
+        if let Some(v) = update.channel_type {
+            channel.channel_type = v;
+        }
+        if let Some(v) = update.base_url {
+            channel.base_url = v.trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = update.api_key {
+            channel.api_key = v;
+        }
+        if let Some(v) = update.models {
+            channel.models = json_list(&clean_names("model", &v)?);
+        }
+        if let Some(v) = update.priority {
+            channel.priority = v;
+        }
+        if let Some(v) = update.weight {
+            channel.weight = v;
+        }
+        if let Some(v) = update.model_map {
+            channel.model_map = encode_map(&v);
+        }
+        if let Some(v) = update.api_version {
+            channel.api_version = v.filter(|v| !v.is_empty());
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Enables or disables a channel.
+pub async fn set_enabled(db: &Db, name: &str, enabled: bool) -> StoreResult<Channel> {
+    change(db, name, move |channel| {
+        channel.enabled = enabled;
+        Ok(())
+    })
+    .await
+}
+
+/// One channel by name.
+pub async fn get(db: &Db, name: &str) -> StoreResult<Channel> {
+    with_conn!(db, |conn| {
+        channels::table
+            .filter(channels::name.eq(name))
+            .select(Channel::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("channel {name:?}")))
+    })
+}
+
+/// All channels, by name.
+pub async fn list(db: &Db) -> StoreResult<Vec<Channel>> {
+    with_conn!(db, |conn| Ok(channels::table
+        .order(channels::name)
+        .select(Channel::as_select())
+        .load(conn)
+        .await?))
+}
+
+/// Deletes a channel.
+pub async fn delete(db: &Db, name: &str) -> StoreResult<()> {
+    write_tx!(db, |conn| {
+        let id: i64 = channels::table
+            .filter(channels::name.eq(name))
+            .select(channels::id)
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("channel {name:?}")))?;
+        let version = conn.bump_policy_version().await?;
+        diesel::delete(channels::table.find(id)).execute(conn).await?;
+        conn.record_removal(version, "channel", id).await?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secrets() {
+        assert_eq!(mask_secret("sk-abcdefghijklmnopqrstuvwxyz"), "sk-a…wxyz");
+        assert_eq!(mask_secret("short"), "*****");
+        assert!(!mask_secret("sk-0123456789abcdef").contains("456789ab"));
+    }
+}

@@ -1,0 +1,11 @@
+DROP TABLE usage_records;
+DROP TABLE ledger;
+DROP TABLE redemption_codes;
+DROP TABLE api_keys;
+DROP TABLE accounts;
+DROP TABLE channels;
+DROP TABLE model_groups;
+DROP TABLE models;
+DROP TABLE token_groups;
+DROP TABLE policy_removals;
+DROP TABLE policy_state;
