@@ -54,6 +54,7 @@ pub async fn serve(
     let (signal_sent, mut signal) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("shutting down");
         let _ = signal_sent.send(true);
     });
     let mut graceful = signal.clone();
@@ -72,7 +73,6 @@ pub async fn serve(
         result = &mut server => return result.context("gRPC server failed"),
         _ = signal.wait_for(|stop| *stop) => {}
     }
-    tracing::info!("shutting down");
     let _ = stop_streams.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(result) => result.context("gRPC server failed"),

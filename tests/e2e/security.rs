@@ -1,0 +1,100 @@
+//! Secrets stay secret; each API admits only its own token.
+use router_proto::pb;
+use router_tests::{Backend, ControlPlane, TestDb, admin_client, node_client, random_name};
+use tonic::Code;
+
+on_both_backends!(key_secret_is_never_stored_logged_or_listed, each_api_admits_only_its_own_token);
+
+async fn key_secret_is_never_stored_logged_or_listed(backend: Backend) {
+    let db = TestDb::create(backend).await.unwrap();
+    let admin_token = format!("adm-{}", random_name(24));
+    let node_token = format!("node-{}", random_name(24));
+    // Debug logging, so that anything logging requests would show up.
+    let cp = ControlPlane::start_with(&db.url, &admin_token, &node_token, &[("ROUTER_LOG", "debug")]).unwrap();
+    let upstream_key = format!("sk-upstream-{}", random_name(24));
+    cp.json(&[
+        "channel", "add", "--name", "c", "--type", "openai", "--base-url", "http://127.0.0.1:9",
+        "--api-key", &upstream_key, "--models", "m",
+    ]);
+    cp.json(&["account", "add", "dave", "--balance", "1"]);
+    let created = cp.json(&["key", "create", "--account", "dave", "--name", "laptop"]);
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let prefix = created["prefix"].as_str().unwrap().to_owned();
+    let id = created["id"].as_i64().unwrap().to_string();
+    assert!(prefix.len() < secret.len() / 2, "the prefix gives away too much of the secret");
+
+    // Not in any later output.
+    let mut outputs = vec![
+        cp.json(&["key", "list"]).to_string(),
+        cp.json(&["key", "update", &id, "--name", "renamed"]).to_string(),
+        cp.json(&["key", "revoke", &id]).to_string(),
+    ];
+    for args in [["key", "list"], ["account", "list"]] {
+        outputs.push(String::from_utf8_lossy(&cp.ctl(&args).stdout).into_owned());
+    }
+    for output in &outputs {
+        assert!(!output.contains(&secret), "a key's secret was printed again: {output}");
+        assert!(output.contains("laptop") || output.contains("renamed") || output.contains("dave"));
+    }
+
+    // Not in the database, which does hold its digest.
+    let dump = db.dump().await.unwrap();
+    let digest = sha256_hex(&secret);
+    assert!(dump.contains(&digest), "the dump should hold the key's digest (is it reading the data?)");
+    assert!(!dump.contains(&secret), "a key's secret is stored in the database");
+    assert!(!dump.contains(&secret[prefix.len()..]), "part of a key's secret beyond its prefix is stored");
+
+    // Not in the logs, nor any token.
+    let log = cp.process.log();
+    assert!(log.contains("listening on"));
+    for (what, value) in [("key secret", &secret), ("admin token", &admin_token), ("node token", &node_token), ("upstream key", &upstream_key)] {
+        assert!(!log.contains(value.as_str()), "the {what} appears in the log");
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+async fn each_api_admits_only_its_own_token(backend: Backend) {
+    let db = TestDb::create(backend).await.unwrap();
+    let cp = ControlPlane::start(&db).unwrap();
+
+    for token in ["", "wrong-token", cp.node_token.as_str()] {
+        let mut admin = admin_client(&cp.endpoint, token).await.unwrap();
+        let refused = admin.list_accounts(pb::ListAccountsRequest {}).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "admin API with {token:?}");
+        let refused = admin
+            .add_account(pb::AddAccountRequest { name: "mallory".into(), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    let mut admin = admin_client(&cp.endpoint, &cp.admin_token).await.unwrap();
+    let accounts = admin.list_accounts(pb::ListAccountsRequest {}).await.unwrap().into_inner();
+    assert!(accounts.accounts.is_empty(), "a refused request created an account");
+
+    for token in ["", "wrong-token", cp.admin_token.as_str()] {
+        let mut node = node_client(&cp.endpoint, token).await.unwrap();
+        let request = pb::WatchPolicyRequest { node_id: "impostor".into(), since_version: 0 };
+        let refused = node.watch_policy(request).await.err().expect("refused");
+        assert_eq!(refused.code(), Code::Unauthenticated, "plane API with {token:?}");
+        let refused = node.get_key_status(pb::KeyStatusRequest { key_id: 1 }).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    let mut node = node_client(&cp.endpoint, &cp.node_token).await.unwrap();
+    let request = pb::WatchPolicyRequest { node_id: "dp-1".into(), since_version: 0 };
+    let mut events = node.watch_policy(request).await.unwrap().into_inner();
+    let first = events.message().await.unwrap().expect("a first event");
+    assert!(matches!(first.event, Some(pb::policy_event::Event::Snapshot(ref page)) if page.first));
+}
