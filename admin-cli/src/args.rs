@@ -37,15 +37,8 @@ pub fn split_clearable<T>(value: Option<Clearable<T>>) -> (Option<T>, bool) {
     }
 }
 
-fn clearable<T>(
-    input: &str,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<Clearable<T>, String> {
-    if input == NONE {
-        Ok(Clearable::Clear)
-    } else {
-        parse(input).map(Clearable::Set)
-    }
+fn clearable<T>(input: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<Clearable<T>, String> {
+    if input == NONE { Ok(Clearable::Clear) } else { parse(input).map(Clearable::Set) }
 }
 
 /// A comma-separated list of names, trimmed, without empties or repeats, never empty.
@@ -55,11 +48,7 @@ pub struct Names(pub Vec<String>);
 /// Parses `m1, m2,,m3` into `[m1, m2, m3]`.
 pub fn names(input: &str) -> Result<Names, String> {
     let mut names: Vec<String> = Vec::new();
-    for item in input
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-    {
+    for item in input.split(',').map(str::trim).filter(|item| !item.is_empty()) {
         // A repeated name is harmless but would be stored twice.
         if !names.iter().any(|name| name == item) {
             names.push(item.to_owned());
@@ -90,11 +79,7 @@ impl ModelMap {
 /// Parses `gpt-4o=gpt-4o-2024-08-06, claude=claude-sonnet-4`.
 pub fn model_map(input: &str) -> Result<ModelMap, String> {
     let mut map = BTreeMap::new();
-    for pair in input
-        .split(',')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-    {
+    for pair in input.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
         let (from, to) = pair
             .split_once('=')
             .map(|(from, to)| (from.trim(), to.trim()))
@@ -173,9 +158,7 @@ pub fn clearable_text(input: &str) -> Result<Clearable<String>, String> {
 /// Parses an upstream base URL; a trailing `/` is dropped because paths are appended to it.
 pub fn base_url(input: &str) -> Result<String, String> {
     let trimmed = input.trim().trim_end_matches('/');
-    let host = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
+    let host = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
     match host {
         Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_owned()),
         _ => Err(format!("{input:?} is not an http:// or https:// URL")),
@@ -202,23 +185,14 @@ mod tests {
     #[test]
     fn none_clears_and_anything_else_sets() {
         assert_eq!(clearable_names("none"), Ok(Clearable::Clear));
-        assert_eq!(
-            clearable_names("a,b"),
-            Ok(Clearable::Set(Names(strings(&["a", "b"]))))
-        );
+        assert_eq!(clearable_names("a,b"), Ok(Clearable::Set(Names(strings(&["a", "b"])))));
         assert_eq!(clearable_money("none"), Ok(Clearable::Clear));
-        assert_eq!(
-            clearable_money("2.5"),
-            Ok(Clearable::Set(Money::from_nanos(2_500_000_000)))
-        );
+        assert_eq!(clearable_money("2.5"), Ok(Clearable::Set(Money::from_nanos(2_500_000_000))));
         assert!(clearable_money("-1").is_err());
         assert_eq!(clearable_name("none"), Ok(Clearable::Clear));
         assert_eq!(clearable_name("vip"), Ok(Clearable::Set("vip".to_owned())));
         assert_eq!(clearable_timestamp("none"), Ok(Clearable::Clear));
-        assert_eq!(
-            split_clearable(Some(Clearable::<Money>::Clear)),
-            (None, true)
-        );
+        assert_eq!(split_clearable(Some(Clearable::<Money>::Clear)), (None, true));
         assert_eq!(
             split_clearable(Some(Clearable::Set(Money::from_nanos(1_000_000_000)))),
             (Some(Money::from_nanos(1_000_000_000)), false)
@@ -228,8 +202,7 @@ mod tests {
 
     #[test]
     fn model_maps_are_from_to_pairs() {
-        let map =
-            model_map(" gpt-4o = gpt-4o-2024-08-06 ,claude=claude-sonnet-4,").expect("a valid map");
+        let map = model_map(" gpt-4o = gpt-4o-2024-08-06 ,claude=claude-sonnet-4,").expect("a valid map");
         assert_eq!(map.0.len(), 2);
         assert_eq!(map.0["gpt-4o"], "gpt-4o-2024-08-06");
         assert_eq!(map.0["claude"], "claude-sonnet-4");
@@ -264,10 +237,7 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_in_micros() {
         assert_eq!(timestamp("1970-01-01T00:00:01Z"), Ok(1_000_000));
-        assert_eq!(
-            timestamp("2026-11-27T06:13:02.123456Z"),
-            Ok(1_795_759_982_123_456)
-        );
+        assert_eq!(timestamp("2026-11-27T06:13:02.123456Z"), Ok(1_795_759_982_123_456));
         assert_eq!(timestamp("1970-01-01T01:00:00+01:00"), Ok(0));
         assert!(timestamp("2026-11-27").is_err());
         assert!(timestamp("2026-11-27T06:13:02.1234567Z").is_err());
@@ -276,14 +246,8 @@ mod tests {
 
     #[test]
     fn base_urls_need_a_scheme_and_host() {
-        assert_eq!(
-            base_url("https://api.openai.com/v1/"),
-            Ok("https://api.openai.com/v1".into())
-        );
-        assert_eq!(
-            base_url("http://127.0.0.1:8000"),
-            Ok("http://127.0.0.1:8000".into())
-        );
+        assert_eq!(base_url("https://api.openai.com/v1/"), Ok("https://api.openai.com/v1".into()));
+        assert_eq!(base_url("http://127.0.0.1:8000"), Ok("http://127.0.0.1:8000".into()));
         for bad in ["api.openai.com", "https://", "ftp://x", ""] {
             assert!(base_url(bad).is_err(), "{bad:?}");
         }

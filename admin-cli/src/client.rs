@@ -43,9 +43,7 @@ impl BearerAuth {
 
 impl Interceptor for BearerAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        request.metadata_mut().insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -71,10 +69,7 @@ pub fn endpoint(endpoint: &str) -> Result<Endpoint, Error> {
 pub async fn connect(url: &str, token: &str) -> Result<Admin, Error> {
     let auth = BearerAuth::new(token)?;
     let endpoint = endpoint(url)?;
-    let unreachable = |detail: String| Error::Unreachable {
-        endpoint: url.to_owned(),
-        detail,
-    };
+    let unreachable = |detail: String| Error::Unreachable { endpoint: url.to_owned(), detail };
     let channel = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect())
         .await
         .map_err(|_| unreachable(format!("no answer within {}s", HANDSHAKE_TIMEOUT.as_secs())))?
@@ -89,21 +84,13 @@ mod tests {
     #[test]
     fn tokens_are_sent_as_bearer() {
         let mut auth = BearerAuth::new("s3cret").expect("a valid token");
-        let request = auth
-            .call(Request::new(()))
-            .expect("the interceptor never refuses");
+        let request = auth.call(Request::new(())).expect("the interceptor never refuses");
         assert_eq!(
-            request
-                .metadata()
-                .get("authorization")
-                .map(|value| value.to_str().ok()),
+            request.metadata().get("authorization").map(|value| value.to_str().ok()),
             Some(Some("Bearer s3cret"))
         );
         assert!(matches!(BearerAuth::new("  "), Err(Error::MissingToken)));
-        assert!(matches!(
-            BearerAuth::new("bad\ntoken"),
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(BearerAuth::new("bad\ntoken"), Err(Error::Invalid(_))));
     }
 
     #[test]

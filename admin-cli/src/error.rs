@@ -57,27 +57,20 @@ impl Error {
     pub fn from_status(status: &Status, endpoint: &str) -> Error {
         let message = status.message();
         // An empty message would leave the operator with nothing; fall back to the code.
-        let detail = if message.is_empty() {
-            status.code().description()
-        } else {
-            message
-        };
+        let detail = if message.is_empty() { status.code().description() } else { message };
         match status.code() {
             Code::Unavailable => {
                 let detail = match status.source() {
                     Some(source) => format!("{detail}: {}", error_chain(source)),
                     None => detail.to_owned(),
                 };
-                Error::Unreachable {
-                    endpoint: endpoint.to_owned(),
-                    detail,
-                }
+                Error::Unreachable { endpoint: endpoint.to_owned(), detail }
             }
             Code::Unauthenticated => Error::Unauthenticated,
             Code::PermissionDenied => Error::Server(format!("permission denied: {detail}")),
-            Code::DeadlineExceeded | Code::Cancelled => Error::Server(format!(
-                "the control plane did not answer in time: {detail}"
-            )),
+            Code::DeadlineExceeded | Code::Cancelled => {
+                Error::Server(format!("the control plane did not answer in time: {detail}"))
+            }
             Code::Unimplemented => Error::Server(format!(
                 "the control plane at {endpoint} does not support this command: {detail}"
             )),
@@ -125,15 +118,8 @@ mod tests {
     #[test]
     fn auth_and_reachability_have_fixed_wording() {
         let error = Error::from_status(&Status::unauthenticated("bad token"), "http://x:1");
-        assert!(
-            error
-                .to_string()
-                .contains("--admin-token or ROUTER_ADMIN_TOKEN")
-        );
+        assert!(error.to_string().contains("--admin-token or ROUTER_ADMIN_TOKEN"));
         let error = Error::from_status(&Status::unavailable("tcp connect error"), "http://x:1");
-        assert_eq!(
-            error.to_string(),
-            "cannot reach the control plane at http://x:1: tcp connect error"
-        );
+        assert_eq!(error.to_string(), "cannot reach the control plane at http://x:1: tcp connect error");
     }
 }

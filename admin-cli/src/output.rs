@@ -31,10 +31,7 @@ pub struct Output {
 impl Output {
     /// Writes to stdout, as JSON when `json` is set.
     pub fn stdout(json: bool) -> Output {
-        Output {
-            json,
-            out: Box::new(io::stdout()),
-        }
+        Output { json, out: Box::new(io::stdout()) }
     }
 
     /// Whether results are printed as JSON.
@@ -44,29 +41,17 @@ impl Output {
 
     /// Prints one record: a JSON object, or `key: value` lines.
     pub fn record<T: Record>(&mut self, record: &T) -> Result<(), Error> {
-        if self.json {
-            self.json(record)
-        } else {
-            self.text(&fields_text(&record.fields()))
-        }
+        if self.json { self.json(record) } else { self.text(&fields_text(&record.fields())) }
     }
 
     /// Prints records: a JSON array, or a table.
     pub fn records<T: Record>(&mut self, records: &[T]) -> Result<(), Error> {
-        if self.json {
-            self.json(records)
-        } else {
-            self.text(&table(records))
-        }
+        if self.json { self.json(records) } else { self.text(&table(records)) }
     }
 
     /// Prints `value` as JSON, or `text` as it is.
     pub fn either<T: Serialize>(&mut self, value: &T, text: &str) -> Result<(), Error> {
-        if self.json {
-            self.json(value)
-        } else {
-            self.text(text)
-        }
+        if self.json { self.json(value) } else { self.text(text) }
     }
 
     /// Prints exactly one JSON value and a newline.
@@ -88,18 +73,12 @@ impl Output {
 
 /// Serializes a view as pretty JSON.
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
-    serde_json::to_string_pretty(value)
-        .map_err(|error| Error::Output(io::Error::other(error.to_string())))
+    serde_json::to_string_pretty(value).map_err(|error| Error::Output(io::Error::other(error.to_string())))
 }
 
 /// `label: value` lines, values aligned.
 pub fn fields_text(fields: &[(&str, String)]) -> String {
-    let width = fields
-        .iter()
-        .map(|(label, _)| label.chars().count())
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let width = fields.iter().map(|(label, _)| label.chars().count()).max().unwrap_or(0) + 1;
     let mut text = String::new();
     for (label, value) in fields {
         let label = format!("{label}:");
@@ -111,10 +90,7 @@ pub fn fields_text(fields: &[(&str, String)]) -> String {
 
 /// A table of `T::COLUMNS`, headed by the upper-cased labels, columns aligned.
 pub fn table<T: Record>(records: &[T]) -> String {
-    let header: Vec<String> = T::COLUMNS
-        .iter()
-        .map(|label| label.to_uppercase())
-        .collect();
+    let header: Vec<String> = T::COLUMNS.iter().map(|label| label.to_uppercase()).collect();
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|record| {
@@ -193,11 +169,7 @@ pub fn or_unset<T: ToString>(value: Option<&T>) -> String {
 
 /// A list of names for text output.
 pub fn list(items: &[String], empty: &str) -> String {
-    if items.is_empty() {
-        empty.to_owned()
-    } else {
-        items.join(",")
-    }
+    if items.is_empty() { empty.to_owned() } else { items.join(",") }
 }
 
 #[cfg(test)]
@@ -221,28 +193,16 @@ mod tests {
     #[test]
     fn tables_align_columns_without_trailing_spaces() {
         let rows = [
-            Row {
-                name: "bob".into(),
-                amount: "10".into(),
-            },
-            Row {
-                name: "alexandra".into(),
-                amount: "0.15".into(),
-            },
+            Row { name: "bob".into(), amount: "10".into() },
+            Row { name: "alexandra".into(), amount: "0.15".into() },
         ];
-        assert_eq!(
-            table(&rows),
-            "NAME       AMOUNT\nbob        10\nalexandra  0.15\n"
-        );
+        assert_eq!(table(&rows), "NAME       AMOUNT\nbob        10\nalexandra  0.15\n");
         assert_eq!(table::<Row>(&[]), "NAME  AMOUNT\n");
     }
 
     #[test]
     fn fields_are_aligned_lines() {
-        let fields = [
-            ("name", "bob".to_owned()),
-            ("daily_limit", UNSET.to_owned()),
-        ];
+        let fields = [("name", "bob".to_owned()), ("daily_limit", UNSET.to_owned())];
         assert_eq!(fields_text(&fields), "name:        bob\ndaily_limit: -\n");
     }
 

@@ -39,16 +39,12 @@ struct Fake(Arc<Mutex<State>>);
 
 impl Fake {
     fn reply(&self, method: &'static str, message: &impl Message) -> &Fake {
-        self.state()
-            .replies
-            .insert(method, Ok(message.encode_to_vec()));
+        self.state().replies.insert(method, Ok(message.encode_to_vec()));
         self
     }
 
     fn fail(&self, method: &'static str, code: Code, message: &str) -> &Fake {
-        self.state()
-            .replies
-            .insert(method, Err((code, message.to_owned())));
+        self.state().replies.insert(method, Err((code, message.to_owned())));
         self
     }
 
@@ -57,9 +53,7 @@ impl Fake {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0
-            .lock()
-            .expect("no test thread panicked holding the lock")
+        self.0.lock().expect("no test thread panicked holding the lock")
     }
 
     fn answer<Req: Debug, Resp: Message + Default>(
@@ -75,11 +69,7 @@ impl Fake {
             .to_owned();
         let mut state = self.state();
         let request = format!("{:?}", request.get_ref());
-        state.calls.push(Call {
-            method,
-            authorization: authorization.clone(),
-            request,
-        });
+        state.calls.push(Call { method, authorization: authorization.clone(), request });
         if authorization != format!("Bearer {TOKEN}") {
             return Err(Status::unauthenticated("invalid admin token"));
         }
@@ -146,16 +136,10 @@ fake_admin_service! {
 
 /// Serves `fake` on an ephemeral port and returns its endpoint.
 async fn serve(fake: &Fake) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("a bound address");
     let service = pb::admin_service_server::AdminServiceServer::new(fake.clone());
-    tokio::spawn(
-        Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
+    tokio::spawn(Server::builder().add_service(service).serve_with_incoming(TcpIncoming::from(listener)));
     format!("http://{address}")
 }
 
@@ -219,12 +203,7 @@ async fn json_output_is_one_value_with_decimal_strings() {
 #[tokio::test]
 async fn text_output_is_aligned_lines() {
     let fake = Fake::default();
-    fake.reply(
-        "list_accounts",
-        &pb::ListAccountsResponse {
-            accounts: vec![account()],
-        },
-    );
+    fake.reply("list_accounts", &pb::ListAccountsResponse { accounts: vec![account()] });
     let endpoint = serve(&fake).await;
 
     let output = routerctl(&endpoint, &["account", "list"]).await;
@@ -233,14 +212,8 @@ async fn text_output_is_aligned_lines() {
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(
-        lines[0].starts_with("ID  NAME  GROUP    BALANCE   RESERVED"),
-        "{text}"
-    );
-    assert!(
-        lines[1].starts_with("1   bob   default  9.999986  0.5"),
-        "{text}"
-    );
+    assert!(lines[0].starts_with("ID  NAME  GROUP    BALANCE   RESERVED"), "{text}");
+    assert!(lines[1].starts_with("1   bob   default  9.999986  0.5"), "{text}");
 }
 
 #[tokio::test]
@@ -253,56 +226,29 @@ async fn key_create_shows_the_secret_once() {
         effective_group: "default".into(),
         ..pb::Key::default()
     };
-    fake.reply(
-        "create_key",
-        &pb::CreatedKey {
-            key: Some(key),
-            secret: "sk-abcdefgh".into(),
-        },
-    );
+    fake.reply("create_key", &pb::CreatedKey { key: Some(key), secret: "sk-abcdefgh".into() });
     let endpoint = serve(&fake).await;
 
     let output = routerctl(&endpoint, &["key", "create", "--account", "bob", "--json"]).await;
     let value: Value = serde_json::from_str(&stdout(&output)).expect("exactly one JSON value");
-    assert_eq!(
-        (&value["id"], &value["key"]),
-        (&json!(5), &json!("sk-abcdefgh"))
-    );
+    assert_eq!((&value["id"], &value["key"]), (&json!(5), &json!("sk-abcdefgh")));
 
     let output = routerctl(&endpoint, &["key", "create", "--account", "bob"]).await;
     let text = stdout(&output);
-    assert!(
-        text.contains("key: sk-abcdefgh") && text.contains("shown only once"),
-        "{text}"
-    );
+    assert!(text.contains("key: sk-abcdefgh") && text.contains("shown only once"), "{text}");
 }
 
 #[tokio::test]
 async fn update_flags_become_set_and_clear_fields() {
     let fake = Fake::default();
-    fake.reply(
-        "update_key",
-        &pb::Key {
-            id: 5,
-            ..pb::Key::default()
-        },
-    );
+    fake.reply("update_key", &pb::Key { id: 5, ..pb::Key::default() });
     let endpoint = serve(&fake).await;
 
-    let output = routerctl(
-        &endpoint,
-        &["key", "update", "5", "--limit", "none", "--models", "a,b"],
-    )
-    .await;
+    let output = routerctl(&endpoint, &["key", "update", "5", "--limit", "none", "--models", "a,b"]).await;
 
     assert!(output.status.success(), "{}", stderr(&output));
     let request = &fake.calls()[0].request;
-    for part in [
-        "id: 5",
-        "clear_limit: true",
-        "set_models: true",
-        "models: [\"a\", \"b\"]",
-    ] {
+    for part in ["id: 5", "clear_limit: true", "set_models: true", "models: [\"a\", \"b\"]"] {
         assert!(request.contains(part), "{part} not in {request}");
     }
     assert!(request.contains("limit_nanos: None"), "{request}");
@@ -311,11 +257,7 @@ async fn update_flags_become_set_and_clear_fields() {
 #[tokio::test]
 async fn server_refusals_are_its_message_on_stderr() {
     let fake = Fake::default();
-    fake.fail(
-        "get_account",
-        Code::NotFound,
-        "account \"nobody\" not found",
-    );
+    fake.fail("get_account", Code::NotFound, "account \"nobody\" not found");
     let endpoint = serve(&fake).await;
 
     let output = routerctl(&endpoint, &["account", "show", "nobody", "--json"]).await;
@@ -334,11 +276,7 @@ async fn a_wrong_token_is_named_as_such() {
     let output = routerctl(&endpoint, &["pricing", "--admin-token", "wrong"]).await;
 
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("refused the admin token"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("refused the admin token"), "{}", stderr(&output));
     assert_eq!(fake.calls()[0].authorization, "Bearer wrong");
 }
 
@@ -351,34 +289,13 @@ async fn bad_values_are_refused_before_any_call() {
         &["topup", "--account", "bob", "--amount", "1.0000000001"][..],
         &["topup", "--account", "bob", "--amount=-1"],
         &["group", "add", "vip", "--multiplier", "0.1234567"],
-        &[
-            "model",
-            "set",
-            "m",
-            "--per-call",
-            "1",
-            "--input-price",
-            "1",
-            "--output-price",
-            "1",
-        ],
-        &[
-            "key",
-            "create",
-            "--account",
-            "bob",
-            "--expires-at",
-            "next week",
-        ],
+        &["model", "set", "m", "--per-call", "1", "--input-price", "1", "--output-price", "1"],
+        &["key", "create", "--account", "bob", "--expires-at", "next week"],
         &["channel", "add", "--name", "c", "--type", "bedrock"],
     ] {
         let output = routerctl(&endpoint, args).await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(
-            stderr(&output).starts_with("error: "),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert!(stderr(&output).starts_with("error: "), "{args:?}: {}", stderr(&output));
     }
     assert!(fake.calls().is_empty());
 }
@@ -392,11 +309,7 @@ async fn no_token_or_no_server_is_a_clear_error() {
         .await
         .expect("routerctl runs");
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("no admin token"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("no admin token"), "{}", stderr(&output));
 
     // Port 1 is closed: the connection is refused at once.
     let output = routerctl("http://127.0.0.1:1", &["account", "list"]).await;
@@ -411,13 +324,7 @@ async fn router_json_in_the_environment_selects_json() {
     fake.reply("get_account", &account());
     let endpoint = serve(&fake).await;
 
-    for (value, json) in [
-        ("1", true),
-        ("true", true),
-        ("0", false),
-        ("false", false),
-        ("", false),
-    ] {
+    for (value, json) in [("1", true), ("true", true), ("0", false), ("false", false), ("", false)] {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_routerctl"))
             .args(["account", "show", "bob"])
             .env("ROUTER_ENDPOINT", &endpoint)

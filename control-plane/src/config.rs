@@ -5,7 +5,11 @@ use clap::Parser;
 
 /// The control plane's configuration.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "router-control-plane", version, about = "Code Router control plane: owns all state, serves routerctl and data planes over gRPC")]
+#[command(
+    name = "router-control-plane",
+    version,
+    about = "Code Router control plane: owns all state, serves routerctl and data planes over gRPC"
+)]
 pub struct Config {
     /// Address to serve gRPC on.
     #[arg(long, env = "ROUTER_CP_LISTEN", default_value = "127.0.0.1:50051")]
@@ -38,7 +42,9 @@ impl Config {
             anyhow::bail!("the node token is empty (set --node-token or ROUTER_NODE_TOKEN)");
         }
         if self.admin_token == self.node_token {
-            anyhow::bail!("the admin token and the node token must differ: a data plane must not be able to administer");
+            anyhow::bail!(
+                "the admin token and the node token must differ: a data plane must not be able to administer"
+            );
         }
         if self.currency.trim().is_empty() {
             anyhow::bail!("the currency name is empty");

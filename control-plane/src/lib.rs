@@ -2,9 +2,9 @@
 //! serves the admin API (routerctl) and the plane API (data planes) over gRPC.
 #![forbid(unsafe_code)]
 
-pub mod db;
-pub mod error;
-pub mod store;
 pub mod api;
 pub mod config;
+pub mod db;
+pub mod error;
 pub mod server;
+pub mod store;

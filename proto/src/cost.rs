@@ -128,25 +128,41 @@ mod tests {
 
     #[test]
     fn cached_and_cache_write_default_to_input_price() {
-        let usage = TokenUsage { input: 1_000_000, cached_input: 1_000_000, cache_write: 1_000_000, output: 0 };
+        let usage =
+            TokenUsage { input: 1_000_000, cached_input: 1_000_000, cache_write: 1_000_000, output: 0 };
         let mut tariff = prices("2", "8");
-        assert_eq!(cost(&Tariff::Tokens(tariff), &usage, Multiplier::ONE), Ok(Money::parse("6").expect("valid")));
+        assert_eq!(
+            cost(&Tariff::Tokens(tariff), &usage, Multiplier::ONE),
+            Ok(Money::parse("6").expect("valid"))
+        );
         tariff.cached_input = Some(Money::parse("0.5").expect("valid"));
         tariff.cache_write = Some(Money::parse("2.5").expect("valid"));
-        assert_eq!(cost(&Tariff::Tokens(tariff), &usage, Multiplier::ONE), Ok(Money::parse("5").expect("valid")));
+        assert_eq!(
+            cost(&Tariff::Tokens(tariff), &usage, Multiplier::ONE),
+            Ok(Money::parse("5").expect("valid"))
+        );
     }
 
     #[test]
     fn per_call_scales_by_the_multiplier() {
         let tariff = Tariff::PerCall(Money::parse("0.01").expect("valid"));
         let multiplier = Multiplier::parse("1.5").expect("valid");
-        assert_eq!(cost(&tariff, &TokenUsage::default(), multiplier), Ok(Money::parse("0.015").expect("valid")));
+        assert_eq!(
+            cost(&tariff, &TokenUsage::default(), multiplier),
+            Ok(Money::parse("0.015").expect("valid"))
+        );
     }
 
     #[test]
     fn absurd_inputs_are_errors_not_panics() {
-        let usage = TokenUsage { input: u64::MAX, cached_input: u64::MAX, cache_write: u64::MAX, output: u64::MAX };
-        let tariff = Tariff::Tokens(TokenPrices { input: Money::MAX, output: Money::MAX, cached_input: None, cache_write: None });
+        let usage =
+            TokenUsage { input: u64::MAX, cached_input: u64::MAX, cache_write: u64::MAX, output: u64::MAX };
+        let tariff = Tariff::Tokens(TokenPrices {
+            input: Money::MAX,
+            output: Money::MAX,
+            cached_input: None,
+            cache_write: None,
+        });
         let multiplier = Multiplier::from_micros(i64::MAX).expect("non-negative");
         assert_eq!(cost(&tariff, &usage, multiplier), Err(CostError::Overflow));
         let negative = Tariff::PerCall(Money::from_nanos(-1));

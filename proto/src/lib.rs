@@ -8,7 +8,7 @@
 pub mod cost;
 pub mod money;
 
-pub use cost::{CostError, TokenPrices, TokenUsage, Tariff, cost};
+pub use cost::{CostError, Tariff, TokenPrices, TokenUsage, cost};
 pub use money::{AmountError, Money, Multiplier};
 
 /// Generated protobuf messages and gRPC services of package `router.v1`.
@@ -17,6 +17,5 @@ pub mod pb {
     tonic::include_proto!("router.v1");
 
     /// Encoded descriptor set of `router.v1`, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/router_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/router_descriptor.bin"));
 }

@@ -15,9 +15,24 @@ async fn every_routerctl_command_works(backend: Backend) {
 
     // Channels.
     let main = cp.json(&[
-        "channel", "add", "--name", "main", "--type", "openai", "--base-url", "https://api.example.com/v1",
-        "--api-key", upstream_key, "--models", "gpt-4o-mini,gpt-4o", "--priority", "5", "--weight", "3",
-        "--model-map", "gpt-4o=gpt-4o-2024-08-06",
+        "channel",
+        "add",
+        "--name",
+        "main",
+        "--type",
+        "openai",
+        "--base-url",
+        "https://api.example.com/v1",
+        "--api-key",
+        upstream_key,
+        "--models",
+        "gpt-4o-mini,gpt-4o",
+        "--priority",
+        "5",
+        "--weight",
+        "3",
+        "--model-map",
+        "gpt-4o=gpt-4o-2024-08-06",
     ]);
     assert_eq!(main["name"], "main");
     assert_eq!(main["type"], "openai");
@@ -27,19 +42,44 @@ async fn every_routerctl_command_works(backend: Backend) {
     assert_eq!(main["model_map"], json!({"gpt-4o": "gpt-4o-2024-08-06"}));
     assert_eq!(main["enabled"], true);
     cp.json(&[
-        "channel", "add", "--name", "az", "--type", "azure", "--base-url", "https://x.openai.azure.com",
-        "--api-key", "azure-key-0123456789abcdef", "--models", "gpt-4o", "--api-version", "2024-10-21",
+        "channel",
+        "add",
+        "--name",
+        "az",
+        "--type",
+        "azure",
+        "--base-url",
+        "https://x.openai.azure.com",
+        "--api-key",
+        "azure-key-0123456789abcdef",
+        "--models",
+        "gpt-4o",
+        "--api-version",
+        "2024-10-21",
     ]);
     cp.json(&[
-        "channel", "add", "--name", "claude", "--type", "anthropic", "--base-url", "https://api.anthropic.com",
-        "--api-key", "sk-ant-0123456789abcdef", "--models", "claude-sonnet-4",
+        "channel",
+        "add",
+        "--name",
+        "claude",
+        "--type",
+        "anthropic",
+        "--base-url",
+        "https://api.anthropic.com",
+        "--api-key",
+        "sk-ant-0123456789abcdef",
+        "--models",
+        "claude-sonnet-4",
     ]);
     let list = cp.json(&["channel", "list"]);
     assert_eq!(names(&list), ["az", "claude", "main"]);
     assert!(!list.to_string().contains(upstream_key), "channel list --json shows an upstream key");
     let table = cp.ctl(&["channel", "list"]);
     assert!(table.status.success());
-    assert!(!String::from_utf8_lossy(&table.stdout).contains(upstream_key), "channel list shows an upstream key");
+    assert!(
+        !String::from_utf8_lossy(&table.stdout).contains(upstream_key),
+        "channel list shows an upstream key"
+    );
     assert_eq!(cp.json(&["channel", "show", "az"])["api_version"], "2024-10-21");
     let updated = cp.json(&["channel", "update", "main", "--priority", "7", "--models", "gpt-4o-mini"]);
     assert_eq!(updated["priority"].as_i64(), Some(7));
@@ -54,8 +94,17 @@ async fn every_routerctl_command_works(backend: Backend) {
 
     // Models and model groups.
     let mini = cp.json(&[
-        "model", "set", "gpt-4o-mini", "--input-price", "0.15", "--output-price", "0.6",
-        "--cached-input-price", "0.075", "--max-output-tokens", "16384",
+        "model",
+        "set",
+        "gpt-4o-mini",
+        "--input-price",
+        "0.15",
+        "--output-price",
+        "0.6",
+        "--cached-input-price",
+        "0.075",
+        "--max-output-tokens",
+        "16384",
     ]);
     assert_eq!(mini["billing"], "tokens");
     assert_eq!(mini["input_price"], "0.15");
@@ -64,19 +113,31 @@ async fn every_routerctl_command_works(backend: Backend) {
     assert_eq!(mini["cache_write_price"], Value::Null);
     assert_eq!(mini["max_output_tokens"].as_i64(), Some(16384));
     let per_call = cp.json(&["model", "set", "gpt-4o", "--per-call", "0.01"]);
-    assert_eq!((per_call["billing"].as_str(), per_call["per_call_price"].as_str()), (Some("per_call"), Some("0.01")));
+    assert_eq!(
+        (per_call["billing"].as_str(), per_call["per_call_price"].as_str()),
+        (Some("per_call"), Some("0.01"))
+    );
     let repriced = cp.json(&["model", "set", "gpt-4o", "--input-price", "2.5", "--output-price", "10"]);
     assert_eq!((repriced["billing"].as_str(), repriced["per_call_price"].as_str()), (Some("tokens"), None));
     assert_eq!(names(&cp.json(&["model", "list"])), ["gpt-4o", "gpt-4o-mini"]);
     let claude = cp.json(&[
-        "model-group", "add", "claude-family", "--models", "claude-sonnet-4,claude-haiku-4",
-        "--input-price", "3", "--output-price", "15",
+        "model-group",
+        "add",
+        "claude-family",
+        "--models",
+        "claude-sonnet-4,claude-haiku-4",
+        "--input-price",
+        "3",
+        "--output-price",
+        "15",
     ]);
     assert_eq!(claude["models"], json!(["claude-sonnet-4", "claude-haiku-4"]));
     assert_eq!(claude["input_price"], "3");
     cp.json(&["model-group", "add", "cheap", "--models", "tiny", "--per-call", "0.001"]);
     assert_eq!(names(&cp.json(&["model-group", "list"])), ["cheap", "claude-family"]);
-    assert!(cp.fails(&["model-group", "add", "again", "--models", "claude-sonnet-4"]).contains("already belongs"));
+    assert!(
+        cp.fails(&["model-group", "add", "again", "--models", "claude-sonnet-4"]).contains("already belongs")
+    );
     cp.json(&["model-group", "delete", "cheap"]);
     assert_eq!(names(&cp.json(&["model-group", "list"])), ["claude-family"]);
     cp.json(&["model", "delete", "gpt-4o"]);
@@ -90,14 +151,18 @@ async fn every_routerctl_command_works(backend: Backend) {
     let vip = cp.json(&["group", "add", "vip", "--multiplier", "0.8"]);
     assert_eq!((vip["multiplier"].as_str(), vip["all_models"].as_bool()), (Some("0.8"), Some(true)));
     let mini_only = cp.json(&["group", "add", "mini", "--models", "gpt-4o-mini"]);
-    assert_eq!((mini_only["all_models"].as_bool(), &mini_only["models"]), (Some(false), &json!(["gpt-4o-mini"])));
+    assert_eq!(
+        (mini_only["all_models"].as_bool(), &mini_only["models"]),
+        (Some(false), &json!(["gpt-4o-mini"]))
+    );
     assert_eq!(cp.json(&["group", "update", "vip", "--multiplier", "0.75"])["multiplier"], "0.75");
     assert_eq!(cp.json(&["group", "update", "mini", "--all-models"])["all_models"], true);
     cp.json(&["group", "delete", "mini"]);
     assert_eq!(names(&cp.json(&["group", "list"])), ["default", "vip"]);
 
     // Accounts.
-    let alice = cp.json(&["account", "add", "alice", "--group", "vip", "--balance", "10", "--daily-limit", "2"]);
+    let alice =
+        cp.json(&["account", "add", "alice", "--group", "vip", "--balance", "10", "--daily-limit", "2"]);
     assert_eq!(alice["name"], "alice");
     assert_eq!(alice["group"], "vip");
     assert_eq!(alice["balance"], "10");
@@ -115,8 +180,22 @@ async fn every_routerctl_command_works(backend: Backend) {
 
     // Keys.
     let created = cp.json(&[
-        "key", "create", "--account", "alice", "--name", "ci", "--group", "vip", "--limit", "5", "--daily-limit", "1",
-        "--models", "gpt-4o-mini", "--expires-at", "2030-01-01T00:00:00Z",
+        "key",
+        "create",
+        "--account",
+        "alice",
+        "--name",
+        "ci",
+        "--group",
+        "vip",
+        "--limit",
+        "5",
+        "--daily-limit",
+        "1",
+        "--models",
+        "gpt-4o-mini",
+        "--expires-at",
+        "2030-01-01T00:00:00Z",
     ]);
     let secret = created["key"].as_str().expect("secret");
     assert!(secret.starts_with("sk-") && secret.len() >= 40, "weak secret {secret}");
@@ -165,7 +244,10 @@ async fn every_routerctl_command_works(backend: Backend) {
     assert_eq!(models, ["claude-haiku-4", "claude-sonnet-4", "gpt-4o-mini"]);
     assert_eq!(rows[0]["model_group"], "claude-family");
     assert_eq!(rows[2]["input_price"], "0.15");
-    assert_eq!(rows[2]["groups"], json!([{"name": "default", "multiplier": "1"}, {"name": "vip", "multiplier": "0.75"}]));
+    assert_eq!(
+        rows[2]["groups"],
+        json!([{"name": "default", "multiplier": "1"}, {"name": "vip", "multiplier": "0.75"}])
+    );
     assert!(cp.ctl(&["pricing"]).status.success());
 }
 
@@ -180,11 +262,30 @@ async fn errors_are_clear_and_change_nothing(backend: Backend) {
     assert!(cp.fails(&["account", "add", "carol", "--group", "nogroup"]).contains("not found"));
     for bad in ["1.2345678901", "-1", "abc", "1e3", ""] {
         let error = cp.fails(&["topup", "--account", "alice", &format!("--amount={bad}")]);
-        assert!(error.contains("amount") || error.contains("decimal") || error.contains("negative"), "{bad:?}: {error}");
+        assert!(
+            error.contains("amount") || error.contains("decimal") || error.contains("negative"),
+            "{bad:?}: {error}"
+        );
     }
     assert!(cp.fails(&["topup", "--account", "alice", "--amount", "0"]).contains("positive"));
     assert!(cp.fails(&["group", "delete", "default"]).contains("default"));
-    assert!(cp.fails(&["channel", "add", "--name", "x", "--type", "bogus", "--base-url", "http://h", "--api-key", "k", "--models", "m"]).contains("bogus"));
+    assert!(
+        cp.fails(&[
+            "channel",
+            "add",
+            "--name",
+            "x",
+            "--type",
+            "bogus",
+            "--base-url",
+            "http://h",
+            "--api-key",
+            "k",
+            "--models",
+            "m"
+        ])
+        .contains("bogus")
+    );
     assert!(cp.fails(&["model", "set", "m", "--input-price", "1"]).contains("output"));
     assert!(cp.fails(&["key", "revoke", "424242"]).contains("not found"));
     assert!(cp.fails(&["code", "create", "--amount=-5"]).contains("negative"));

@@ -10,14 +10,46 @@ on_both_backends!(restart_loses_nothing, policy_watch_sends_a_snapshot_then_ever
 async fn restart_loses_nothing(backend: Backend) {
     let db = TestDb::create(backend).await.unwrap();
     let mut cp = ControlPlane::start(&db).unwrap();
-    cp.json(&["channel", "add", "--name", "c", "--type", "anthropic", "--base-url", "https://api.anthropic.com", "--api-key", "sk-ant-xxxxxxxxxxxxxxxx", "--models", "claude"]);
-    cp.json(&["model", "set", "claude", "--input-price", "3", "--output-price", "15", "--cache-write-price", "3.75"]);
+    cp.json(&[
+        "channel",
+        "add",
+        "--name",
+        "c",
+        "--type",
+        "anthropic",
+        "--base-url",
+        "https://api.anthropic.com",
+        "--api-key",
+        "sk-ant-xxxxxxxxxxxxxxxx",
+        "--models",
+        "claude",
+    ]);
+    cp.json(&[
+        "model",
+        "set",
+        "claude",
+        "--input-price",
+        "3",
+        "--output-price",
+        "15",
+        "--cache-write-price",
+        "3.75",
+    ]);
     cp.json(&["group", "add", "team", "--multiplier", "1.5", "--models", "claude"]);
     cp.json(&["account", "add", "erin", "--group", "team", "--balance", "20", "--daily-limit", "5"]);
     cp.json(&["key", "create", "--account", "erin", "--limit", "10"]);
     cp.json(&["topup", "--account", "erin", "--amount", "0.000000001"]);
     cp.json(&["code", "create", "--amount", "2", "--count", "2"]);
-    let lists = ["channel list", "model list", "group list", "account list", "key list", "code list", "ledger", "pricing"];
+    let lists = [
+        "channel list",
+        "model list",
+        "group list",
+        "account list",
+        "key list",
+        "code list",
+        "ledger",
+        "pricing",
+    ];
     let before: Vec<_> = lists.iter().map(|l| cp.json(&l.split(' ').collect::<Vec<_>>())).collect();
 
     cp.restart().unwrap();
@@ -37,7 +69,9 @@ async fn read_snapshot(events: &mut tonic::Streaming<pb::PolicyEvent>) -> Vec<pb
     let mut pages = Vec::new();
     loop {
         let event = timeout(Duration::from_secs(10), events.message()).await.unwrap().unwrap().unwrap();
-        let Some(Event::Snapshot(page)) = event.event else { panic!("expected a snapshot page, got {event:?}") };
+        let Some(Event::Snapshot(page)) = event.event else {
+            panic!("expected a snapshot page, got {event:?}")
+        };
         let last = page.last;
         pages.push(page);
         if last {
@@ -48,7 +82,11 @@ async fn read_snapshot(events: &mut tonic::Streaming<pb::PolicyEvent>) -> Vec<pb
 
 async fn next_delta(events: &mut tonic::Streaming<pb::PolicyEvent>) -> pb::PolicyDelta {
     // A change must reach watchers within a second.
-    let event = timeout(Duration::from_secs(1), events.message()).await.expect("a delta within a second").unwrap().unwrap();
+    let event = timeout(Duration::from_secs(1), events.message())
+        .await
+        .expect("a delta within a second")
+        .unwrap()
+        .unwrap();
     match event.event {
         Some(Event::Delta(delta)) => delta,
         other => panic!("expected a delta, got {other:?}"),
@@ -58,7 +96,20 @@ async fn next_delta(events: &mut tonic::Streaming<pb::PolicyEvent>) -> pb::Polic
 async fn policy_watch_sends_a_snapshot_then_every_change(backend: Backend) {
     let db = TestDb::create(backend).await.unwrap();
     let cp = ControlPlane::start(&db).unwrap();
-    cp.json(&["channel", "add", "--name", "c", "--type", "openai", "--base-url", "http://127.0.0.1:9/v1", "--api-key", "upstream-secret-0123456789", "--models", "m"]);
+    cp.json(&[
+        "channel",
+        "add",
+        "--name",
+        "c",
+        "--type",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--api-key",
+        "upstream-secret-0123456789",
+        "--models",
+        "m",
+    ]);
     cp.json(&["model", "set", "m", "--input-price", "1", "--output-price", "2"]);
     cp.json(&["account", "add", "frank"]);
     let key = cp.json(&["key", "create", "--account", "frank"]);
@@ -83,7 +134,10 @@ async fn policy_watch_sends_a_snapshot_then_every_change(backend: Backend) {
     let delta = next_delta(&mut events).await;
     assert!(delta.version > version);
     assert!(delta.keys.is_empty());
-    assert!(delta.removed.iter().any(|r| r.id == key_id && r.kind == pb::EntityKind::Key as i32), "{delta:?}");
+    assert!(
+        delta.removed.iter().any(|r| r.id == key_id && r.kind == pb::EntityKind::Key as i32),
+        "{delta:?}"
+    );
 
     // A new price, then a disabled channel, each as its own change.
     cp.json(&["model", "set", "m", "--input-price", "5", "--output-price", "6"]);
@@ -110,7 +164,11 @@ async fn policy_watch_sends_a_snapshot_then_every_change(backend: Backend) {
 fn refuses_to_start_without_valid_configuration() {
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut command = std::process::Command::new(bin("router-control-plane"));
-        command.args(args).env_remove("ROUTER_ADMIN_TOKEN").env_remove("ROUTER_NODE_TOKEN").env_remove("DATABASE_URL");
+        command
+            .args(args)
+            .env_remove("ROUTER_ADMIN_TOKEN")
+            .env_remove("ROUTER_NODE_TOKEN")
+            .env_remove("DATABASE_URL");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -121,10 +179,22 @@ fn refuses_to_start_without_valid_configuration() {
     assert!(run(&["--listen", "127.0.0.1:0"], &[]).contains("--admin-token"));
     assert!(run(&["--admin-token", "a"], &[]).contains("--node-token"));
     assert!(run(&["--admin-token", "same", "--node-token", "same"], &[]).contains("must differ"));
-    assert!(run(&["--bogus-flag"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")]).contains("--bogus-flag"));
-    assert!(run(&["--listen", "not-an-address"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")]).contains("not-an-address"));
-    let bad_url = run(&["--listen", "127.0.0.1:0"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b"), ("DATABASE_URL", "mysql://x")]);
+    assert!(
+        run(&["--bogus-flag"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")])
+            .contains("--bogus-flag")
+    );
+    assert!(
+        run(&["--listen", "not-an-address"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")])
+            .contains("not-an-address")
+    );
+    let bad_url = run(
+        &["--listen", "127.0.0.1:0"],
+        &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b"), ("DATABASE_URL", "mysql://x")],
+    );
     assert!(bad_url.contains("unsupported database URL"), "{bad_url}");
-    let missing_dir = run(&["--listen", "127.0.0.1:0", "--database-url", "sqlite:///nonexistent-dir-xyz/r.db"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")]);
+    let missing_dir = run(
+        &["--listen", "127.0.0.1:0", "--database-url", "sqlite:///nonexistent-dir-xyz/r.db"],
+        &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")],
+    );
     assert!(missing_dir.contains("does not exist"), "{missing_dir}");
 }

@@ -24,11 +24,7 @@ pub fn postgres_admin_url() -> String {
 
 /// A random lowercase alphanumeric string.
 pub fn random_name(len: usize) -> String {
-    rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(len)
-        .map(|c| char::from(c).to_ascii_lowercase())
-        .collect()
+    rand::rng().sample_iter(Alphanumeric).take(len).map(|c| char::from(c).to_ascii_lowercase()).collect()
 }
 
 /// The folder cargo put this workspace's binaries in.
@@ -114,11 +110,10 @@ impl TestDb {
                 }
                 use diesel_async::RunQueryDsl;
                 let mut conn = AsyncPgConnection::establish(&self.url).await?;
-                let tables: Vec<Row> = diesel::sql_query(
-                    "SELECT tablename AS text FROM pg_tables WHERE schemaname = 'public'",
-                )
-                .load(&mut conn)
-                .await?;
+                let tables: Vec<Row> =
+                    diesel::sql_query("SELECT tablename AS text FROM pg_tables WHERE schemaname = 'public'")
+                        .load(&mut conn)
+                        .await?;
                 let mut dump = String::new();
                 for table in tables {
                     let rows: Vec<Row> = diesel::sql_query(format!(
@@ -249,13 +244,25 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane on `db` (port chosen by the OS).
     pub fn start(db: &TestDb) -> anyhow::Result<ControlPlane> {
-        ControlPlane::start_with(&db.url, &format!("adm-{}", random_name(24)), &format!("node-{}", random_name(24)), &[])
+        ControlPlane::start_with(
+            &db.url,
+            &format!("adm-{}", random_name(24)),
+            &format!("node-{}", random_name(24)),
+            &[],
+        )
     }
 
     /// Starts a control plane with explicit tokens and extra environment.
-    pub fn start_with(database_url: &str, admin_token: &str, node_token: &str, env: &[(&str, &str)]) -> anyhow::Result<ControlPlane> {
-        let extra_env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let (process, endpoint) = Self::launch(database_url, admin_token, node_token, &extra_env, "127.0.0.1:0")?;
+    pub fn start_with(
+        database_url: &str,
+        admin_token: &str,
+        node_token: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ControlPlane> {
+        let extra_env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let (process, endpoint) =
+            Self::launch(database_url, admin_token, node_token, &extra_env, "127.0.0.1:0")?;
         Ok(ControlPlane {
             process,
             endpoint,
@@ -325,14 +332,22 @@ impl ControlPlane {
             stdout,
             String::from_utf8_lossy(&output.stderr)
         );
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("routerctl {args:?} printed no single JSON value ({e}): {stdout}"))
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("routerctl {args:?} printed no single JSON value ({e}): {stdout}"))
     }
 
     /// Runs routerctl expecting failure; returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let output = self.ctl(args);
-        assert!(!output.status.success(), "routerctl {args:?} should fail but printed {}", String::from_utf8_lossy(&output.stdout));
-        assert!(output.stdout.is_empty() || !args.contains(&"--json"), "a failing --json command printed to stdout");
+        assert!(
+            !output.status.success(),
+            "routerctl {args:?} should fail but printed {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(
+            output.stdout.is_empty() || !args.contains(&"--json"),
+            "a failing --json command printed to stdout"
+        );
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 }
@@ -359,12 +374,18 @@ pub async fn connect(endpoint: &str, token: &str) -> anyhow::Result<Authed> {
 }
 
 /// An admin client presenting `token`.
-pub async fn admin_client(endpoint: &str, token: &str) -> anyhow::Result<router_proto::pb::admin_service_client::AdminServiceClient<Authed>> {
+pub async fn admin_client(
+    endpoint: &str,
+    token: &str,
+) -> anyhow::Result<router_proto::pb::admin_service_client::AdminServiceClient<Authed>> {
     Ok(router_proto::pb::admin_service_client::AdminServiceClient::new(connect(endpoint, token).await?))
 }
 
 /// A plane client presenting `token`.
-pub async fn node_client(endpoint: &str, token: &str) -> anyhow::Result<router_proto::pb::node_service_client::NodeServiceClient<Authed>> {
+pub async fn node_client(
+    endpoint: &str,
+    token: &str,
+) -> anyhow::Result<router_proto::pb::node_service_client::NodeServiceClient<Authed>> {
     Ok(router_proto::pb::node_service_client::NodeServiceClient::new(connect(endpoint, token).await?))
 }
 

@@ -83,11 +83,7 @@ impl UpdateArgs {
 }
 
 /// Runs an account subcommand.
-pub async fn run(
-    command: AccountCommand,
-    admin: &mut Admin,
-    out: &mut Output,
-) -> Result<(), Error> {
+pub async fn run(command: AccountCommand, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
     let account = match command {
         AccountCommand::Add(add) => admin.add_account(add.into_request()).await?,
         AccountCommand::Show { name } => admin.get_account(pb::NameRequest { name }).await?,
@@ -132,15 +128,8 @@ impl AccountView {
 }
 
 impl Record for AccountView {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "name",
-        "group",
-        "balance",
-        "reserved",
-        "daily_limit",
-        "spent_today",
-    ];
+    const COLUMNS: &'static [&'static str] =
+        &["id", "name", "group", "balance", "reserved", "daily_limit", "spent_today"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -180,15 +169,9 @@ mod tests {
         };
         let request = update.into_request();
         assert!(request.clear_daily_limit && request.daily_limit_nanos.is_none());
-        let Ok(AccountCommand::Add(add)) = parse(&[
-            "account",
-            "add",
-            "bob",
-            "--balance",
-            "10",
-            "--daily-limit",
-            "0.5",
-        ]) else {
+        let Ok(AccountCommand::Add(add)) =
+            parse(&["account", "add", "bob", "--balance", "10", "--daily-limit", "0.5"])
+        else {
             panic!("not add")
         };
         let request = add.into_request();

@@ -48,31 +48,22 @@ pub struct LedgerArgs {
 
 /// Credits an account.
 pub async fn topup(args: TopupArgs, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
-    let request = pb::TopUpRequest {
-        account: args.account,
-        amount_nanos: args.amount.nanos(),
-    };
+    let request = pb::TopUpRequest { account: args.account, amount_nanos: args.amount.nanos() };
     let change = admin.top_up(request).await?.into_inner();
     out.record(&BalanceChangeView::new(&change))
 }
 
 /// Credits or debits an account by an operator's decision.
 pub async fn adjust(args: AdjustArgs, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
-    let request = pb::AdjustRequest {
-        account: args.account,
-        amount_nanos: args.amount.nanos(),
-        note: args.note,
-    };
+    let request =
+        pb::AdjustRequest { account: args.account, amount_nanos: args.amount.nanos(), note: args.note };
     let change = admin.adjust(request).await?.into_inner();
     out.record(&BalanceChangeView::new(&change))
 }
 
 /// Lists ledger entries, newest first.
 pub async fn ledger(args: LedgerArgs, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
-    let request = pb::ListLedgerRequest {
-        account: args.account,
-        limit: args.limit,
-    };
+    let request = pb::ListLedgerRequest { account: args.account, limit: args.limit };
     let entries = admin.list_ledger(request).await?.into_inner().entries;
     let views: Vec<LedgerEntryView> = entries.iter().map(LedgerEntryView::new).collect();
     out.records(&views)
@@ -142,23 +133,11 @@ impl LedgerEntryView {
 }
 
 impl Record for LedgerEntryView {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "created_at",
-        "account",
-        "kind",
-        "amount",
-        "balance_after",
-        "request_id",
-        "note",
-    ];
+    const COLUMNS: &'static [&'static str] =
+        &["id", "created_at", "account", "kind", "amount", "balance_after", "request_id", "note"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let note = if self.note.is_empty() {
-            output::UNSET.to_owned()
-        } else {
-            self.note.clone()
-        };
+        let note = if self.note.is_empty() { output::UNSET.to_owned() } else { self.note.clone() };
         vec![
             ("id", self.id.to_string()),
             ("account", self.account.clone()),
@@ -180,8 +159,7 @@ mod tests {
     use crate::cli::{Cli, Command};
 
     fn parse(line: &[&str]) -> Result<Command, clap::Error> {
-        Cli::try_parse_from(std::iter::once("routerctl").chain(line.iter().copied()))
-            .map(|cli| cli.command)
+        Cli::try_parse_from(std::iter::once("routerctl").chain(line.iter().copied())).map(|cli| cli.command)
     }
 
     #[test]
@@ -190,15 +168,12 @@ mod tests {
             &["adjust", "--account", "bob", "--amount=-5"][..],
             &["adjust", "--account", "bob", "--amount", "-5"],
         ] {
-            let Ok(Command::Adjust(adjust)) = parse(line) else {
-                panic!("not adjust: {line:?}")
-            };
+            let Ok(Command::Adjust(adjust)) = parse(line) else { panic!("not adjust: {line:?}") };
             assert_eq!(adjust.amount.nanos(), -5_000_000_000);
         }
         assert!(parse(&["topup", "--account", "bob", "--amount=-5"]).is_err());
         assert!(parse(&["topup", "--account", "bob", "--amount", "1.0000000001"]).is_err());
-        let Ok(Command::Topup(topup)) = parse(&["topup", "--account", "bob", "--amount", "10"])
-        else {
+        let Ok(Command::Topup(topup)) = parse(&["topup", "--account", "bob", "--amount", "10"]) else {
             panic!("not topup")
         };
         assert_eq!(topup.amount.nanos(), 10_000_000_000);

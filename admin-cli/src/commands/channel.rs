@@ -143,12 +143,7 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "m1,m2", group = "changes", value_parser = args::names)]
     pub models: Option<Names>,
     /// Higher priorities are tried first.
-    #[arg(
-        long,
-        value_name = "P",
-        group = "changes",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "P", group = "changes", allow_negative_numbers = true)]
     pub priority: Option<i32>,
     /// Share of traffic among channels of the same priority.
     #[arg(long, value_name = "W", group = "changes", value_parser = clap::value_parser!(i32).range(0..))]
@@ -185,43 +180,24 @@ impl UpdateArgs {
 }
 
 /// Runs a channel subcommand.
-pub async fn run(
-    command: ChannelCommand,
-    admin: &mut Admin,
-    out: &mut Output,
-) -> Result<(), Error> {
+pub async fn run(command: ChannelCommand, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
     let channel = match command {
         ChannelCommand::Add(add) => admin.add_channel(add.into_request()).await?,
         ChannelCommand::List => {
-            let channels = admin
-                .list_channels(pb::ListChannelsRequest {})
-                .await?
-                .into_inner();
+            let channels = admin.list_channels(pb::ListChannelsRequest {}).await?.into_inner();
             let views: Vec<ChannelView> = channels.channels.iter().map(ChannelView::new).collect();
             return out.records(&views);
         }
         ChannelCommand::Show { name } => admin.get_channel(pb::NameRequest { name }).await?,
         ChannelCommand::Update(update) => admin.update_channel(update.into_request()).await?,
         ChannelCommand::Enable { name } => {
-            admin
-                .set_channel_enabled(pb::SetChannelEnabledRequest {
-                    name,
-                    enabled: true,
-                })
-                .await?
+            admin.set_channel_enabled(pb::SetChannelEnabledRequest { name, enabled: true }).await?
         }
         ChannelCommand::Disable { name } => {
-            admin
-                .set_channel_enabled(pb::SetChannelEnabledRequest {
-                    name,
-                    enabled: false,
-                })
-                .await?
+            admin.set_channel_enabled(pb::SetChannelEnabledRequest { name, enabled: false }).await?
         }
         ChannelCommand::Delete { name } => {
-            admin
-                .delete_channel(pb::NameRequest { name: name.clone() })
-                .await?;
+            admin.delete_channel(pb::NameRequest { name: name.clone() }).await?;
             let json = serde_json::json!({ "deleted": name });
             return out.either(&json, &format!("deleted channel {name}"));
         }
@@ -270,16 +246,11 @@ impl ChannelView {
 }
 
 impl Record for ChannelView {
-    const COLUMNS: &'static [&'static str] = &[
-        "id", "name", "type", "enabled", "priority", "weight", "models", "base_url",
-    ];
+    const COLUMNS: &'static [&'static str] =
+        &["id", "name", "type", "enabled", "priority", "weight", "models", "base_url"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let model_map: Vec<String> = self
-            .model_map
-            .iter()
-            .map(|(from, to)| format!("{from}={to}"))
-            .collect();
+        let model_map: Vec<String> = self.model_map.iter().map(|(from, to)| format!("{from}={to}")).collect();
         vec![
             ("id", self.id.to_string()),
             ("name", self.name.clone()),
@@ -333,9 +304,7 @@ mod tests {
             "gpt-4o=gpt-4o-2024-08-06",
         ])
         .expect("a valid command line");
-        let ChannelCommand::Add(add) = command else {
-            panic!("not add")
-        };
+        let ChannelCommand::Add(add) = command else { panic!("not add") };
         let request = add.into_request();
         assert_eq!(request.r#type, "openai");
         assert_eq!(request.base_url, "https://api.openai.com/v1");
@@ -348,19 +317,9 @@ mod tests {
 
     #[test]
     fn update_sets_only_what_is_given() {
-        let command = parse(&[
-            "channel",
-            "update",
-            "oa",
-            "--model-map",
-            "none",
-            "--api-version",
-            "none",
-        ])
-        .expect("a valid command line");
-        let ChannelCommand::Update(update) = command else {
-            panic!("not update")
-        };
+        let command = parse(&["channel", "update", "oa", "--model-map", "none", "--api-version", "none"])
+            .expect("a valid command line");
+        let ChannelCommand::Update(update) = command else { panic!("not update") };
         let request = update.into_request();
         assert!(request.set_model_map && request.model_map.is_empty());
         assert!(request.clear_api_version && request.api_version.is_none());

@@ -34,20 +34,13 @@ pub struct CreateArgs {
 pub async fn run(command: CodeCommand, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
     match command {
         CodeCommand::Create(create) => {
-            let request = pb::CreateCodesRequest {
-                amount_nanos: create.amount.nanos(),
-                count: create.count,
-            };
+            let request = pb::CreateCodesRequest { amount_nanos: create.amount.nanos(), count: create.count };
             let codes = admin.create_codes(request).await?.into_inner().codes;
             let views: Vec<NewCodeView> = codes.iter().map(NewCodeView::new).collect();
             out.records(&views)
         }
         CodeCommand::List => {
-            let codes = admin
-                .list_codes(pb::ListCodesRequest {})
-                .await?
-                .into_inner()
-                .codes;
+            let codes = admin.list_codes(pb::ListCodesRequest {}).await?.into_inner().codes;
             let views: Vec<CodeView> = codes.iter().map(CodeView::new).collect();
             out.records(&views)
         }
@@ -111,14 +104,8 @@ impl CodeView {
 }
 
 impl Record for CodeView {
-    const COLUMNS: &'static [&'static str] = &[
-        "code",
-        "amount",
-        "redeemed",
-        "redeemed_by",
-        "redeemed_at",
-        "created_at",
-    ];
+    const COLUMNS: &'static [&'static str] =
+        &["code", "amount", "redeemed", "redeemed_by", "redeemed_at", "created_at"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -95,23 +95,14 @@ impl UpdateArgs {
 pub async fn run(command: GroupCommand, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
     let group = match command {
         GroupCommand::Add(add) => admin.add_group(add.into_request()).await?.into_inner(),
-        GroupCommand::Update(update) => admin
-            .update_group(update.into_request())
-            .await?
-            .into_inner(),
+        GroupCommand::Update(update) => admin.update_group(update.into_request()).await?.into_inner(),
         GroupCommand::List => {
-            let groups = admin
-                .list_groups(pb::ListGroupsRequest {})
-                .await?
-                .into_inner()
-                .groups;
+            let groups = admin.list_groups(pb::ListGroupsRequest {}).await?.into_inner().groups;
             let views: Vec<GroupView> = groups.iter().map(GroupView::new).collect();
             return out.records(&views);
         }
         GroupCommand::Delete { name } => {
-            admin
-                .delete_group(pb::NameRequest { name: name.clone() })
-                .await?;
+            admin.delete_group(pb::NameRequest { name: name.clone() }).await?;
             let json = serde_json::json!({ "deleted": name });
             return out.either(&json, &format!("deleted group {name}"));
         }
@@ -144,11 +135,7 @@ impl Record for GroupView {
     const COLUMNS: &'static [&'static str] = &["name", "multiplier", "models"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let models = if self.all_models {
-            "(all)".to_owned()
-        } else {
-            output::list(&self.models, "(none)")
-        };
+        let models = if self.all_models { "(all)".to_owned() } else { output::list(&self.models, "(none)") };
         vec![
             ("name", self.name.clone()),
             ("multiplier", self.multiplier.clone()),
@@ -175,23 +162,16 @@ mod tests {
 
     #[test]
     fn update_sets_models_or_all_models() {
-        let Ok(GroupCommand::Update(update)) = parse(&[
-            "group",
-            "update",
-            "vip",
-            "--multiplier",
-            "0.8",
-            "--models",
-            "a,b",
-        ]) else {
+        let Ok(GroupCommand::Update(update)) =
+            parse(&["group", "update", "vip", "--multiplier", "0.8", "--models", "a,b"])
+        else {
             panic!("not update")
         };
         let request = update.into_request();
         assert_eq!(request.multiplier_micros, Some(800_000));
         assert!(request.set_models && !request.set_all_models);
         assert_eq!(request.models, ["a", "b"]);
-        let Ok(GroupCommand::Update(update)) = parse(&["group", "update", "vip", "--all-models"])
-        else {
+        let Ok(GroupCommand::Update(update)) = parse(&["group", "update", "vip", "--all-models"]) else {
             panic!("not update")
         };
         let request = update.into_request();

@@ -130,10 +130,7 @@ pub async fn run(command: KeyCommand, admin: &mut Admin, out: &mut Output) -> Re
             let key = created.key.as_ref().ok_or_else(|| {
                 Error::Server("the control plane created a key but did not return it".into())
             })?;
-            let view = CreatedKeyView {
-                key: KeyView::new(key),
-                secret: created.secret,
-            };
+            let view = CreatedKeyView { key: KeyView::new(key), secret: created.secret };
             if out.is_json() {
                 return out.json(&view);
             }
@@ -145,11 +142,7 @@ pub async fn run(command: KeyCommand, admin: &mut Admin, out: &mut Output) -> Re
             ));
         }
         KeyCommand::List { account } => {
-            let keys = admin
-                .list_keys(pb::ListKeysRequest { account })
-                .await?
-                .into_inner()
-                .keys;
+            let keys = admin.list_keys(pb::ListKeysRequest { account }).await?.into_inner().keys;
             let views: Vec<KeyView> = keys.iter().map(KeyView::new).collect();
             return out.records(&views);
         }
@@ -231,10 +224,7 @@ impl Record for KeyView {
             ("spent", self.spent.clone()),
             ("daily_limit", or_unset(self.daily_limit.as_ref())),
             ("spent_today", self.spent_today.clone()),
-            (
-                "models",
-                output::list(&self.models, "(all the group reaches)"),
-            ),
+            ("models", output::list(&self.models, "(all the group reaches)")),
             ("expires_at", or_unset(self.expires_at.as_ref())),
             ("revoked", self.revoked.to_string()),
             ("created_at", self.created_at.clone()),
@@ -339,10 +329,7 @@ mod tests {
             created_at_unix_micros: 0,
             effective_group: "default".into(),
         };
-        let view = CreatedKeyView {
-            key: KeyView::new(&key),
-            secret: "sk-abcdef".into(),
-        };
+        let view = CreatedKeyView { key: KeyView::new(&key), secret: "sk-abcdef".into() };
         assert_eq!(
             serde_json::to_value(&view).expect("views serialize"),
             serde_json::json!({

@@ -59,18 +59,12 @@ pub async fn run(command: ModelCommand, admin: &mut Admin, out: &mut Output) -> 
             out.record(&ModelView::new(&model))
         }
         ModelCommand::List => {
-            let models = admin
-                .list_models(pb::ListModelsRequest {})
-                .await?
-                .into_inner()
-                .models;
+            let models = admin.list_models(pb::ListModelsRequest {}).await?.into_inner().models;
             let views: Vec<ModelView> = models.iter().map(ModelView::new).collect();
             out.records(&views)
         }
         ModelCommand::Delete { name } => {
-            admin
-                .delete_model(pb::NameRequest { name: name.clone() })
-                .await?;
+            admin.delete_model(pb::NameRequest { name: name.clone() }).await?;
             let json = serde_json::json!({ "deleted": name });
             out.either(&json, &format!("deleted model {name}"))
         }
@@ -115,10 +109,7 @@ impl Record for ModelView {
     fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = vec![("name", self.name.clone())];
         fields.extend(self.price.fields());
-        fields.push((
-            "max_output_tokens",
-            or_unset(self.max_output_tokens.as_ref()),
-        ));
+        fields.push(("max_output_tokens", or_unset(self.max_output_tokens.as_ref())));
         fields.push(("model_group", or_unset(self.model_group.as_ref())));
         fields
     }
@@ -148,24 +139,12 @@ mod tests {
 
     #[test]
     fn set_takes_token_prices_or_a_per_call_price() {
-        let request = set_request(&[
-            "model",
-            "set",
-            "gpt-4o",
-            "--input-price",
-            "2.5",
-            "--output-price",
-            "10",
-        ]);
-        let Some(pb::price::Billing::Tokens(tokens)) =
-            request.price.and_then(|price| price.billing)
-        else {
+        let request =
+            set_request(&["model", "set", "gpt-4o", "--input-price", "2.5", "--output-price", "10"]);
+        let Some(pb::price::Billing::Tokens(tokens)) = request.price.and_then(|price| price.billing) else {
             panic!("not per token")
         };
-        assert_eq!(
-            (tokens.input_nanos, tokens.output_nanos),
-            (2_500_000_000, 10_000_000_000)
-        );
+        assert_eq!((tokens.input_nanos, tokens.output_nanos), (2_500_000_000, 10_000_000_000));
         let request = set_request(&["model", "set", "dall-e", "--per-call", "0.04"]);
         assert_eq!(
             request.price.and_then(|price| price.billing),
@@ -179,44 +158,10 @@ mod tests {
             &["model", "set", "m"][..],
             &["model", "set", "m", "--input-price", "1"],
             &["model", "set", "m", "--output-price", "1"],
-            &[
-                "model",
-                "set",
-                "m",
-                "--per-call",
-                "1",
-                "--input-price",
-                "1",
-                "--output-price",
-                "1",
-            ],
-            &[
-                "model",
-                "set",
-                "m",
-                "--per-call",
-                "1",
-                "--cached-input-price",
-                "1",
-            ],
-            &[
-                "model",
-                "set",
-                "m",
-                "--input-price",
-                "-1",
-                "--output-price",
-                "1",
-            ],
-            &[
-                "model",
-                "set",
-                "m",
-                "--input-price",
-                "0.0000000001",
-                "--output-price",
-                "1",
-            ],
+            &["model", "set", "m", "--per-call", "1", "--input-price", "1", "--output-price", "1"],
+            &["model", "set", "m", "--per-call", "1", "--cached-input-price", "1"],
+            &["model", "set", "m", "--input-price", "-1", "--output-price", "1"],
+            &["model", "set", "m", "--input-price", "0.0000000001", "--output-price", "1"],
         ] {
             assert!(parse(line).is_err(), "{line:?}");
         }

@@ -42,42 +42,25 @@ pub struct AddArgs {
 
 impl AddArgs {
     fn into_request(self) -> pb::AddModelGroupRequest {
-        pb::AddModelGroupRequest {
-            price: self.price.to_proto(),
-            name: self.name,
-            models: self.models.0,
-        }
+        pb::AddModelGroupRequest { price: self.price.to_proto(), name: self.name, models: self.models.0 }
     }
 }
 
 /// Runs a model group subcommand.
-pub async fn run(
-    command: ModelGroupCommand,
-    admin: &mut Admin,
-    out: &mut Output,
-) -> Result<(), Error> {
+pub async fn run(command: ModelGroupCommand, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
     match command {
         ModelGroupCommand::Add(add) => {
-            let group = admin
-                .add_model_group(add.into_request())
-                .await?
-                .into_inner();
+            let group = admin.add_model_group(add.into_request()).await?.into_inner();
             out.record(&ModelGroupView::new(&group))
         }
         ModelGroupCommand::List => {
             let request = pb::ListModelGroupsRequest {};
-            let groups = admin
-                .list_model_groups(request)
-                .await?
-                .into_inner()
-                .model_groups;
+            let groups = admin.list_model_groups(request).await?.into_inner().model_groups;
             let views: Vec<ModelGroupView> = groups.iter().map(ModelGroupView::new).collect();
             out.records(&views)
         }
         ModelGroupCommand::Delete { name } => {
-            admin
-                .delete_model_group(pb::NameRequest { name: name.clone() })
-                .await?;
+            admin.delete_model_group(pb::NameRequest { name: name.clone() }).await?;
             let json = serde_json::json!({ "deleted": name });
             out.either(&json, &format!("deleted model group {name}"))
         }
@@ -117,10 +100,8 @@ impl Record for ModelGroupView {
     ];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut fields = vec![
-            ("name", self.name.clone()),
-            ("models", output::list(&self.models, output::UNSET)),
-        ];
+        let mut fields =
+            vec![("name", self.name.clone()), ("models", output::list(&self.models, output::UNSET))];
         fields.extend(self.price.fields());
         fields
     }
@@ -143,37 +124,19 @@ mod tests {
 
     #[test]
     fn add_takes_members_and_an_optional_price() {
-        let Ok(ModelGroupCommand::Add(add)) = parse(&[
-            "model-group",
-            "add",
-            "claude",
-            "--models",
-            "a,b",
-            "--per-call",
-            "1",
-        ]) else {
+        let Ok(ModelGroupCommand::Add(add)) =
+            parse(&["model-group", "add", "claude", "--models", "a,b", "--per-call", "1"])
+        else {
             panic!("not add")
         };
         let request = add.into_request();
         assert_eq!(request.models, ["a", "b"]);
         assert!(request.price.is_some());
-        let Ok(ModelGroupCommand::Add(add)) = parse(&["model-group", "add", "g", "--models", "a"])
-        else {
+        let Ok(ModelGroupCommand::Add(add)) = parse(&["model-group", "add", "g", "--models", "a"]) else {
             panic!("not add")
         };
         assert_eq!(add.into_request().price, None);
-        assert!(
-            parse(&[
-                "model-group",
-                "add",
-                "g",
-                "--models",
-                "a",
-                "--input-price",
-                "1"
-            ])
-            .is_err()
-        );
+        assert!(parse(&["model-group", "add", "g", "--models", "a", "--input-price", "1"]).is_err());
         assert!(parse(&["model-group", "add", "g"]).is_err());
     }
 }

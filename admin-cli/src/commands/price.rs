@@ -47,9 +47,7 @@ impl PriceArgs {
             // clap's `requires` makes input and output come together; nothing else is a price.
             _ => return None,
         };
-        Some(pb::Price {
-            billing: Some(billing),
-        })
+        Some(pb::Price { billing: Some(billing) })
     }
 }
 
@@ -97,28 +95,16 @@ impl PriceView {
             ("billing", or_unset(self.billing.as_ref())),
             ("input_price", or_unset(self.input_price.as_ref())),
             ("output_price", or_unset(self.output_price.as_ref())),
-            (
-                "cached_input_price",
-                or_unset(self.cached_input_price.as_ref()),
-            ),
-            (
-                "cache_write_price",
-                or_unset(self.cache_write_price.as_ref()),
-            ),
+            ("cached_input_price", or_unset(self.cached_input_price.as_ref())),
+            ("cache_write_price", or_unset(self.cache_write_price.as_ref())),
             ("per_call_price", or_unset(self.per_call_price.as_ref())),
         ]
     }
 }
 
 /// Table columns for a price, in order.
-pub const PRICE_COLUMNS: [&str; 6] = [
-    "billing",
-    "input_price",
-    "output_price",
-    "cached_input_price",
-    "cache_write_price",
-    "per_call_price",
-];
+pub const PRICE_COLUMNS: [&str; 6] =
+    ["billing", "input_price", "output_price", "cached_input_price", "cache_write_price", "per_call_price"];
 
 #[cfg(test)]
 mod tests {
@@ -138,20 +124,13 @@ mod tests {
             cached_input_nanos: Some(1_250_000_000),
             cache_write_nanos: None,
         });
-        assert_eq!(
-            args.to_proto(),
-            Some(pb::Price {
-                billing: Some(expected)
-            })
-        );
+        assert_eq!(args.to_proto(), Some(pb::Price { billing: Some(expected) }));
         assert_eq!(PriceArgs::default().to_proto(), None);
     }
 
     #[test]
     fn views_null_what_does_not_apply() {
-        let price = pb::Price {
-            billing: Some(pb::price::Billing::PerCallNanos(20_000_000)),
-        };
+        let price = pb::Price { billing: Some(pb::price::Billing::PerCallNanos(20_000_000)) };
         let view = PriceView::new(Some(&price));
         assert_eq!(
             serde_json::to_value(&view).expect("views serialize"),

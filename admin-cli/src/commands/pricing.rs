@@ -11,10 +11,7 @@ use crate::{
 
 /// Prints the price table.
 pub async fn run(admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
-    let pricing = admin
-        .get_pricing(pb::GetPricingRequest {})
-        .await?
-        .into_inner();
+    let pricing = admin.get_pricing(pb::GetPricingRequest {}).await?.into_inner();
     let view = PricingView::new(&pricing);
     if out.is_json() {
         return out.json(&view);
@@ -94,11 +91,8 @@ impl Record for PricingEntryView {
     ];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let groups: Vec<String> = self
-            .groups
-            .iter()
-            .map(|group| format!("{}×{}", group.name, group.multiplier))
-            .collect();
+        let groups: Vec<String> =
+            self.groups.iter().map(|group| format!("{}×{}", group.name, group.multiplier)).collect();
         let mut fields = vec![("model", self.model.clone())];
         fields.extend(self.price.fields());
         fields.push(("model_group", or_unset(self.model_group.as_ref())));
@@ -126,10 +120,7 @@ mod tests {
                     })),
                 }),
                 model_group: Some("openai".into()),
-                groups: vec![pb::GroupMultiplier {
-                    name: "vip".into(),
-                    multiplier_micros: 800_000,
-                }],
+                groups: vec![pb::GroupMultiplier { name: "vip".into(), multiplier_micros: 800_000 }],
             }],
         };
         assert_eq!(

@@ -26,11 +26,8 @@ pub struct UsageArgs {
 
 /// Lists usage records, newest first.
 pub async fn run(args: UsageArgs, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
-    let request = pb::ListUsageRequest {
-        account: args.account,
-        key_id: args.key_id,
-        limit: Some(args.limit),
-    };
+    let request =
+        pb::ListUsageRequest { account: args.account, key_id: args.key_id, limit: Some(args.limit) };
     let records = admin.list_usage(request).await?.into_inner().records;
     let views: Vec<UsageView> = records.iter().map(UsageView::new).collect();
     out.records(&views)
@@ -124,15 +121,9 @@ mod tests {
 
     #[test]
     fn limit_defaults_to_fifty() {
-        let cli = Cli::try_parse_from(["routerctl", "usage", "--key", "3"])
-            .expect("a valid command line");
-        let Command::Usage(usage) = cli.command else {
-            panic!("not usage")
-        };
-        assert_eq!(
-            (usage.limit, usage.key_id, usage.account),
-            (50, Some(3), None)
-        );
+        let cli = Cli::try_parse_from(["routerctl", "usage", "--key", "3"]).expect("a valid command line");
+        let Command::Usage(usage) = cli.command else { panic!("not usage") };
+        assert_eq!((usage.limit, usage.key_id, usage.account), (50, Some(3), None));
         assert!(Cli::try_parse_from(["routerctl", "usage", "--limit", "0"]).is_err());
     }
 

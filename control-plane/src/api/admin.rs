@@ -92,7 +92,10 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::ListChannelsResponse { channels }))
     }
 
-    async fn set_channel_enabled(&self, request: Request<pb::SetChannelEnabledRequest>) -> Answer<pb::Channel> {
+    async fn set_channel_enabled(
+        &self,
+        request: Request<pb::SetChannelEnabledRequest>,
+    ) -> Answer<pb::Channel> {
         let r = request.into_inner();
         let channel = channels::set_enabled(&self.db, &r.name, r.enabled).await?;
         self.changed(convert::channel_to_pb(channel, false))
@@ -138,7 +141,10 @@ impl AdminService for AdminApi {
         self.changed(convert::model_group_to_pb(group))
     }
 
-    async fn list_model_groups(&self, _: Request<pb::ListModelGroupsRequest>) -> Answer<pb::ListModelGroupsResponse> {
+    async fn list_model_groups(
+        &self,
+        _: Request<pb::ListModelGroupsRequest>,
+    ) -> Answer<pb::ListModelGroupsResponse> {
         let groups = models::list_groups(&self.db).await?;
         let model_groups = groups.into_iter().map(convert::model_group_to_pb).collect();
         Ok(Response::new(pb::ListModelGroupsResponse { model_groups }))
@@ -161,7 +167,9 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let multiplier = r.multiplier_micros.map(multiplier_from_pb).transpose()?;
         let reach = match (r.set_all_models, r.set_models) {
-            (true, true) => return Err(Status::invalid_argument("give either models or all models, not both")),
+            (true, true) => {
+                return Err(Status::invalid_argument("give either models or all models, not both"));
+            }
             (true, false) => Some(groups::Reach::All),
             (false, true) => Some(groups::Reach::Only(r.models)),
             (false, false) => None,
@@ -183,7 +191,8 @@ impl AdminService for AdminApi {
     async fn add_account(&self, request: Request<pb::AddAccountRequest>) -> Answer<pb::Account> {
         let r = request.into_inner();
         let account =
-            accounts::add(&self.db, &r.name, r.group.as_deref(), r.balance_nanos, r.daily_limit_nanos).await?;
+            accounts::add(&self.db, &r.name, r.group.as_deref(), r.balance_nanos, r.daily_limit_nanos)
+                .await?;
         self.changed(convert::account_to_pb(account))
     }
 
@@ -268,19 +277,29 @@ impl AdminService for AdminApi {
 
     async fn list_ledger(&self, request: Request<pb::ListLedgerRequest>) -> Answer<pb::ListLedgerResponse> {
         let r = request.into_inner();
-        let entries = ledger::list(&self.db, r.account.as_deref(), list_limit(r.limit, usage::DEFAULT_LIMIT)).await?;
-        Ok(Response::new(pb::ListLedgerResponse { entries: entries.into_iter().map(convert::entry_to_pb).collect() }))
+        let entries =
+            ledger::list(&self.db, r.account.as_deref(), list_limit(r.limit, usage::DEFAULT_LIMIT)).await?;
+        Ok(Response::new(pb::ListLedgerResponse {
+            entries: entries.into_iter().map(convert::entry_to_pb).collect(),
+        }))
     }
 
-    async fn create_codes(&self, request: Request<pb::CreateCodesRequest>) -> Answer<pb::CreateCodesResponse> {
+    async fn create_codes(
+        &self,
+        request: Request<pb::CreateCodesRequest>,
+    ) -> Answer<pb::CreateCodesResponse> {
         let r = request.into_inner();
         let codes = codes::create(&self.db, r.amount_nanos, r.count.max(1)).await?;
-        Ok(Response::new(pb::CreateCodesResponse { codes: codes.into_iter().map(convert::code_to_pb).collect() }))
+        Ok(Response::new(pb::CreateCodesResponse {
+            codes: codes.into_iter().map(convert::code_to_pb).collect(),
+        }))
     }
 
     async fn list_codes(&self, _: Request<pb::ListCodesRequest>) -> Answer<pb::ListCodesResponse> {
         let codes = codes::list(&self.db).await?;
-        Ok(Response::new(pb::ListCodesResponse { codes: codes.into_iter().map(convert::code_to_pb).collect() }))
+        Ok(Response::new(pb::ListCodesResponse {
+            codes: codes.into_iter().map(convert::code_to_pb).collect(),
+        }))
     }
 
     async fn list_usage(&self, request: Request<pb::ListUsageRequest>) -> Answer<pb::ListUsageResponse> {
@@ -291,7 +310,9 @@ impl AdminService for AdminApi {
             limit: Some(list_limit(r.limit, usage::DEFAULT_LIMIT)),
         };
         let records = usage::list(&self.db, filter).await?;
-        Ok(Response::new(pb::ListUsageResponse { records: records.into_iter().map(convert::usage_to_pb).collect() }))
+        Ok(Response::new(pb::ListUsageResponse {
+            records: records.into_iter().map(convert::usage_to_pb).collect(),
+        }))
     }
 
     async fn get_pricing(&self, _: Request<pb::GetPricingRequest>) -> Answer<pb::Pricing> {

@@ -21,10 +21,13 @@ use crate::store::{
 pub fn tariff_from_pb(price: Option<&pb::Price>) -> Result<Option<Tariff>, Status> {
     let Some(price) = price else { return Ok(None) };
     let negative = |what: &str| Status::invalid_argument(format!("{what} must not be negative"));
-    let money = |what: &str, nanos: i64| if nanos < 0 { Err(negative(what)) } else { Ok(Money::from_nanos(nanos)) };
+    let money =
+        |what: &str, nanos: i64| if nanos < 0 { Err(negative(what)) } else { Ok(Money::from_nanos(nanos)) };
     match &price.billing {
         None => Ok(None),
-        Some(pb::price::Billing::PerCallNanos(nanos)) => Ok(Some(Tariff::PerCall(money("per-call price", *nanos)?))),
+        Some(pb::price::Billing::PerCallNanos(nanos)) => {
+            Ok(Some(Tariff::PerCall(money("per-call price", *nanos)?)))
+        }
         Some(pb::price::Billing::Tokens(t)) => Ok(Some(Tariff::Tokens(TokenPrices {
             input: money("input price", t.input_nanos)?,
             output: money("output price", t.output_nanos)?,

@@ -65,7 +65,17 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
             .iter()
             .map(|(kind, id)| pb::Removal { kind: convert::entity_kind(kind).into(), id: *id })
             .collect();
-        let delta = pb::PolicyDelta { version, settings, channels, models, model_groups, groups, accounts, keys, removed };
+        let delta = pb::PolicyDelta {
+            version,
+            settings,
+            channels,
+            models,
+            model_groups,
+            groups,
+            accounts,
+            keys,
+            removed,
+        };
         return vec![pb::PolicyEvent { event: Some(pb::policy_event::Event::Delta(delta)) }];
     }
     let mut pages = vec![pb::SnapshotPage {
@@ -82,19 +92,28 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
         let page = pages.last_mut().filter(|p| p.accounts.is_empty() && p.keys.is_empty());
         let rest_accounts = accounts.split_off(accounts.len().min(SNAPSHOT_PAGE_ITEMS));
         let rest_keys = keys.split_off(keys.len().min(SNAPSHOT_PAGE_ITEMS));
-        let (page_accounts, page_keys) = (std::mem::replace(&mut accounts, rest_accounts), std::mem::replace(&mut keys, rest_keys));
+        let (page_accounts, page_keys) =
+            (std::mem::replace(&mut accounts, rest_accounts), std::mem::replace(&mut keys, rest_keys));
         match page {
             Some(page) => {
                 page.accounts = page_accounts;
                 page.keys = page_keys;
             }
-            None => pages.push(pb::SnapshotPage { version, accounts: page_accounts, keys: page_keys, ..pb::SnapshotPage::default() }),
+            None => pages.push(pb::SnapshotPage {
+                version,
+                accounts: page_accounts,
+                keys: page_keys,
+                ..pb::SnapshotPage::default()
+            }),
         }
     }
     if let Some(last) = pages.last_mut() {
         last.last = true;
     }
-    pages.into_iter().map(|page| pb::PolicyEvent { event: Some(pb::policy_event::Event::Snapshot(page)) }).collect()
+    pages
+        .into_iter()
+        .map(|page| pb::PolicyEvent { event: Some(pb::policy_event::Event::Snapshot(page)) })
+        .collect()
 }
 
 async fn send_all(
@@ -175,11 +194,16 @@ impl NodeService for NodeApi {
         }))
     }
 
-    async fn list_key_usage(&self, request: Request<pb::ListKeyUsageRequest>) -> Answer<pb::ListUsageResponse> {
+    async fn list_key_usage(
+        &self,
+        request: Request<pb::ListKeyUsageRequest>,
+    ) -> Answer<pb::ListUsageResponse> {
         let r = request.into_inner();
         let filter = UsageFilter { account: None, key_id: Some(r.key_id), limit: r.limit.map(i64::from) };
         let records = usage::list(&self.db, filter).await?;
-        Ok(Response::new(pb::ListUsageResponse { records: records.into_iter().map(convert::usage_to_pb).collect() }))
+        Ok(Response::new(pb::ListUsageResponse {
+            records: records.into_iter().map(convert::usage_to_pb).collect(),
+        }))
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Answer<pb::BalanceChange> {

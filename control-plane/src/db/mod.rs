@@ -140,10 +140,8 @@ fn postgres_pool(url: &str) -> anyhow::Result<deadpool::Pool<AsyncPgConnection>>
 }
 
 fn sqlite_pool(path: &str) -> anyhow::Result<deadpool::Pool<SqliteConn>> {
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!("cannot open SQLite database {path:?}: directory {} does not exist", dir.display());
-        }
+    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        bail!("cannot open SQLite database {path:?}: directory {} does not exist", dir.display());
     }
     let mut config = ManagerConfig::default();
     config.custom_setup = Box::new(|path| {
@@ -206,9 +204,7 @@ macro_rules! write_tx {
             $crate::db::Pool::Sqlite(pool) => {
                 let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
                 pooled
-                    .immediate_transaction(async |$conn| -> Result<_, $crate::error::StoreError> {
-                        $body
-                    })
+                    .immediate_transaction(async |$conn| -> Result<_, $crate::error::StoreError> { $body })
                     .await
             }
         }

@@ -8,7 +8,7 @@ use super::{check_name, clean_names, json_list, now_micros, parse_json_list};
 use crate::{
     db::{Db, TxConn, schema::channels},
     error::{StoreError, StoreResult, exists_as},
-    write_tx, with_conn,
+    with_conn, write_tx,
 };
 
 /// The protocols a channel can speak.

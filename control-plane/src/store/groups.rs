@@ -10,7 +10,7 @@ use crate::{
         schema::{accounts, api_keys, token_groups},
     },
     error::{StoreError, StoreResult, exists_as},
-    write_tx, with_conn,
+    with_conn, write_tx,
 };
 
 /// The group every deployment starts with (multiplier 1, all models); it cannot be deleted.
@@ -44,8 +44,7 @@ impl Group {
 
     /// Whether a key in this group may call `model` (a member of `model_group`, if any).
     pub fn reaches(&self, model: &str, model_group: Option<&str>) -> bool {
-        self.all_models
-            || self.model_list().iter().any(|m| m == model || Some(m.as_str()) == model_group)
+        self.all_models || self.model_list().iter().any(|m| m == model || Some(m.as_str()) == model_group)
     }
 }
 
@@ -95,7 +94,12 @@ fn reach_columns(reach: Reach) -> StoreResult<(bool, String)> {
 }
 
 /// Changes a group's multiplier and/or reach.
-pub async fn update(db: &Db, name: &str, multiplier: Option<Multiplier>, reach: Option<Reach>) -> StoreResult<Group> {
+pub async fn update(
+    db: &Db,
+    name: &str,
+    multiplier: Option<Multiplier>,
+    reach: Option<Reach>,
+) -> StoreResult<Group> {
     let reach = reach.map(reach_columns).transpose()?;
     write_tx!(db, |conn| {
         let id = conn.group_id(name).await?;

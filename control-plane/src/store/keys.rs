@@ -195,7 +195,8 @@ pub async fn create(db: &Db, spec: KeySpec) -> StoreResult<(Key, String)> {
 /// Changes a key's name, group, limits, allow-list or expiry.
 pub async fn update(db: &Db, id: i64, update: KeyUpdate) -> StoreResult<Key> {
     check_limits(update.limit.flatten(), update.daily_limit.flatten())?;
-    let models = update.models.as_deref().map(|m| clean_names("model", m)).transpose()?.map(|m| json_list(&m));
+    let models =
+        update.models.as_deref().map(|m| clean_names("model", m)).transpose()?.map(|m| json_list(&m));
     write_tx!(db, |conn| {
         let mut row: KeyRow = api_keys::table
             .find(id)

@@ -80,9 +80,7 @@ pub async fn list(db: &Db, account: Option<&str>, limit: i64) -> StoreResult<Vec
             conn.account_id(name).await?;
             query = query.filter(accounts::name.eq(name));
         }
-        let rows = query
-            .load::<(i64, String, String, i64, i64, Option<String>, String, i64)>(conn)
-            .await?;
+        let rows = query.load::<(i64, String, String, i64, i64, Option<String>, String, i64)>(conn).await?;
         Ok(rows
             .into_iter()
             .map(|(id, account, kind, amount, balance_after, request_id, note, created_at)| Entry {

@@ -1,7 +1,7 @@
 //! Models and model groups: what can be called, and at what price.
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use router_proto::{Money, TokenPrices, Tariff};
+use router_proto::{Money, Tariff, TokenPrices};
 
 use super::{check_name, check_non_negative, clean_names, json_list, now_micros, parse_json_list};
 use crate::{
@@ -10,7 +10,7 @@ use crate::{
         schema::{model_groups, models},
     },
     error::{StoreError, StoreResult, exists_as},
-    write_tx, with_conn,
+    with_conn, write_tx,
 };
 
 /// A price as stored: a billing kind and the columns it uses.
@@ -172,11 +172,8 @@ pub async fn set(db: &Db, name: &str, tariff: &Tariff, max_output_tokens: Option
     let price = PriceColumns::from_tariff(Some(tariff))?;
     let billing = price.billing.unwrap_or("tokens");
     write_tx!(db, |conn| {
-        let clash: i64 = model_groups::table
-            .filter(model_groups::name.eq(name))
-            .count()
-            .get_result(conn)
-            .await?;
+        let clash: i64 =
+            model_groups::table.filter(model_groups::name.eq(name)).count().get_result(conn).await?;
         if clash > 0 {
             return Err(StoreError::Conflict(format!("{name:?} is the name of a model group")));
         }
@@ -204,11 +201,7 @@ pub async fn set(db: &Db, name: &str, tariff: &Tariff, max_output_tokens: Option
 
 /// All models with their own price, by name.
 pub async fn list(db: &Db) -> StoreResult<Vec<Model>> {
-    with_conn!(db, |conn| Ok(models::table
-        .order(models::name)
-        .select(Model::as_select())
-        .load(conn)
-        .await?))
+    with_conn!(db, |conn| Ok(models::table.order(models::name).select(Model::as_select()).load(conn).await?))
 }
 
 /// Deletes a model's own price.
@@ -229,7 +222,12 @@ pub async fn delete(db: &Db, name: &str) -> StoreResult<()> {
 }
 
 /// Adds a model group.
-pub async fn add_group(db: &Db, name: &str, members: &[String], tariff: Option<&Tariff>) -> StoreResult<ModelGroup> {
+pub async fn add_group(
+    db: &Db,
+    name: &str,
+    members: &[String],
+    tariff: Option<&Tariff>,
+) -> StoreResult<ModelGroup> {
     check_name("model group", name)?;
     let members = clean_names("model", members)?;
     if members.is_empty() {

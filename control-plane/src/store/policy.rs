@@ -3,11 +3,18 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::{channels::Channel, groups::Group, keys::KeyRow, models::{Model, ModelGroup}};
+use super::{
+    channels::Channel,
+    groups::Group,
+    keys::KeyRow,
+    models::{Model, ModelGroup},
+};
 use crate::{
     db::{
         Db,
-        schema::{accounts, api_keys, channels, model_groups, models, policy_removals, policy_state, token_groups},
+        schema::{
+            accounts, api_keys, channels, model_groups, models, policy_removals, policy_state, token_groups,
+        },
     },
     error::StoreResult,
     read_tx, with_conn,
@@ -49,10 +56,7 @@ pub struct PolicyChanges {
 
 /// The current policy version.
 pub async fn current_version(db: &Db) -> StoreResult<i64> {
-    with_conn!(db, |conn| Ok(policy_state::table
-        .select(policy_state::version)
-        .first::<i64>(conn)
-        .await?))
+    with_conn!(db, |conn| Ok(policy_state::table.select(policy_state::version).first::<i64>(conn).await?))
 }
 
 /// The whole policy (`since` = `None`, or a version this database never had), or the changes

@@ -51,7 +51,9 @@ pub fn build(models: &[Model], model_groups: &[ModelGroup], groups: &[Group]) ->
             let groups = groups
                 .iter()
                 .filter(|g| g.reaches(&model, model_group.as_deref()))
-                .map(|g| (g.name.clone(), Multiplier::from_micros(g.multiplier_micros).unwrap_or(Multiplier::ONE)))
+                .map(|g| {
+                    (g.name.clone(), Multiplier::from_micros(g.multiplier_micros).unwrap_or(Multiplier::ONE))
+                })
                 .collect();
             PriceEntry { model, tariff, model_group, groups }
         })
