@@ -1,0 +1,90 @@
+//! Command-line flags and their environment variables (flags win), parsed once at start.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(value.is_finite() && value > 0.0 && value <= 86_400.0 * 7.0) {
+        return Err(format!("{text:?} must be a positive number of seconds (at most a week)"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn body_limit(text: &str) -> Result<usize, String> {
+    let value: usize = text.parse().map_err(|_| format!("{text:?} is not a byte count"))?;
+    if value == 0 {
+        return Err("the body limit must be positive".into());
+    }
+    Ok(value)
+}
+
+/// The data plane's configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "router-data-plane", version, about = "Code Router data plane: the OpenAI- and Anthropic-compatible proxy")]
+pub struct Config {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "ROUTER_DP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The control plane's gRPC URL.
+    #[arg(long, env = "ROUTER_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
+    pub control_plane: String,
+
+    /// Token presented to the control plane.
+    #[arg(long, env = "ROUTER_NODE_TOKEN", hide_env_values = true)]
+    pub node_token: String,
+
+    /// This data plane's name, in logs and usage records (default: host name and process id).
+    #[arg(long, env = "ROUTER_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ROUTER_MAX_BODY_BYTES", default_value = "33554432", value_parser = body_limit)]
+    pub max_body_bytes: usize,
+
+    /// Where usage reports wait until the control plane has acknowledged them.
+    #[arg(long, env = "ROUTER_SPOOL_DIR", default_value = "./spool")]
+    pub spool_dir: PathBuf,
+
+    /// Seconds to wait for an upstream connection.
+    #[arg(long = "upstream-connect-timeout", env = "ROUTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub connect_timeout: Duration,
+
+    /// Seconds to wait for an upstream's first byte.
+    #[arg(long = "upstream-first-byte-timeout", env = "ROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT", default_value = "300", value_parser = seconds)]
+    pub first_byte_timeout: Duration,
+
+    /// Longest gap, in seconds, between two chunks of an upstream answer.
+    #[arg(long = "upstream-idle-timeout", env = "ROUTER_UPSTREAM_IDLE_TIMEOUT", default_value = "120", value_parser = seconds)]
+    pub idle_timeout: Duration,
+
+    /// Origins allowed to call from browsers (comma-separated, or `*`).
+    #[arg(long, env = "ROUTER_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+
+    /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "30", value_parser = seconds)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.node_token.trim().is_empty() {
+            anyhow::bail!("the node token is empty (set --node-token or ROUTER_NODE_TOKEN)");
+        }
+        if !(self.control_plane.starts_with("http://") || self.control_plane.starts_with("https://")) {
+            anyhow::bail!("the control plane URL {:?} must start with http:// or https://", self.control_plane);
+        }
+        Ok(())
+    }
+
+    /// The node id in force.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}

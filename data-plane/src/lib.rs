@@ -1,0 +1,60 @@
+//! Code Router's data plane: an OpenAI- and Anthropic-compatible HTTP proxy that caches its
+//! policy from the control plane, enforces quotas locally and reports usage back.
+//!
+//! The request path lives in [`proxy`], one module per step; [`policy`] holds the cached
+//! policy; [`endpoints`] answers what is not proxied.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod control;
+pub mod endpoints;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod quota;
+pub mod report;
+pub mod server;
+
+use std::{future::Future, sync::Arc};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::{app::App, config::Config, policy::Policy};
+
+/// Runs a data plane until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    config.validate()?;
+    let node_id = config.node_id();
+    let node = control::node_client(&config.control_plane, &config.node_token)?;
+    let (stop, stopped) = watch::channel(false);
+
+    let policy = Arc::new(ArcSwap::from_pointee(Policy::default()));
+    let (loaded_sender, loaded) = watch::channel(0u64);
+    tokio::spawn(policy::watch::follow(node.clone(), node_id.clone(), Arc::clone(&policy), loaded_sender, stopped.clone()));
+    tokio::task::spawn_blocking(|| {
+        if let Err(error) = proxy::tokenize::load() {
+            tracing::error!(%error, "the tokenizer did not load; /readyz stays unready");
+        }
+    });
+    let reporter = report::Reporter::start(node.clone(), node_id.clone(), stopped.clone());
+
+    let app = Arc::new(App {
+        http: proxy::upstream::client(config.connect_timeout),
+        config,
+        node_id,
+        policy,
+        node,
+        cool_downs: proxy::route::CoolDowns::default(),
+        quota: quota::Quota::default(),
+        reporter,
+        metrics: Arc::new(metrics::Metrics::default()),
+        loaded,
+    });
+    let listener = server::bind(&app).await?;
+    server::serve(app, listener, shutdown).await?;
+    let _ = stop.send(true);
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Channels, models and groups, with the indexes the request path reads: price by model name,
+//! group by id, and the enabled channels that serve a model over a protocol.
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use router_proto::{Money, Multiplier, Tariff, TokenPrices, pb};
+
+/// The wire protocol of an endpoint, which decides which channel types can serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// OpenAI's API: `openai`, `azure` and `gemini` channels.
+    OpenAi = 0,
+    /// Anthropic's Messages API: `anthropic` channels.
+    Anthropic = 1,
+}
+
+/// How to talk to a channel's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// Any OpenAI-compatible server: `{base}/chat/completions`, Bearer auth.
+    OpenAi,
+    /// Anthropic: `{base}/v1/messages`, `x-api-key`.
+    Anthropic,
+    /// Azure OpenAI: deployment URLs, `api-key`, `api-version`.
+    Azure,
+    /// Gemini's OpenAI-compatible endpoint, Bearer auth.
+    Gemini,
+}
+
+impl ChannelKind {
+    fn parse(kind: &str) -> Option<ChannelKind> {
+        Some(match kind {
+            "openai" => ChannelKind::OpenAi,
+            "anthropic" => ChannelKind::Anthropic,
+            "azure" => ChannelKind::Azure,
+            "gemini" => ChannelKind::Gemini,
+            _ => return None,
+        })
+    }
+
+    /// The protocol this kind speaks.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ChannelKind::Anthropic => Protocol::Anthropic,
+            ChannelKind::OpenAi | ChannelKind::Azure | ChannelKind::Gemini => Protocol::OpenAi,
+        }
+    }
+}
+
+/// An enabled channel, ready to forward to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Row id.
+    pub id: i64,
+    /// Name (in usage records and metrics).
+    pub name: String,
+    /// Upstream protocol details.
+    pub kind: ChannelKind,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Upstream credential.
+    pub api_key: String,
+    /// Higher first.
+    pub priority: i32,
+    /// Weighted random within a priority.
+    pub weight: u32,
+    /// Client model name -> upstream model name.
+    pub model_map: HashMap<String, String>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+}
+
+impl ChannelInfo {
+    /// The model name to send upstream for `model`.
+    pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.model_map.get(model).map_or(model, String::as_str)
+    }
+}
+
+/// A priced model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Name clients send.
+    pub name: String,
+    /// Price in force (own, else its model group's).
+    pub tariff: Tariff,
+    /// Output cap for estimates.
+    pub max_output_tokens: Option<u64>,
+    /// Its model group.
+    pub model_group: Option<String>,
+}
+
+/// A token group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Name.
+    pub name: String,
+    /// Price multiplier.
+    pub multiplier: Multiplier,
+    /// Reaches every model.
+    pub all_models: bool,
+    /// Reachable model or model-group names.
+    pub models: HashSet<String>,
+}
+
+impl GroupInfo {
+    /// Whether a key in this group may call `model`.
+    pub fn reaches(&self, model: &ModelInfo) -> bool {
+        self.all_models
+            || self.models.contains(&model.name)
+            || model.model_group.as_ref().is_some_and(|g| self.models.contains(g))
+    }
+}
+
+/// The catalog as received, by id: what deltas are applied to.
+#[derive(Debug, Clone, Default)]
+pub struct RawCatalog {
+    /// Currency display name.
+    pub currency: String,
+    channels: BTreeMap<i64, pb::Channel>,
+    models: BTreeMap<i64, pb::Model>,
+    model_groups: BTreeMap<i64, pb::ModelGroup>,
+    groups: BTreeMap<i64, pb::Group>,
+}
+
+impl RawCatalog {
+    /// Adds or replaces entities.
+    pub fn upsert(&mut self, channels: &[pb::Channel], models: &[pb::Model], model_groups: &[pb::ModelGroup], groups: &[pb::Group]) {
+        self.channels.extend(channels.iter().map(|c| (c.id, c.clone())));
+        self.models.extend(models.iter().map(|m| (m.id, m.clone())));
+        self.model_groups.extend(model_groups.iter().map(|g| (g.id, g.clone())));
+        self.groups.extend(groups.iter().map(|g| (g.id, g.clone())));
+    }
+
+    /// Removes entities by id.
+    pub fn remove(&mut self, channels: &[i64], models: &[i64], model_groups: &[i64], groups: &[i64]) {
+        channels.iter().for_each(|id| drop(self.channels.remove(id)));
+        models.iter().for_each(|id| drop(self.models.remove(id)));
+        model_groups.iter().for_each(|id| drop(self.model_groups.remove(id)));
+        groups.iter().for_each(|id| drop(self.groups.remove(id)));
+    }
+}
+
+/// Reads a price from the wire.
+pub fn tariff(price: Option<&pb::Price>) -> Option<Tariff> {
+    match price?.billing.as_ref()? {
+        pb::price::Billing::PerCallNanos(nanos) => Some(Tariff::PerCall(Money::from_nanos(*nanos))),
+        pb::price::Billing::Tokens(t) => Some(Tariff::Tokens(TokenPrices {
+            input: Money::from_nanos(t.input_nanos),
+            output: Money::from_nanos(t.output_nanos),
+            cached_input: t.cached_input_nanos.map(Money::from_nanos),
+            cache_write: t.cache_write_nanos.map(Money::from_nanos),
+        })),
+    }
+}
+
+/// The indexed catalog.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    raw: RawCatalog,
+    /// Currency display name.
+    pub currency: String,
+    models: HashMap<String, Arc<ModelInfo>>,
+    groups: HashMap<i64, GroupInfo>,
+    routes: HashMap<String, [Vec<Arc<ChannelInfo>>; 2]>,
+    served: HashSet<String>,
+}
+
+impl Catalog {
+    /// Indexes a raw catalog.
+    pub fn build(raw: RawCatalog) -> Catalog {
+        let mut group_of: HashMap<&str, &pb::ModelGroup> = HashMap::new();
+        let mut members: HashMap<&str, Vec<&str>> = HashMap::new();
+        for group in raw.model_groups.values() {
+            for member in &group.models {
+                group_of.insert(member, group);
+                members.entry(group.name.as_str()).or_default().push(member);
+            }
+        }
+        let mut models: HashMap<String, Arc<ModelInfo>> = HashMap::new();
+        for group in raw.model_groups.values() {
+            let Some(tariff) = tariff(group.price.as_ref()) else { continue };
+            for member in &group.models {
+                let info = ModelInfo { name: member.clone(), tariff, max_output_tokens: None, model_group: Some(group.name.clone()) };
+                models.insert(member.clone(), Arc::new(info));
+            }
+        }
+        // A model's own price wins over its model group's.
+        for model in raw.models.values() {
+            let Some(tariff) = tariff(model.price.as_ref()) else { continue };
+            let info = ModelInfo {
+                name: model.name.clone(),
+                tariff,
+                max_output_tokens: model.max_output_tokens.and_then(|n| u64::try_from(n).ok()),
+                model_group: group_of.get(model.name.as_str()).map(|g| g.name.clone()),
+            };
+            models.insert(model.name.clone(), Arc::new(info));
+        }
+        let groups = raw
+            .groups
+            .values()
+            .map(|g| {
+                let info = GroupInfo {
+                    name: g.name.clone(),
+                    multiplier: Multiplier::from_micros(g.multiplier_micros).unwrap_or(Multiplier::ONE),
+                    all_models: g.all_models,
+                    models: g.models.iter().cloned().collect(),
+                };
+                (g.id, info)
+            })
+            .collect();
+        let mut routes: HashMap<String, [Vec<Arc<ChannelInfo>>; 2]> = HashMap::new();
+        let mut served = HashSet::new();
+        for channel in raw.channels.values() {
+            let Some(kind) = ChannelKind::parse(&channel.r#type) else { continue };
+            for name in &channel.models {
+                served.insert(name.clone());
+                served.extend(members.get(name.as_str()).into_iter().flatten().map(|m| (*m).to_owned()));
+            }
+            if !channel.enabled {
+                continue;
+            }
+            let info = Arc::new(ChannelInfo {
+                id: channel.id,
+                name: channel.name.clone(),
+                kind,
+                base_url: channel.base_url.trim_end_matches('/').to_owned(),
+                api_key: channel.api_key.clone(),
+                priority: channel.priority,
+                weight: u32::try_from(channel.weight).unwrap_or(0),
+                model_map: channel.model_map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                api_version: channel.api_version.clone(),
+            });
+            for name in &channel.models {
+                let expanded = std::iter::once(name.as_str()).chain(members.get(name.as_str()).into_iter().flatten().copied());
+                for model in expanded {
+                    let list = &mut routes.entry(model.to_owned()).or_default()[kind.protocol() as usize];
+                    if !list.iter().any(|c| c.id == info.id) {
+                        list.push(Arc::clone(&info));
+                    }
+                }
+            }
+        }
+        for list in routes.values_mut().flat_map(|lists| lists.iter_mut()) {
+            list.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        }
+        Catalog { currency: raw.currency.clone(), raw, models, groups, routes, served }
+    }
+
+    /// The catalog as received.
+    pub fn raw(&self) -> &RawCatalog {
+        &self.raw
+    }
+
+    /// A priced model by name.
+    pub fn model(&self, name: &str) -> Option<&Arc<ModelInfo>> {
+        self.models.get(name)
+    }
+
+    /// Every priced model, by name.
+    pub fn models(&self) -> Vec<&Arc<ModelInfo>> {
+        let mut models: Vec<_> = self.models.values().collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        models
+    }
+
+    /// A group by id.
+    pub fn group(&self, id: i64) -> Option<&GroupInfo> {
+        self.groups.get(&id)
+    }
+
+    /// Every group, by name.
+    pub fn groups(&self) -> Vec<&GroupInfo> {
+        let mut groups: Vec<_> = self.groups.values().collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups
+    }
+
+    /// Enabled channels serving `model` over `protocol`, highest priority first.
+    pub fn channels(&self, protocol: Protocol, model: &str) -> &[Arc<ChannelInfo>] {
+        self.routes.get(model).map_or(&[], |lists| lists[protocol as usize].as_slice())
+    }
+
+    /// Whether any channel (enabled or not) lists `model`.
+    pub fn is_served(&self, model: &str) -> bool {
+        self.served.contains(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(input: i64) -> Option<pb::Price> {
+        Some(pb::Price {
+            billing: Some(pb::price::Billing::Tokens(pb::TokenPrice { input_nanos: input, output_nanos: input, ..Default::default() })),
+        })
+    }
+
+    #[test]
+    fn routes_group_members_and_prefers_own_prices() {
+        let mut raw = RawCatalog::default();
+        let channels = [
+            pb::Channel { id: 1, name: "low".into(), r#type: "openai".into(), models: vec!["fam".into()], priority: 1, enabled: true, ..Default::default() },
+            pb::Channel { id: 2, name: "high".into(), r#type: "azure".into(), models: vec!["a".into()], priority: 9, enabled: true, ..Default::default() },
+            pb::Channel { id: 3, name: "off".into(), r#type: "openai".into(), models: vec!["a".into()], priority: 99, enabled: false, ..Default::default() },
+            pb::Channel { id: 4, name: "claude".into(), r#type: "anthropic".into(), models: vec!["a".into()], enabled: true, ..Default::default() },
+        ];
+        let models = [pb::Model { id: 1, name: "a".into(), price: price(5), ..Default::default() }];
+        let groups = [pb::ModelGroup { id: 1, name: "fam".into(), models: vec!["a".into(), "b".into()], price: price(1) }];
+        raw.upsert(&channels, &models, &groups, &[]);
+        let catalog = Catalog::build(raw);
+        let names: Vec<_> = catalog.channels(Protocol::OpenAi, "a").iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["high", "low"]);
+        assert_eq!(catalog.channels(Protocol::Anthropic, "a").len(), 1);
+        assert_eq!(catalog.channels(Protocol::OpenAi, "b").len(), 1);
+        let a = catalog.model("a").expect("priced");
+        assert!(matches!(a.tariff, Tariff::Tokens(t) if t.input.nanos() == 5));
+        assert_eq!(a.model_group.as_deref(), Some("fam"));
+        assert!(matches!(catalog.model("b").expect("priced by group").tariff, Tariff::Tokens(t) if t.input.nanos() == 1));
+        assert!(catalog.model("c").is_none());
+        assert!(catalog.is_served("b"));
+    }
+}

@@ -1,0 +1,222 @@
+//! The cached policy: everything the request path needs, indexed for it, replaced atomically.
+//!
+//! Readers take one `Arc<Policy>` per request and never see half an update. Keys live in
+//! 256 shards (by the first byte of their hash) so that a delta touching a few keys copies only
+//! those shards, not a million-entry map; the small catalog (channels, models, groups) is
+//! rebuilt whole on every change.
+pub mod catalog;
+pub mod watch;
+
+use std::{collections::HashMap, sync::Arc};
+
+use router_proto::pb;
+
+pub use catalog::{Catalog, ChannelInfo, ModelInfo, Protocol};
+
+/// Number of key shards.
+const SHARDS: usize = 256;
+
+/// What a data plane knows of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Public id.
+    pub id: i64,
+    /// Owning account.
+    pub account_id: i64,
+    /// Own group; `None`: the account's.
+    pub group_id: Option<i64>,
+    /// Allow-list (empty: every model its group reaches).
+    pub models: Vec<String>,
+    /// Unix micros.
+    pub expires_at: Option<i64>,
+}
+
+/// What a data plane knows of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// Name.
+    pub name: String,
+    /// Token group.
+    pub group_id: i64,
+}
+
+type Shard = Arc<HashMap<[u8; 32], Arc<KeyInfo>>>;
+
+/// One version of the whole policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The policy version (0: nothing loaded yet).
+    pub version: u64,
+    /// Channels, models, groups and the indexes over them.
+    pub catalog: Arc<Catalog>,
+    accounts: Arc<HashMap<i64, AccountInfo>>,
+    shards: Vec<Shard>,
+    key_hashes: Arc<HashMap<i64, [u8; 32]>>,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            version: 0,
+            catalog: Arc::new(Catalog::default()),
+            accounts: Arc::default(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            key_hashes: Arc::default(),
+        }
+    }
+}
+
+fn key_info(key: &pb::PolicyKey) -> Option<([u8; 32], KeyInfo)> {
+    let hash: [u8; 32] = key.hash.as_slice().try_into().ok()?;
+    let info = KeyInfo {
+        id: key.id,
+        account_id: key.account_id,
+        group_id: key.group_id,
+        models: key.models.clone(),
+        expires_at: key.expires_at_unix_micros,
+    };
+    Some((hash, info))
+}
+
+impl Policy {
+    /// The key whose secret hashes to `hash`.
+    pub fn key(&self, hash: &[u8; 32]) -> Option<&Arc<KeyInfo>> {
+        self.shards[usize::from(hash[0])].get(hash)
+    }
+
+    /// An account by id.
+    pub fn account(&self, id: i64) -> Option<&AccountInfo> {
+        self.accounts.get(&id)
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.key_hashes.len()
+    }
+
+    /// Builds a policy from a whole snapshot (all its pages).
+    pub fn from_snapshot(pages: &[pb::SnapshotPage]) -> Policy {
+        let mut raw = catalog::RawCatalog::default();
+        let mut shards: Vec<HashMap<[u8; 32], Arc<KeyInfo>>> = (0..SHARDS).map(|_| HashMap::new()).collect();
+        let mut accounts = HashMap::new();
+        let mut key_hashes = HashMap::new();
+        let mut version = 0;
+        for page in pages {
+            version = page.version;
+            if let Some(settings) = &page.settings {
+                raw.currency.clone_from(&settings.currency);
+            }
+            raw.upsert(&page.channels, &page.models, &page.model_groups, &page.groups);
+            for account in &page.accounts {
+                accounts.insert(account.id, AccountInfo { name: account.name.clone(), group_id: account.group_id });
+            }
+            for key in &page.keys {
+                if let Some((hash, info)) = key_info(key) {
+                    key_hashes.insert(info.id, hash);
+                    shards[usize::from(hash[0])].insert(hash, Arc::new(info));
+                }
+            }
+        }
+        Policy {
+            version,
+            catalog: Arc::new(Catalog::build(raw)),
+            accounts: Arc::new(accounts),
+            shards: shards.into_iter().map(Arc::new).collect(),
+            key_hashes: Arc::new(key_hashes),
+        }
+    }
+
+    /// The policy with `delta` applied; untouched parts are shared, not copied.
+    pub fn apply(&self, delta: &pb::PolicyDelta) -> Policy {
+        let mut next = self.clone();
+        next.version = delta.version;
+        let kinds = |kind: pb::EntityKind| delta.removed.iter().filter(move |r| r.kind == kind as i32).map(|r| r.id);
+
+        let catalog_changed = !(delta.channels.is_empty()
+            && delta.models.is_empty()
+            && delta.model_groups.is_empty()
+            && delta.groups.is_empty())
+            || delta.removed.iter().any(|r| r.kind != pb::EntityKind::Key as i32 && r.kind != pb::EntityKind::Account as i32)
+            || delta.settings.as_ref().is_some_and(|s| s.currency != self.catalog.currency);
+        if catalog_changed {
+            let mut raw = self.catalog.raw().clone();
+            if let Some(settings) = &delta.settings {
+                raw.currency.clone_from(&settings.currency);
+            }
+            raw.remove(
+                &kinds(pb::EntityKind::Channel).collect::<Vec<_>>(),
+                &kinds(pb::EntityKind::Model).collect::<Vec<_>>(),
+                &kinds(pb::EntityKind::ModelGroup).collect::<Vec<_>>(),
+                &kinds(pb::EntityKind::Group).collect::<Vec<_>>(),
+            );
+            raw.upsert(&delta.channels, &delta.models, &delta.model_groups, &delta.groups);
+            next.catalog = Arc::new(Catalog::build(raw));
+        }
+
+        if !delta.accounts.is_empty() || kinds(pb::EntityKind::Account).next().is_some() {
+            let accounts = Arc::make_mut(&mut next.accounts);
+            for id in kinds(pb::EntityKind::Account) {
+                accounts.remove(&id);
+            }
+            for account in &delta.accounts {
+                accounts.insert(account.id, AccountInfo { name: account.name.clone(), group_id: account.group_id });
+            }
+        }
+
+        if !delta.keys.is_empty() || kinds(pb::EntityKind::Key).next().is_some() {
+            let hashes = Arc::make_mut(&mut next.key_hashes);
+            for id in kinds(pb::EntityKind::Key) {
+                if let Some(hash) = hashes.remove(&id) {
+                    Arc::make_mut(&mut next.shards[usize::from(hash[0])]).remove(&hash);
+                }
+            }
+            for key in &delta.keys {
+                let Some((hash, info)) = key_info(key) else { continue };
+                if let Some(old) = hashes.insert(info.id, hash).filter(|old| *old != hash) {
+                    Arc::make_mut(&mut next.shards[usize::from(old[0])]).remove(&old);
+                }
+                Arc::make_mut(&mut next.shards[usize::from(hash[0])]).insert(hash, Arc::new(info));
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64, first_byte: u8) -> pb::PolicyKey {
+        let mut hash = vec![id as u8; 32];
+        hash[0] = first_byte;
+        pb::PolicyKey { id, hash, account_id: 1, ..Default::default() }
+    }
+
+    fn hash_of(key: &pb::PolicyKey) -> [u8; 32] {
+        key.hash.as_slice().try_into().expect("32 bytes")
+    }
+
+    #[test]
+    fn deltas_add_change_and_remove_keys_without_touching_other_shards() {
+        let (a, b) = (key(1, 7), key(2, 9));
+        let snapshot = pb::SnapshotPage { version: 3, first: true, last: true, keys: vec![a.clone(), b.clone()], ..Default::default() };
+        let policy = Policy::from_snapshot(&[snapshot]);
+        assert_eq!((policy.version, policy.key_count()), (3, 2));
+        assert_eq!(policy.key(&hash_of(&a)).map(|k| k.id), Some(1));
+
+        let c = key(3, 7);
+        let removal = pb::Removal { kind: pb::EntityKind::Key as i32, id: 2 };
+        let delta = pb::PolicyDelta { version: 4, keys: vec![c.clone()], removed: vec![removal], ..Default::default() };
+        let next = policy.apply(&delta);
+        assert_eq!(next.version, 4);
+        assert!(next.key(&hash_of(&b)).is_none());
+        assert_eq!(next.key(&hash_of(&c)).map(|k| k.id), Some(3));
+        assert_eq!(next.key(&hash_of(&a)).map(|k| k.id), Some(1));
+        // The old version is untouched (readers holding it see a consistent policy).
+        assert!(policy.key(&hash_of(&b)).is_some());
+        assert!(policy.key(&hash_of(&c)).is_none());
+        // Shards the delta did not touch are shared, not copied.
+        assert!(Arc::ptr_eq(&policy.shards[100], &next.shards[100]));
+        assert!(Arc::ptr_eq(&policy.catalog, &next.catalog));
+    }
+}

@@ -1,0 +1,167 @@
+//! The request body: the few fields the gateway reads (borrowed, the rest skipped unparsed) and
+//! the small splice it makes (a mapped model name, `stream_options`), copying every other
+//! top-level value through byte for byte.
+use std::{borrow::Cow, fmt};
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, Visitor},
+};
+use serde_json::value::RawValue;
+
+use super::error::{ApiError, ErrorCode};
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    stream: Option<bool>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    stream_options: Option<StreamOptions>,
+}
+
+/// What the gateway needs to know of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields<'a> {
+    /// The model asked for.
+    pub model: Cow<'a, str>,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// The output cap the request sets, if any.
+    pub max_output_tokens: Option<u64>,
+    /// Whether the client itself asked for a usage chunk in its stream.
+    pub include_usage: bool,
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+}
+
+/// Reads the fields of a JSON body; 400 when it is not a JSON object with a string `model`.
+pub fn fields(body: &[u8]) -> Result<Fields<'_>, ApiError> {
+    let raw: Raw<'_> = serde_json::from_slice(body).map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let model = raw.model.filter(|m| !m.is_empty()).ok_or_else(|| bad_request("the request has no `model`"))?;
+    Ok(Fields {
+        model,
+        stream: raw.stream.unwrap_or(false),
+        max_output_tokens: raw.max_tokens.or(raw.max_completion_tokens).or(raw.max_output_tokens),
+        include_usage: raw.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+    })
+}
+
+/// The top-level members of a JSON object, in order, with their values unparsed.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// The body with `model` replaced (when `model` is given) and `stream_options.include_usage`
+/// set (when `include_usage`); every other member is copied through unchanged.
+pub fn splice(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, ApiError> {
+    let members: Members<'_> = serde_json::from_slice(body).map_err(|e| bad_request(format!("the request body is not a JSON object: {e}")))?;
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.push(b'{');
+    let mut first = true;
+    let mut push = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Keys come from valid JSON, so serializing them cannot fail.
+        serde_json::to_writer(&mut *out, key).unwrap_or_default();
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    let mut wrote_options = false;
+    for (key, value) in &members.0 {
+        match key.as_ref() {
+            "model" if model.is_some() => {
+                let name = serde_json::to_string(&model).unwrap_or_default();
+                push(&mut out, key, name.as_bytes());
+            }
+            "stream_options" if include_usage => {
+                let mut options: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(value.get()).unwrap_or_default();
+                options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+                let options = serde_json::Value::Object(options).to_string();
+                push(&mut out, key, options.as_bytes());
+                wrote_options = true;
+            }
+            _ => push(&mut out, key, value.get().as_bytes()),
+        }
+    }
+    if include_usage && !wrote_options {
+        push(&mut out, "stream_options", br#"{"include_usage":true}"#);
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_what_it_needs() {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"wizard","content":[{"type":"hologram"}]}],"stream":true,"max_tokens":64,"x":{"deep":[1,2,{"a":null}]}}"#;
+        let f = fields(body).expect("valid");
+        assert_eq!(f.model, "gpt-4o");
+        assert!(f.stream);
+        assert_eq!(f.max_output_tokens, Some(64));
+        assert!(!f.include_usage);
+        assert_eq!(fields(br#"{"model":"m","max_completion_tokens":9}"#).expect("valid").max_output_tokens, Some(9));
+        assert_eq!(fields(br#"{"model":"m","max_output_tokens":7,"stream":null}"#).expect("valid").max_output_tokens, Some(7));
+        assert!(fields(br#"{"model":"m","stream_options":{"include_usage":true}}"#).expect("valid").include_usage);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_request() {
+        for bad in [&b"not json"[..], b"[]", b"{}", br#"{"model":""}"#, br#"{"model":5}"#, br#"{"model":"m""#] {
+            let error = fields(bad).expect_err("invalid");
+            assert_eq!((error.status, error.code), (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest));
+        }
+    }
+
+    #[test]
+    fn splices_model_and_usage_without_touching_the_rest() {
+        let body = br#"{"model":"alias","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"stream":true,"unknown":{"keep":[1.50,true]}}"#;
+        let spliced = splice(body, Some("real-model"), true).expect("object");
+        let text = std::str::from_utf8(&spliced).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"model":"real-model","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"stream":true,"unknown":{"keep":[1.50,true]},"stream_options":{"include_usage":true}}"#
+        );
+        let kept = splice(br#"{"stream_options":{"foo":1},"model":"m"}"#, None, true).expect("object");
+        let value: serde_json::Value = serde_json::from_slice(&kept).expect("json");
+        assert_eq!(value["stream_options"], serde_json::json!({"foo": 1, "include_usage": true}));
+        assert_eq!(value["model"], "m");
+    }
+}

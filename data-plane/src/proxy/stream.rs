@@ -1,0 +1,367 @@
+//! Server-sent events passed through as they arrive, event by event, while usage is read from
+//! them. The request is billed and its report handed over before the stream's terminal event
+//! goes out; a stream that breaks, stalls or is abandoned by the client is billed for what was
+//! produced and recorded as `incomplete`.
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use super::{
+    meter::{Meter, Outcome, Produced},
+    usage::{self, Dialect, StreamUsage},
+};
+
+/// Most answer bytes kept for counting tokens locally when the upstream reports no usage.
+const MAX_KEPT_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// One complete event: its bytes as received, its `event:` name and joined `data:` payload.
+struct Event {
+    raw: Bytes,
+    name: Option<Bytes>,
+    data: Bytes,
+}
+
+/// Splits a byte stream into SSE events.
+#[derive(Default)]
+struct Parser {
+    buffer: BytesMut,
+}
+
+impl Parser {
+    fn push(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, if the buffer holds one.
+    fn next_event(&mut self) -> Option<Event> {
+        let end = event_end(&self.buffer)?;
+        let raw = self.buffer.split_to(end).freeze();
+        let mut name = None;
+        let mut data = BytesMut::new();
+        for line in raw.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(value) = line.strip_prefix(b"data:") {
+                if !data.is_empty() {
+                    data.extend_from_slice(b"\n");
+                }
+                data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+            } else if let Some(value) = line.strip_prefix(b"event:") {
+                name = Some(Bytes::copy_from_slice(value.strip_prefix(b" ").unwrap_or(value)));
+            }
+        }
+        Some(Event { raw, name, data: data.freeze() })
+    }
+
+    fn take_rest(&mut self) -> Bytes {
+        self.buffer.split().freeze()
+    }
+}
+
+/// Where the event ending at the first blank line ends (after the blank line).
+fn event_end(buffer: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(b'\n', &buffer[from..]) {
+        let at = from + at;
+        let rest = &buffer[at + 1..];
+        if rest.first() == Some(&b'\n') {
+            return Some(at + 2);
+        }
+        if rest.starts_with(b"\r\n") {
+            return Some(at + 3);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Whether an event ends the answer: OpenAI's `[DONE]`, Anthropic's `message_stop`, the
+/// Responses API's final `response.*` events.
+fn is_terminal(event: &Event, dialect: Dialect) -> bool {
+    match dialect {
+        Dialect::OpenAi => event.data.as_ref() == b"[DONE]",
+        Dialect::Anthropic => event.name.as_deref() == Some(b"message_stop".as_slice()),
+        Dialect::Responses => matches!(
+            event.name.as_deref(),
+            Some(b"response.completed" | b"response.incomplete" | b"response.failed")
+        ),
+    }
+}
+
+/// Whether an event is the usage-only chunk the gateway asked for on the client's behalf.
+fn is_injected_usage(event: &Event) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        choices: Option<Vec<&'a serde_json::value::RawValue>>,
+    }
+    serde_json::from_slice::<Chunk<'_>>(&event.data).is_ok_and(|c| c.choices.is_some_and(|c| c.is_empty()))
+}
+
+/// The text of an answer (stream payloads or a whole body), for counting tokens locally.
+pub fn answer_text(raw: &[Bytes], dialect: Dialect) -> String {
+    fn push_str(value: Option<&serde_json::Value>, text: &mut String) {
+        if let Some(s) = value.and_then(serde_json::Value::as_str) {
+            text.push_str(s);
+        }
+    }
+    let mut text = String::new();
+    for payload in raw {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else { continue };
+        match dialect {
+            Dialect::OpenAi => {
+                for choice in value["choices"].as_array().into_iter().flatten() {
+                    push_str(choice.get("text"), &mut text);
+                    for part in [&choice["delta"], &choice["message"]] {
+                        push_str(part.get("content"), &mut text);
+                        for call in part["tool_calls"].as_array().into_iter().flatten() {
+                            push_str(call["function"].get("arguments"), &mut text);
+                        }
+                    }
+                }
+            }
+            Dialect::Anthropic => {
+                push_str(value["delta"].get("text"), &mut text);
+                push_str(value["delta"].get("partial_json"), &mut text);
+                for block in value["content"].as_array().into_iter().flatten() {
+                    push_str(block.get("text"), &mut text);
+                }
+            }
+            Dialect::Responses => {
+                push_str(value.get("delta"), &mut text);
+                push_str(value.get("output_text"), &mut text);
+            }
+        }
+    }
+    text
+}
+
+/// The client-facing stream.
+pub struct MeteredStream {
+    upstream: Incoming,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    parser: Parser,
+    dialect: Dialect,
+    strip_injected_usage: bool,
+    usage: StreamUsage,
+    kept: Vec<Bytes>,
+    kept_bytes: usize,
+    produced_content: bool,
+    meter: Option<(Meter, String)>,
+    first_byte: Duration,
+    ready: VecDeque<Bytes>,
+    done: bool,
+}
+
+impl MeteredStream {
+    /// Wraps an upstream stream; `meter` bills it when it ends.
+    pub fn new(
+        upstream: Incoming,
+        dialect: Dialect,
+        strip_injected_usage: bool,
+        idle_timeout: Duration,
+        meter: Meter,
+        channel: String,
+        first_byte: Duration,
+    ) -> MeteredStream {
+        MeteredStream {
+            upstream,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            parser: Parser::default(),
+            dialect,
+            strip_injected_usage,
+            usage: StreamUsage::default(),
+            kept: Vec::new(),
+            kept_bytes: 0,
+            produced_content: false,
+            meter: Some((meter, channel)),
+            first_byte,
+            ready: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some((meter, channel)) = self.meter.take() {
+            let produced = Produced {
+                usage: self.usage.get(),
+                raw_output: std::mem::take(&mut self.kept),
+                first_byte: Some(self.first_byte),
+            };
+            // Nothing reached the client: the failed request is free.
+            let outcome = if outcome == Outcome::Incomplete && !self.produced_content { Outcome::UpstreamError } else { outcome };
+            meter.finish(&channel, outcome, produced);
+        }
+    }
+
+    /// Takes in a chunk: complete events become ready to send.
+    fn take_in(&mut self, chunk: &[u8]) {
+        self.parser.push(chunk);
+        let mut out = BytesMut::new();
+        while let Some(event) = self.parser.next_event() {
+            if !event.data.is_empty() {
+                self.usage.observe(usage::from_event(&event.data, self.dialect));
+            }
+            if is_terminal(&event, self.dialect) {
+                // Billed and reported before the terminal event goes out.
+                if !out.is_empty() {
+                    self.ready.push_back(out.split().freeze());
+                }
+                self.finish(Outcome::Ok);
+                self.ready.push_back(event.raw);
+                continue;
+            }
+            if self.strip_injected_usage && self.dialect == Dialect::OpenAi && is_injected_usage(&event) {
+                continue;
+            }
+            if !event.data.is_empty() {
+                self.produced_content = true;
+                if self.kept_bytes + event.data.len() <= MAX_KEPT_OUTPUT {
+                    self.kept_bytes += event.data.len();
+                    self.kept.push(event.data.clone());
+                }
+            }
+            out.extend_from_slice(&event.raw);
+        }
+        if !out.is_empty() {
+            self.ready.push_back(out.freeze());
+        }
+    }
+
+    /// The stream broke: bill what was produced, tell the client in its protocol.
+    fn broke(&mut self, why: &str) {
+        let rest = self.parser.take_rest();
+        if !rest.is_empty() {
+            self.ready.push_back(rest);
+        }
+        let billed = self.meter.is_some();
+        self.finish(Outcome::Incomplete);
+        if billed {
+            tracing::warn!(why, "upstream stream ended early");
+            let message = serde_json::json!(format!("upstream stream ended early: {why}"));
+            let event = match self.dialect {
+                Dialect::Anthropic => format!(
+                    "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"api_error\",\"message\":{message}}}}}\n\n"
+                ),
+                Dialect::OpenAi | Dialect::Responses => format!(
+                    "data: {{\"error\":{{\"message\":{message},\"type\":\"upstream_error\",\"code\":\"upstream_error\"}}}}\n\n"
+                ),
+            };
+            self.ready.push_back(Bytes::from(event));
+        }
+        self.done = true;
+    }
+}
+
+impl Body for MeteredStream {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    if let Ok(data) = frame.into_data() {
+                        this.take_in(&data);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => this.broke(&error.to_string()),
+                Poll::Ready(None) => {
+                    if this.meter.is_some() {
+                        this.broke("the upstream closed the stream without finishing it");
+                    } else {
+                        let rest = this.parser.take_rest();
+                        if !rest.is_empty() {
+                            this.ready.push_back(rest);
+                        }
+                        this.done = true;
+                    }
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        this.broke("no data within the idle timeout");
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        // The client went away mid-stream: bill what was produced.
+        self.finish(Outcome::Incomplete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(input: &[&[u8]]) -> Vec<(Option<String>, String)> {
+        let mut parser = Parser::default();
+        let mut out = Vec::new();
+        for chunk in input {
+            parser.push(chunk);
+            while let Some(e) = parser.next_event() {
+                let name = e.name.map(|n| String::from_utf8_lossy(&n).into_owned());
+                out.push((name, String::from_utf8_lossy(&e.data).into_owned()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn splits_events_across_chunks_and_line_endings() {
+        let parsed = events(&[b"data: {\"a\"", b":1}\n\nevent: message_stop\r\ndata: {}\r\n\r\ndata: x\ndata: y\n\n", b"data: [DO"]);
+        assert_eq!(
+            parsed,
+            vec![
+                (None, "{\"a\":1}".to_owned()),
+                (Some("message_stop".to_owned()), "{}".to_owned()),
+                (None, "x\ny".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn recognizes_terminal_and_injected_events() {
+        let mut parser = Parser::default();
+        parser.push(b"data: [DONE]\n\nevent: message_stop\ndata: {}\n\ndata: {\"choices\":[],\"usage\":{}}\n\n");
+        let done = parser.next_event().expect("event");
+        assert!(is_terminal(&done, Dialect::OpenAi));
+        let stop = parser.next_event().expect("event");
+        assert!(is_terminal(&stop, Dialect::Anthropic) && !is_terminal(&stop, Dialect::OpenAi));
+        assert!(is_injected_usage(&parser.next_event().expect("event")));
+    }
+
+    #[test]
+    fn extracts_answer_text_per_dialect() {
+        let openai = [Bytes::from_static(br#"{"choices":[{"delta":{"content":"Hel"}}]}"#), Bytes::from_static(br#"{"choices":[{"delta":{"content":"lo"}}]}"#)];
+        assert_eq!(answer_text(&openai, Dialect::OpenAi), "Hello");
+        let anthropic = [Bytes::from_static(br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#)];
+        assert_eq!(answer_text(&anthropic, Dialect::Anthropic), "Hi");
+        let responses = [Bytes::from_static(br#"{"type":"response.output_text.delta","delta":"Yo"}"#)];
+        assert_eq!(answer_text(&responses, Dialect::Responses), "Yo");
+    }
+}

@@ -1,0 +1,260 @@
+//! Talking to upstreams: the HTTP client, and each channel type's URL and credentials.
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+use super::usage::Dialect;
+use crate::policy::{ChannelInfo, Protocol, catalog::ChannelKind};
+
+/// The shared upstream client (connection pools per host, HTTP/1.1 and HTTP/2, TLS).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Anthropic API version sent when the client names none.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Azure API version used when the channel names none.
+const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// Builds the upstream client.
+pub fn client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+/// The proxied endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/messages`.
+    Messages,
+    /// `POST /v1/messages/count_tokens` (free, unmetered).
+    CountTokens,
+}
+
+impl Endpoint {
+    /// The endpoint for a request path (query already removed).
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        Some(match path.trim_end_matches('/') {
+            "/v1/chat/completions" | "/chat/completions" => Endpoint::ChatCompletions,
+            "/v1/completions" | "/completions" => Endpoint::Completions,
+            "/v1/embeddings" | "/embeddings" => Endpoint::Embeddings,
+            "/v1/responses" | "/responses" => Endpoint::Responses,
+            "/v1/messages" => Endpoint::Messages,
+            "/v1/messages/count_tokens" => Endpoint::CountTokens,
+            _ => return None,
+        })
+    }
+
+    /// The path as clients call it (for usage records and metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Responses => "/v1/responses",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    /// Which channels can serve it.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
+            _ => Protocol::OpenAi,
+        }
+    }
+
+    /// How its answers report usage.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Dialect::Anthropic,
+            Endpoint::Responses => Dialect::Responses,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// Whether its protocol has `stream_options.include_usage` (the Responses API rejects it).
+    pub fn has_stream_usage_option(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+
+    /// Whether errors use Anthropic's shape.
+    pub fn anthropic_errors(self) -> bool {
+        self.protocol() == Protocol::Anthropic
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat/completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Messages => "v1/messages",
+            Endpoint::CountTokens => "v1/messages/count_tokens",
+        }
+    }
+}
+
+/// The URL to call `endpoint` of `channel` for `upstream_model`, with the client's query.
+pub fn url(channel: &ChannelInfo, endpoint: Endpoint, upstream_model: &str, query: Option<&str>) -> String {
+    let base = &channel.base_url;
+    let mut url = match channel.kind {
+        ChannelKind::Azure => {
+            let version = channel.api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
+            format!("{base}/openai/deployments/{upstream_model}/{}?api-version={version}", endpoint.suffix())
+        }
+        ChannelKind::OpenAi | ChannelKind::Gemini | ChannelKind::Anthropic => format!("{base}/{}", endpoint.suffix()),
+    };
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(query);
+    }
+    url
+}
+
+/// Headers never forwarded: hop-by-hop ones, the client's credentials, and what the
+/// gateway sets itself.
+fn is_withheld(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "accept-encoding"
+            | "authorization"
+            | "x-api-key"
+            | "api-key"
+            | "cookie"
+            | "openai-organization"
+            | "openai-project"
+            | "x-goog-api-key"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-real-ip"
+    )
+}
+
+/// The upstream request: the channel's URL and credentials, the client's protocol headers.
+pub fn request(
+    channel: &ChannelInfo,
+    endpoint: Endpoint,
+    upstream_model: &str,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    body: Bytes,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let mut builder = Request::builder().method(Method::POST).uri(url(channel, endpoint, upstream_model, query));
+    let headers = builder.headers_mut().ok_or_else(|| anyhow::anyhow!("invalid upstream URL"))?;
+    for (name, value) in client_headers {
+        if !is_withheld(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let key = HeaderValue::from_str(&channel.api_key)?;
+    match channel.kind {
+        ChannelKind::OpenAi | ChannelKind::Gemini => {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", channel.api_key))?);
+        }
+        ChannelKind::Azure => {
+            headers.insert(HeaderName::from_static("api-key"), key);
+        }
+        ChannelKind::Anthropic => {
+            headers.insert(HeaderName::from_static("x-api-key"), key);
+            headers
+                .entry(HeaderName::from_static("anthropic-version"))
+                .or_insert(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
+        }
+    }
+    // Usage is read from the answer, so it must not come compressed.
+    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    headers.entry(header::CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+    Ok(builder.body(Full::new(body))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(kind: ChannelKind, base: &str) -> ChannelInfo {
+        ChannelInfo {
+            id: 1,
+            name: "c".into(),
+            kind,
+            base_url: base.into(),
+            api_key: "upstream-key".into(),
+            priority: 0,
+            weight: 1,
+            model_map: Default::default(),
+            api_version: Some("2024-06-01".into()),
+        }
+    }
+
+    #[test]
+    fn urls_follow_each_channel_type() {
+        let openai = channel(ChannelKind::OpenAi, "https://api.openai.com/v1");
+        assert_eq!(url(&openai, Endpoint::ChatCompletions, "m", None), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(url(&openai, Endpoint::Responses, "m", Some("x=1")), "https://api.openai.com/v1/responses?x=1");
+        let anthropic = channel(ChannelKind::Anthropic, "https://api.anthropic.com");
+        assert_eq!(url(&anthropic, Endpoint::Messages, "m", Some("beta=true")), "https://api.anthropic.com/v1/messages?beta=true");
+        let azure = channel(ChannelKind::Azure, "https://x.openai.azure.com");
+        assert_eq!(
+            url(&azure, Endpoint::Embeddings, "dep", None),
+            "https://x.openai.azure.com/openai/deployments/dep/embeddings?api-version=2024-06-01"
+        );
+    }
+
+    #[test]
+    fn client_credentials_never_go_upstream() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer sk-client"));
+        headers.insert("x-api-key", HeaderValue::from_static("sk-client"));
+        headers.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        let anthropic = channel(ChannelKind::Anthropic, "http://h");
+        let request = request(&anthropic, Endpoint::Messages, "m", None, &headers, Bytes::new()).expect("request");
+        let sent = request.headers();
+        assert_eq!(sent.get("x-api-key").map(|v| v.as_bytes()), Some(&b"upstream-key"[..]));
+        assert!(sent.get("authorization").is_none());
+        assert_eq!(sent.get("anthropic-beta").map(|v| v.as_bytes()), Some(&b"tools-2024"[..]));
+        assert_eq!(sent.get("anthropic-version").map(|v| v.as_bytes()), Some(&b"2023-06-01"[..]));
+        assert!(sent.get("connection").is_none());
+        let openai = channel(ChannelKind::OpenAi, "http://h");
+        let request = super::request(&openai, Endpoint::ChatCompletions, "m", None, &headers, Bytes::new()).expect("request");
+        assert_eq!(request.headers().get("authorization").map(|v| v.as_bytes()), Some(&b"Bearer upstream-key"[..]));
+        assert!(request.headers().get("x-api-key").is_none());
+    }
+}

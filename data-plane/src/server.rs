@@ -1,0 +1,185 @@
+//! The HTTP server: routing, `x-request-id` and CORS on every answer, and a shutdown that
+//! stops accepting and lets in-flight requests and streams finish (bounded).
+use std::{convert::Infallible, future::Future, sync::Arc};
+
+use anyhow::Context;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    app::App,
+    body::{ResponseBody, empty},
+    endpoints::{account, catalog, json, text},
+    proxy::{
+        self, auth,
+        error::{ApiError, ErrorCode},
+        upstream::Endpoint,
+    },
+};
+
+/// Serves HTTP on `listener` until `shutdown` completes, then drains for up to the grace.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!("listening on {address}");
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let service = service_fn(move |request| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(route(app, request).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all requests finished"),
+        () = tokio::time::sleep(app.config.shutdown_grace) => tracing::warn!("shutdown grace period over; closing what is left"),
+    }
+    Ok(())
+}
+
+/// Binds the listener.
+pub async fn bind(app: &App) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(app.config.listen).await.with_context(|| format!("cannot listen on {}", app.config.listen))
+}
+
+fn request_id() -> Arc<str> {
+    Arc::from(uuid::Uuid::now_v7().to_string())
+}
+
+/// Routes one request and decorates its answer.
+async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let request_id = request_id();
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = dispatch(&app, request, Arc::clone(&request_id)).await;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    if let Some(allowed) = allowed_origin(&app.config.cors_origins, origin.as_ref()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id"));
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// The `Access-Control-Allow-Origin` value for a request from `origin`, if it is allowed.
+fn allowed_origin(configured: &str, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+    if configured.trim() == "*" {
+        return Some(HeaderValue::from_static("*"));
+    }
+    let origin = origin?;
+    let text = origin.to_str().ok()?;
+    configured.split(',').map(str::trim).any(|o| o == text).then(|| origin.clone())
+}
+
+fn preflight(request: &Request<Incoming>) -> Response<ResponseBody> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    let asked = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        asked.unwrap_or(HeaderValue::from_static("authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta")),
+    );
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    response
+}
+
+async fn dispatch(app: &Arc<App>, request: Request<Incoming>, request_id: Arc<str>) -> Response<ResponseBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if method == Method::OPTIONS {
+        return preflight(&request);
+    }
+    if method == Method::POST
+        && let Some(endpoint) = Endpoint::from_path(&path)
+    {
+        return proxy::handle(app, endpoint, request, request_id).await;
+    }
+    match (&method, path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/") => text(StatusCode::OK, "text/plain; charset=utf-8", "Code Router\n"),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if app.is_ready() {
+                text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "not ready: no policy loaded yet\n")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let body = app.metrics.render(app.policy.load().version, app.reporter.depth());
+            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body)
+        }
+        (&Method::GET, "/api/pricing") => json(StatusCode::OK, &catalog::pricing_json(&app.policy.load())),
+        (&Method::GET, "/pricing") => text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load())),
+        _ => keyed(app, request, &method, &path).await,
+    }
+}
+
+/// Endpoints that need a key but are not proxied.
+async fn keyed(app: &Arc<App>, request: Request<Incoming>, method: &Method, path: &str) -> Response<ResponseBody> {
+    let anthropic = request.headers().contains_key("anthropic-version");
+    let known = matches!(
+        (method, path),
+        (&Method::GET, "/v1/models" | "/models" | "/api/me" | "/api/me/usage" | "/v1/dashboard/billing/subscription" | "/dashboard/billing/subscription" | "/v1/dashboard/billing/usage" | "/dashboard/billing/usage")
+            | (&Method::POST, "/api/redeem")
+    ) || (method == Method::GET && path.starts_with("/v1/models/"));
+    if !known {
+        return ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {method} {path}")).response(anthropic);
+    }
+    let policy = app.policy.load_full();
+    let caller = match auth::authenticate(&policy, request.headers(), crate::app::unix_micros()) {
+        Ok(caller) => caller,
+        Err(error) => return error.response(anthropic),
+    };
+    let key_id = caller.key.id;
+    let answer = match path {
+        "/v1/models" | "/models" => Ok(catalog::list_models(&policy, &caller, request.headers())),
+        "/api/me" => account::me(app, key_id).await,
+        "/api/me/usage" => account::usage(app, key_id, request.uri().query()).await,
+        "/v1/dashboard/billing/subscription" | "/dashboard/billing/subscription" => account::subscription(app, key_id).await,
+        "/v1/dashboard/billing/usage" | "/dashboard/billing/usage" => account::billing_usage(app, key_id).await,
+        "/api/redeem" => {
+            let limit = app.config.max_body_bytes.min(64 * 1024);
+            match http_body_util::BodyExt::collect(http_body_util::Limited::new(request.into_body(), limit)).await {
+                Ok(body) => account::redeem(app, key_id, &body.to_bytes()).await,
+                Err(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "cannot read the request body")),
+            }
+        }
+        _ => {
+            let id = path.trim_start_matches("/v1/models/");
+            catalog::get_model(&policy, &caller, id, anthropic).ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ModelNotFound, format!("the model `{id}` does not exist"))
+            })
+        }
+    };
+    answer.unwrap_or_else(|error| error.response(anthropic))
+}
