@@ -10,11 +10,12 @@ use crate::store::{
     codes::Code,
     groups::Group,
     keys::{Key, KeyRow},
+    leases::{Grant, LeaseRequest},
     ledger::Entry,
     models::{Model, ModelGroup},
     policy::PolicyAccount,
     pricing::PriceEntry,
-    usage::UsageRow,
+    usage::{Report, UsageRow},
 };
 
 /// A price from the wire; `None` when absent.
@@ -188,6 +189,50 @@ pub fn usage_to_pb((row, account): (UsageRow, String)) -> pb::UsageRecord {
         created_at_unix_micros: row.created_at,
         endpoint: row.endpoint,
         duration_ms: row.duration_ms,
+    }
+}
+
+/// A grant request from the wire (checked by the store).
+pub fn lease_request_from_pb(request: &pb::AcquireLeaseRequest) -> LeaseRequest<'_> {
+    LeaseRequest {
+        node_id: &request.node_id,
+        key_id: request.key_id,
+        lease_id: request.lease_id.as_deref().filter(|id| !id.is_empty()),
+        want: request.want_nanos,
+        min: request.min_nanos,
+    }
+}
+
+/// A grant for the wire.
+pub fn grant_to_pb(grant: Grant) -> pb::Lease {
+    pb::Lease {
+        lease_id: grant.lease_id,
+        key_id: grant.key_id,
+        granted_nanos: grant.granted,
+        held_nanos: grant.held,
+        expires_at_unix_micros: grant.expires_at,
+        limited_by: grant.limited_by.map(|l| l.as_str().to_owned()).unwrap_or_default(),
+    }
+}
+
+/// A usage report from the wire (checked by the store).
+pub fn report_from_pb(report: pb::UsageReport) -> Report {
+    Report {
+        request_id: report.request_id,
+        key_id: report.key_id,
+        model: report.model,
+        channel: report.channel,
+        endpoint: report.endpoint,
+        input_tokens: report.input_tokens,
+        cached_input_tokens: report.cached_input_tokens,
+        cache_write_tokens: report.cache_write_tokens,
+        output_tokens: report.output_tokens,
+        cost: report.cost_nanos,
+        status: report.status,
+        created_at: report.created_at_unix_micros,
+        duration_ms: report.duration_ms,
+        first_byte_ms: report.first_byte_ms,
+        lease_id: report.lease_id.filter(|id| !id.is_empty()),
     }
 }
 

@@ -11,7 +11,7 @@ use super::{convert, feed::PolicyFeed};
 use crate::{
     db::Db,
     store::{
-        accounts, codes, keys,
+        accounts, codes, keys, leases, now_micros,
         policy::{self, PolicyChanges},
         usage::{self, UsageFilter},
     },
@@ -127,6 +127,51 @@ async fn send_all(
     Ok(())
 }
 
+/// Records each batch of a usage stream in turn and acknowledges it once committed. A batch
+/// that cannot be recorded ends the stream with its error: `InvalidArgument` means no retry
+/// will ever succeed (the sender should set the batch aside), anything else is transient.
+async fn ingest_batches(
+    db: Db,
+    mut batches: Streaming<pb::UsageBatch>,
+    acks: mpsc::Sender<Result<pb::UsageAck, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let batch = tokio::select! {
+            batch = batches.message() => batch,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = acks.closed() => return,
+        };
+        let batch = match batch {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(status) => {
+                tracing::debug!(%status, "usage stream broke");
+                return;
+            }
+        };
+        let reports: Vec<usage::Report> = batch.reports.into_iter().map(convert::report_from_pb).collect();
+        match usage::ingest(&db, &batch.node_id, &reports, now_micros()).await {
+            Ok(done) => {
+                tracing::debug!(node = %batch.node_id, batch = batch.batch_id, recorded = done.recorded, duplicates = done.duplicates, "usage batch");
+                let ack = pb::UsageAck {
+                    batch_id: batch.batch_id,
+                    recorded: done.recorded,
+                    duplicates: done.duplicates,
+                };
+                if acks.send(Ok(ack)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(node = %batch.node_id, batch = batch.batch_id, %error, "usage batch refused");
+                let _ = acks.send(Err(error.into())).await;
+                return;
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl NodeService for NodeApi {
     type WatchPolicyStream = EventStream;
@@ -172,16 +217,23 @@ impl NodeService for NodeApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
-    async fn acquire_lease(&self, _: Request<pb::AcquireLeaseRequest>) -> Answer<pb::Lease> {
-        Err(Status::unimplemented("quota leases are not served by this control plane yet"))
+    async fn acquire_lease(&self, request: Request<pb::AcquireLeaseRequest>) -> Answer<pb::Lease> {
+        let request = request.into_inner();
+        let grant = leases::acquire(&self.db, convert::lease_request_from_pb(&request), now_micros()).await?;
+        tracing::debug!(node = %request.node_id, key = request.key_id, granted = grant.granted, held = grant.held, limited_by = ?grant.limited_by, "lease");
+        Ok(Response::new(convert::grant_to_pb(grant)))
     }
 
-    async fn release_lease(&self, _: Request<pb::ReleaseLeaseRequest>) -> Answer<pb::Empty> {
-        Err(Status::unimplemented("quota leases are not served by this control plane yet"))
+    async fn release_lease(&self, request: Request<pb::ReleaseLeaseRequest>) -> Answer<pb::Empty> {
+        leases::release(&self.db, &request.into_inner().lease_id).await?;
+        Ok(Response::new(pb::Empty {}))
     }
 
-    async fn report_usage(&self, _: Request<Streaming<pb::UsageBatch>>) -> Answer<AckStream> {
-        Err(Status::unimplemented("usage reports are not ingested by this control plane yet"))
+    async fn report_usage(&self, request: Request<Streaming<pb::UsageBatch>>) -> Answer<AckStream> {
+        let batches = request.into_inner();
+        let (sender, receiver) = mpsc::channel(16);
+        tokio::spawn(ingest_batches(self.db.clone(), batches, sender, self.shutdown.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn get_key_status(&self, request: Request<pb::KeyStatusRequest>) -> Answer<pb::KeyStatus> {

@@ -5,6 +5,7 @@
 //! same diesel code once per backend. Write transactions on SQLite start with `BEGIN IMMEDIATE`
 //! (a deferred transaction that reads and then writes fails with "database is locked" under
 //! concurrency); on PostgreSQL, code that must serialize on a row takes a row lock itself.
+mod batch;
 pub mod schema;
 mod tx;
 
@@ -20,7 +21,8 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 
-pub use tx::{Posted, Posting, TxConn};
+pub use batch::{BatchInsert, INSERT_CHUNK, NewLedgerEntry, NewUsage};
+pub use tx::{AccountQuota, Posted, Posting, TxConn, UsageDebit};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");

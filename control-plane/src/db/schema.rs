@@ -161,6 +161,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    leases (id) {
+        id -> Text,
+        key_id -> BigInt,
+        account_id -> BigInt,
+        node_id -> Text,
+        held -> BigInt,
+        day -> BigInt,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(accounts -> token_groups (group_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(ledger -> accounts (account_id));
@@ -178,4 +192,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     redemption_codes,
     ledger,
     usage_records,
+    leases,
 );

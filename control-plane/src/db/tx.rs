@@ -1,10 +1,19 @@
 //! Steps shared by many write transactions, implemented once for each backend's connection.
-use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SqliteConnection};
+//! The one step whose SQL differs per backend is [`TxConn::lock_account_of_key`].
+use std::collections::HashMap;
+
+use diesel::{
+    ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
+    SelectableHelper, SqliteConnection, dsl::case_when, sql_types::BigInt,
+};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl, sync_connection_wrapper::SyncConnectionWrapper,
 };
 
-use super::schema::{accounts, ledger, policy_removals, policy_state, token_groups};
+use super::{
+    batch::{BatchInsert, NewLedgerEntry},
+    schema::{accounts, api_keys, leases, ledger, policy_removals, policy_state, token_groups},
+};
 use crate::error::{StoreError, StoreResult};
 
 /// A balance change to post: the account row and the ledger move together.
@@ -33,8 +42,40 @@ pub struct Posted {
     pub balance: i64,
 }
 
+/// What a grant needs of an account, read while holding the account's row lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct AccountQuota {
+    /// Row id.
+    pub id: i64,
+    /// Ledger balance.
+    pub balance: i64,
+    /// Daily spend cap.
+    pub daily_limit: Option<i64>,
+    /// Spend on `spent_day`.
+    pub spent_today: i64,
+    /// The UTC day `spent_today` counts.
+    pub spent_day: i64,
+}
+
+/// The usage debits of one batch for one account: posted as one balance change and one
+/// ledger entry per request.
+#[derive(Debug, Clone)]
+pub struct UsageDebit<'a> {
+    /// The account debited.
+    pub account_id: i64,
+    /// `(request id, cost)` of every billed request, in ledger order; costs are positive.
+    pub entries: &'a [(&'a str, i64)],
+    /// The latest UTC day among the requests (see [`DayTotal`](crate::store::DayTotal)).
+    pub day: i64,
+    /// What the requests of `day` cost.
+    pub day_total: i64,
+    /// Unix micros.
+    pub now: i64,
+}
+
 /// Transaction steps every backend's connection can run.
-pub trait TxConn: AsyncConnection + Send {
+pub trait TxConn: AsyncConnection + BatchInsert + Send {
     /// Increments the policy version and returns it. Holding this row (it is written) orders
     /// all policy changes: versions are assigned in commit order.
     fn bump_policy_version(&mut self) -> impl Future<Output = QueryResult<i64>> + Send;
@@ -56,10 +97,32 @@ pub trait TxConn: AsyncConnection + Send {
     /// Applies `posting` to the account's balance and appends its ledger entry, refusing a
     /// change that would overflow the balance.
     fn post(&mut self, posting: Posting<'_>) -> impl Future<Output = StoreResult<Posted>> + Send;
+
+    /// Debits an account for a batch's requests: one balance update (which also advances the
+    /// daily counter) and one `usage` ledger entry per request, each with the balance after it.
+    /// The balance may go below zero (bounded overspend), never overflow. Returns the balance.
+    fn post_usage(&mut self, debit: UsageDebit<'_>) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// The account that owns key `key_id`, locked until the transaction ends, so that grants
+    /// and usage for one account are serialized: `SELECT … FOR UPDATE` on PostgreSQL; on
+    /// SQLite the write transaction (`BEGIN IMMEDIATE`) serializes everything already.
+    /// `None` when there is no such key.
+    fn lock_account_of_key(
+        &mut self,
+        key_id: i64,
+    ) -> impl Future<Output = QueryResult<Option<AccountQuota>>> + Send;
+
+    /// What live leases (see [`LeaseRow::is_live`](crate::store::leases::LeaseRow::is_live)) hold, per account; only
+    /// of `account` when given.
+    fn reserved(
+        &mut self,
+        account: Option<i64>,
+        now: i64,
+    ) -> impl Future<Output = QueryResult<HashMap<i64, i64>>> + Send;
 }
 
 macro_rules! impl_tx_conn {
-    ($conn:ty) => {
+    ($conn:ty, |$query:ident| $lock:expr) => {
         impl TxConn for $conn {
             async fn bump_policy_version(&mut self) -> QueryResult<i64> {
                 diesel::update(policy_state::table.filter(policy_state::id.eq(1)))
@@ -141,9 +204,90 @@ macro_rules! impl_tx_conn {
                     .await?;
                 Ok(Posted { ledger_id, balance })
             }
+
+            async fn post_usage(&mut self, debit: UsageDebit<'_>) -> StoreResult<i64> {
+                let overflow = || StoreError::Conflict("the balance would overflow".into());
+                let total = debit
+                    .entries
+                    .iter()
+                    .try_fold(0_i64, |sum, (_, cost)| sum.checked_add(*cost))
+                    .ok_or_else(overflow)?;
+                let (day, day_total) = (debit.day, debit.day_total);
+                // The daily counter follows the latest day it has seen: add on the same day,
+                // restart on a later one, ignore reports of an earlier one.
+                let balance = diesel::update(
+                    accounts::table
+                        .filter(accounts::id.eq(debit.account_id))
+                        .filter(accounts::balance.ge(i64::MIN + total))
+                        .filter(accounts::spent_today.le(i64::MAX - day_total)),
+                )
+                .set((
+                    accounts::balance.eq(accounts::balance - total),
+                    accounts::spent_today.eq(case_when(
+                        accounts::spent_day.eq(day),
+                        accounts::spent_today + day_total,
+                    )
+                    .when(accounts::spent_day.lt(day), day_total.into_sql::<BigInt>())
+                    .otherwise(accounts::spent_today)),
+                    accounts::spent_day.eq(case_when(accounts::spent_day.lt(day), day.into_sql::<BigInt>())
+                        .otherwise(accounts::spent_day)),
+                ))
+                .returning(accounts::balance)
+                .get_result::<i64>(self)
+                .await
+                .optional()?
+                .ok_or_else(overflow)?;
+                // Entries carry the running balance as if posted one by one, in order.
+                let mut running = balance + total;
+                let rows: Vec<NewLedgerEntry> = debit
+                    .entries
+                    .iter()
+                    .map(|(request_id, cost)| {
+                        running -= cost;
+                        NewLedgerEntry {
+                            account_id: debit.account_id,
+                            kind: "usage",
+                            amount: -cost,
+                            balance_after: running,
+                            request_id: Some((*request_id).to_owned()),
+                            note: String::new(),
+                            created_at: debit.now,
+                        }
+                    })
+                    .collect();
+                self.insert_ledger(rows).await?;
+                Ok(balance)
+            }
+
+            async fn lock_account_of_key(&mut self, key_id: i64) -> QueryResult<Option<AccountQuota>> {
+                let $query =
+                    accounts::table
+                        .filter(accounts::id.eq_any(
+                            api_keys::table.filter(api_keys::id.eq(key_id)).select(api_keys::account_id),
+                        ))
+                        .select(AccountQuota::as_select());
+                $lock.first(self).await.optional()
+            }
+
+            async fn reserved(&mut self, account: Option<i64>, now: i64) -> QueryResult<HashMap<i64, i64>> {
+                let mut query = leases::table
+                    .filter(leases::day.ge(crate::store::utc_day(now)))
+                    .filter(leases::expires_at.ge(now))
+                    .select((leases::account_id, leases::held))
+                    .into_boxed();
+                if let Some(id) = account {
+                    query = query.filter(leases::account_id.eq(id));
+                }
+                let mut reserved = HashMap::new();
+                for (account_id, held) in query.load::<(i64, i64)>(self).await? {
+                    let sum = reserved.entry(account_id).or_insert(0_i64);
+                    *sum = sum.saturating_add(held);
+                }
+                Ok(reserved)
+            }
         }
     };
 }
 
-impl_tx_conn!(AsyncPgConnection);
-impl_tx_conn!(SyncConnectionWrapper<SqliteConnection>);
+impl_tx_conn!(AsyncPgConnection, |query| query.for_update());
+impl_tx_conn!(SyncConnectionWrapper<SqliteConnection>, |query| query);

@@ -48,7 +48,7 @@ pub struct Account {
     pub group: String,
     /// Ledger balance.
     pub balance: i64,
-    /// Held in data planes' leases.
+    /// Held in data planes' live leases (not subtracted from the balance).
     pub reserved: i64,
     /// Daily spend cap.
     pub daily_limit: Option<i64>,
@@ -58,13 +58,14 @@ pub struct Account {
     pub created_at: i64,
 }
 
-fn view(row: AccountRow, group: String, today: i64) -> Account {
+fn view(row: AccountRow, group: String, reserved: i64, now: i64) -> Account {
+    let today = utc_day(now);
     Account {
         id: row.id,
         name: row.name,
         group,
         balance: row.balance,
-        reserved: 0,
+        reserved,
         daily_limit: row.daily_limit,
         spent_today: spent_on(today, row.spent_day, row.spent_today),
         created_at: row.created_at,
@@ -152,7 +153,7 @@ pub async fn update(
 
 /// One account by name.
 pub async fn get(db: &Db, name: &str) -> StoreResult<Account> {
-    let today = utc_day(now_micros());
+    let now = now_micros();
     read_tx!(db, |conn| {
         let (row, group) = accounts::table
             .inner_join(token_groups::table)
@@ -162,13 +163,14 @@ pub async fn get(db: &Db, name: &str) -> StoreResult<Account> {
             .await
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("account {name:?}")))?;
-        Ok(view(row, group, today))
+        let reserved = conn.reserved(Some(row.id), now).await?.get(&row.id).copied().unwrap_or(0);
+        Ok(view(row, group, reserved, now))
     })
 }
 
 /// One account by id.
 pub async fn get_by_id(db: &Db, id: i64) -> StoreResult<Account> {
-    let today = utc_day(now_micros());
+    let now = now_micros();
     read_tx!(db, |conn| {
         let (row, group) = accounts::table
             .inner_join(token_groups::table)
@@ -178,13 +180,14 @@ pub async fn get_by_id(db: &Db, id: i64) -> StoreResult<Account> {
             .await
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
-        Ok(view(row, group, today))
+        let reserved = conn.reserved(Some(id), now).await?.get(&id).copied().unwrap_or(0);
+        Ok(view(row, group, reserved, now))
     })
 }
 
 /// All accounts, by name.
 pub async fn list(db: &Db) -> StoreResult<Vec<Account>> {
-    let today = utc_day(now_micros());
+    let now = now_micros();
     read_tx!(db, |conn| {
         let rows = accounts::table
             .inner_join(token_groups::table)
@@ -192,6 +195,13 @@ pub async fn list(db: &Db) -> StoreResult<Vec<Account>> {
             .select((AccountRow::as_select(), token_groups::name))
             .load::<(AccountRow, String)>(conn)
             .await?;
-        Ok(rows.into_iter().map(|(row, group)| view(row, group, today)).collect())
+        let reserved = conn.reserved(None, now).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(row, group)| {
+                let held = reserved.get(&row.id).copied().unwrap_or(0);
+                view(row, group, held, now)
+            })
+            .collect())
     })
 }

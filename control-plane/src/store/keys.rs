@@ -10,7 +10,7 @@ use super::{check_non_negative, clean_names, json_list, now_micros, parse_json_l
 use crate::{
     db::{
         Db, TxConn,
-        schema::{accounts, api_keys, token_groups},
+        schema::{accounts, api_keys, leases, token_groups},
     },
     error::{StoreError, StoreResult},
     read_tx, write_tx,
@@ -256,6 +256,8 @@ pub async fn revoke(db: &Db, id: i64) -> StoreResult<Key> {
             return Err(StoreError::NotFound(format!("key {id}")));
         }
         conn.record_removal(version, "key", id).await?;
+        // What its leases held goes back to the account's other keys at once.
+        diesel::delete(leases::table.filter(leases::key_id.eq(id))).execute(conn).await?;
         Ok(())
     })?;
     get(db, id).await

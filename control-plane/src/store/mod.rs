@@ -10,6 +10,7 @@ pub mod channels;
 pub mod codes;
 pub mod groups;
 pub mod keys;
+pub mod leases;
 pub mod ledger;
 pub mod models;
 pub mod policy;
@@ -33,6 +34,39 @@ pub fn now_micros() -> i64 {
 /// The UTC day (days since the unix epoch) of a time in unix microseconds.
 pub fn utc_day(unix_micros: i64) -> i64 {
     unix_micros.div_euclid(MICROS_PER_DAY)
+}
+
+/// The first microsecond of the UTC day after the one `unix_micros` falls in.
+pub fn next_midnight(unix_micros: i64) -> i64 {
+    utc_day(unix_micros).saturating_add(1).saturating_mul(MICROS_PER_DAY)
+}
+
+/// Spend as a daily counter sees it: the latest day seen and what was spent on it. Adding
+/// costs in any order gives the same result as applying them one by one to a counter that
+/// adds on its own day, restarts on a later one and ignores earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayTotal {
+    /// The latest day seen.
+    pub day: i64,
+    /// What was spent on `day`.
+    pub total: i64,
+}
+
+impl Default for DayTotal {
+    fn default() -> DayTotal {
+        DayTotal { day: i64::MIN, total: 0 }
+    }
+}
+
+impl DayTotal {
+    /// Counts `cost` spent on `day`.
+    pub fn add(&mut self, day: i64, cost: i64) {
+        if day > self.day {
+            *self = DayTotal { day, total: cost };
+        } else if day == self.day {
+            self.total = self.total.saturating_add(cost);
+        }
+    }
 }
 
 /// What was spent "today" given a counter and the day it was last written on.
@@ -98,6 +132,43 @@ mod tests {
         assert_eq!(utc_day(-1), -1);
         assert_eq!(spent_on(5, 5, 10), 10);
         assert_eq!(spent_on(6, 5, 10), 0);
+        assert_eq!(next_midnight(0), MICROS_PER_DAY);
+        assert_eq!(next_midnight(MICROS_PER_DAY - 1), MICROS_PER_DAY);
+        assert_eq!(next_midnight(MICROS_PER_DAY), 2 * MICROS_PER_DAY);
+    }
+
+    /// Applies costs one by one to a counter the way a single report would.
+    fn sequential(start: (i64, i64), costs: &[(i64, i64)]) -> (i64, i64) {
+        costs.iter().fold(start, |(day, spent), &(d, c)| match d.cmp(&day) {
+            std::cmp::Ordering::Greater => (d, c),
+            std::cmp::Ordering::Equal => (d, spent + c),
+            std::cmp::Ordering::Less => (day, spent),
+        })
+    }
+
+    #[test]
+    fn day_totals_match_one_by_one_updates_in_any_order() {
+        let runs: &[&[(i64, i64)]] = &[
+            &[(5, 1), (6, 2), (5, 4)],
+            &[(6, 2), (5, 1)],
+            &[(4, 3)],
+            &[(5, 1), (5, 2)],
+            &[(7, 1), (6, 9), (7, 5)],
+        ];
+        for costs in runs {
+            for start in [(5, 10), (6, 10), (3, 10)] {
+                let mut total = DayTotal::default();
+                costs.iter().for_each(|&(d, c)| total.add(d, c));
+                // What the batch's single UPDATE does with the aggregate.
+                let (day, spent) = start;
+                let batched = match total.day.cmp(&day) {
+                    std::cmp::Ordering::Greater => (total.day, total.total),
+                    std::cmp::Ordering::Equal => (day, spent + total.total),
+                    std::cmp::Ordering::Less => (day, spent),
+                };
+                assert_eq!(batched, sequential(start, costs), "{costs:?} from {start:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,2 @@
+DROP INDEX ledger_usage_request;
+DROP TABLE leases;
