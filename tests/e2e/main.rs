@@ -24,4 +24,5 @@ macro_rules! on_both_backends {
 mod admin;
 mod ledger;
 mod lifecycle;
+mod proxy;
 mod security;

@@ -1,5 +1,6 @@
 -- Code Router schema, SQLite flavour. Money is BIGINT nano-units, multipliers BIGINT
 -- micro-units, times BIGINT unix microseconds (UTC), lists and maps JSON text.
+-- Ids use AUTOINCREMENT so that, as with PostgreSQL identities, a deleted id is never reused.
 
 -- One row: the policy version, bumped in the same transaction as every admin change.
 CREATE TABLE policy_state (
@@ -10,7 +11,7 @@ INSERT INTO policy_state (id, version) VALUES (1, 1);
 
 -- Entities removed from the policy, so a watcher can be told "everything since version N".
 CREATE TABLE policy_removals (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     version BIGINT NOT NULL,
     kind TEXT NOT NULL,
     entity_id BIGINT NOT NULL
@@ -18,7 +19,7 @@ CREATE TABLE policy_removals (
 CREATE INDEX policy_removals_version ON policy_removals (version);
 
 CREATE TABLE token_groups (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     multiplier_micros BIGINT NOT NULL CHECK (multiplier_micros >= 0),
     all_models BOOLEAN NOT NULL,
@@ -30,7 +31,7 @@ INSERT INTO token_groups (name, multiplier_micros, all_models, models, version, 
 VALUES ('default', 1000000, 1, '[]', 1, 0);
 
 CREATE TABLE models (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     billing TEXT NOT NULL CHECK (billing IN ('tokens', 'per_call')),
     input_price BIGINT,
@@ -45,7 +46,7 @@ CREATE TABLE models (
 CREATE INDEX models_version ON models (version);
 
 CREATE TABLE model_groups (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     models TEXT NOT NULL,
     billing TEXT CHECK (billing IN ('tokens', 'per_call')),
@@ -59,7 +60,7 @@ CREATE TABLE model_groups (
 );
 
 CREATE TABLE channels (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     channel_type TEXT NOT NULL,
     base_url TEXT NOT NULL,
@@ -75,7 +76,7 @@ CREATE TABLE channels (
 );
 
 CREATE TABLE accounts (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     group_id BIGINT NOT NULL REFERENCES token_groups (id),
     balance BIGINT NOT NULL,
@@ -88,7 +89,7 @@ CREATE TABLE accounts (
 CREATE INDEX accounts_version ON accounts (version);
 
 CREATE TABLE api_keys (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id BIGINT NOT NULL REFERENCES accounts (id),
     name TEXT NOT NULL,
     prefix TEXT NOT NULL,
@@ -109,7 +110,7 @@ CREATE INDEX api_keys_account ON api_keys (account_id);
 CREATE INDEX api_keys_version ON api_keys (version);
 
 CREATE TABLE redemption_codes (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     code TEXT NOT NULL UNIQUE,
     amount BIGINT NOT NULL CHECK (amount > 0),
     redeemed_by BIGINT REFERENCES accounts (id),
@@ -119,7 +120,7 @@ CREATE TABLE redemption_codes (
 
 -- Every balance change. An account's balance always equals the sum of its entries.
 CREATE TABLE ledger (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id BIGINT NOT NULL REFERENCES accounts (id),
     kind TEXT NOT NULL CHECK (kind IN ('topup', 'redemption', 'usage', 'adjustment')),
     amount BIGINT NOT NULL,
@@ -131,7 +132,7 @@ CREATE TABLE ledger (
 CREATE INDEX ledger_account ON ledger (account_id, id);
 
 CREATE TABLE usage_records (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id TEXT NOT NULL UNIQUE,
     key_id BIGINT NOT NULL,
     account_id BIGINT NOT NULL,
