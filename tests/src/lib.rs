@@ -301,6 +301,12 @@ impl ControlPlane {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let took = self.process.terminate(Duration::from_secs(5))?;
         assert!(took <= Duration::from_secs(5), "shutdown took {took:?}");
+        self.restart_after_kill()
+    }
+
+    /// Starts the control plane again on the same database and port after it was killed.
+    pub fn restart_after_kill(&mut self) -> anyhow::Result<()> {
+        self.process.kill();
         let listen = self.endpoint.trim_start_matches("http://").to_owned();
         let (process, endpoint) =
             Self::launch(&self.database_url, &self.admin_token, &self.node_token, &self.extra_env, &listen)?;
@@ -393,4 +399,64 @@ pub async fn node_client(
 pub fn nanos(value: &Value) -> i64 {
     let text = value.as_str().unwrap_or_else(|| panic!("expected a decimal string, got {value}"));
     router_proto::Money::parse(text).unwrap_or_else(|e| panic!("{e}")).nanos()
+}
+
+pub mod http_client;
+pub mod mock;
+
+/// A running `router-data-plane` connected to a control plane.
+pub struct DataPlane {
+    /// The process.
+    pub process: Process,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl DataPlane {
+    /// Starts a data plane for `cp` with extra flags, and waits until it is ready.
+    pub async fn start(cp: &ControlPlane, spool_dir: &Path, args: &[&str]) -> anyhow::Result<DataPlane> {
+        let mut command = Command::new(bin("router-data-plane"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--control-plane", &cp.endpoint])
+            .arg("--spool-dir")
+            .arg(spool_dir)
+            .args(args)
+            .env("ROUTER_NODE_TOKEN", &cp.node_token)
+            .env_remove("ROUTER_DP_LISTEN");
+        let mut process = Process::spawn(command)?;
+        let line = process.wait_for_line("listening on ", Duration::from_secs(60))?;
+        let address = line.rsplit("listening on ").next().unwrap_or_default().trim().to_owned();
+        let url = format!("http://{address}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = http_client::get(&format!("{url}/readyz"), &[]).await {
+                if response.status == 200 {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the data plane did not become ready; log:\n{}", process.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(DataPlane { process, url })
+    }
+}
+
+/// Waits, up to `timeout`, for `check` to return `Some`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
