@@ -25,4 +25,5 @@ mod admin;
 mod ledger;
 mod lifecycle;
 mod proxy;
+mod quota;
 mod security;
