@@ -26,4 +26,5 @@ mod ledger;
 mod lifecycle;
 mod proxy;
 mod quota;
+mod sdk;
 mod security;
