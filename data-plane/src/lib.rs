@@ -33,13 +33,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
 
     let policy = Arc::new(ArcSwap::from_pointee(Policy::default()));
     let (loaded_sender, loaded) = watch::channel(0u64);
-    tokio::spawn(policy::watch::follow(node.clone(), node_id.clone(), Arc::clone(&policy), loaded_sender, stopped.clone()));
+    tokio::spawn(policy::watch::follow(
+        node.clone(),
+        node_id.clone(),
+        Arc::clone(&policy),
+        loaded_sender,
+        stopped.clone(),
+    ));
     tokio::task::spawn_blocking(|| {
         if let Err(error) = proxy::tokenize::load() {
             tracing::error!(%error, "the tokenizer did not load; /readyz stays unready");
         }
     });
-    let reporter = report::Reporter::start(node.clone(), node_id.clone(), stopped.clone());
+    let reporter = report::Reporter::start(node.clone(), node_id.clone(), &config.spool_dir, stopped.clone())
+        .map_err(|e| anyhow::anyhow!("cannot open the usage spool in {}: {e}", config.spool_dir.display()))?;
+    let quota = quota::Quota::new(node.clone(), node_id.clone(), reporter.clone(), stopped.clone());
 
     let app = Arc::new(App {
         http: proxy::upstream::client(config.connect_timeout),
@@ -48,7 +56,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         policy,
         node,
         cool_downs: proxy::route::CoolDowns::default(),
-        quota: quota::Quota::default(),
+        quota,
         reporter,
         metrics: Arc::new(metrics::Metrics::default()),
         loaded,

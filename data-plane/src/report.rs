@@ -1,10 +1,20 @@
-//! Usage reports: one per request forwarded upstream, handed over before the response's last
-//! byte goes to the client, then delivered to the control plane in acknowledged batches.
+//! Usage reports: one per request forwarded upstream, appended to the crash-safe spool in
+//! `--spool-dir` before the response's last byte goes to the client, then streamed to the
+//! control plane in acknowledged batches and removed only once acknowledged.
 //!
-//! INTERIM: reports wait in memory and are streamed to the control plane; the crash-safe
-//! spool of the issue "Quota leases and exactly-once usage" replaces the inside of this module
-//! and keeps its interface.
+//! Delivery guarantee: at least once from here, exactly once in effect: the control plane
+//! ignores a `request_id` it has already recorded, so after a broken stream, a control-plane
+//! restart or a data plane killed with SIGKILL, everything not acknowledged is sent again.
+//! A killed process loses nothing (`record` is a `write` into the page cache, which survives
+//! the process); a machine crash may lose the last [`SYNC_INTERVAL`] of reports (the spool is
+//! `fsync`ed in the background, never on the request path).
+mod crc32;
+mod sender;
+pub mod spool;
+
 use std::{
+    io,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -12,79 +22,120 @@ use std::{
     time::Duration,
 };
 
+use prost::Message;
 use router_proto::pb;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
+use self::spool::{AppendError, Reader, Spool};
 use crate::control::NodeClient;
 
-/// Reports sent in one batch at most.
-const BATCH: usize = 500;
+/// How often the spool is flushed to the disk.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(50);
+/// The most the spool may hold before reports are refused.
+pub const SPOOL_CAP_BYTES: u64 = 1 << 30;
+/// A segment is sealed (and a new one started) once it holds this much.
+const SEGMENT_BYTES: u64 = 4 << 20;
 
 /// Why a report could not be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// The reporter has stopped.
-    #[error("the usage reporter has stopped")]
-    Stopped,
+    /// The spool holds its cap: the control plane has been away too long.
+    #[error("the usage spool is full ({0} bytes); the control plane is not taking reports")]
+    Full(u64),
+    /// The disk refused the write (full, read-only, failing).
+    #[error("the usage spool cannot be written: {0}")]
+    Io(io::Error),
 }
 
-/// Hands reports to the delivery task; cheap to clone.
+impl From<AppendError> for ReportError {
+    fn from(error: AppendError) -> ReportError {
+        match error {
+            AppendError::Full(cap) => ReportError::Full(cap),
+            AppendError::Io(error) => ReportError::Io(error),
+        }
+    }
+}
+
+struct Shared {
+    spool: Spool,
+    /// Reports spooled and not yet acknowledged.
+    depth: AtomicU64,
+    /// Wakes the sender when a report is spooled.
+    wake: Notify,
+}
+
+/// Spools reports and delivers them; cheap to clone.
 #[derive(Clone)]
 pub struct Reporter {
-    queue: mpsc::UnboundedSender<pb::UsageReport>,
-    depth: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl Reporter {
-    /// Starts delivering to the control plane until `shutdown` turns true.
-    pub fn start(client: NodeClient, node_id: String, shutdown: watch::Receiver<bool>) -> Reporter {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        let depth = Arc::new(AtomicU64::new(0));
-        tokio::spawn(deliver(client, node_id, receiver, Arc::clone(&depth), shutdown));
-        Reporter { queue, depth }
+    /// Opens the spool in `spool_dir` and delivers what it holds (a previous run's leftovers
+    /// first) and every new report to the control plane until `shutdown` turns true.
+    pub fn start(
+        client: NodeClient,
+        node_id: String,
+        spool_dir: &Path,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<Reporter> {
+        let reporter = Reporter::open(spool_dir, SPOOL_CAP_BYTES)?;
+        let acked = reporter.shared.spool.load_checkpoint();
+        tokio::spawn(sender::deliver(client, node_id, Arc::clone(&reporter.shared), acked, shutdown.clone()));
+        tokio::spawn(sync_periodically(Arc::clone(&reporter.shared), shutdown));
+        Ok(reporter)
     }
 
-    /// Accepts one report for delivery.
+    fn open(spool_dir: &Path, cap: u64) -> io::Result<Reporter> {
+        let spool = Spool::open(spool_dir, cap, SEGMENT_BYTES)?;
+        let mut reader = Reader::new(spool_dir, spool.load_checkpoint());
+        let end = spool.end();
+        let mut backlog = 0;
+        loop {
+            let read = reader.read(10_000, end)?.len();
+            if read == 0 {
+                break;
+            }
+            backlog += read as u64;
+        }
+        if backlog > 0 {
+            tracing::info!(backlog, dir = %spool_dir.display(), "replaying the usage spool");
+        }
+        Ok(Reporter {
+            shared: Arc::new(Shared { spool, depth: AtomicU64::new(backlog), wake: Notify::new() }),
+        })
+    }
+
+    /// Spools one report for delivery: one encode and one `write`.
     pub fn record(&self, report: pb::UsageReport) -> Result<(), ReportError> {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.queue.send(report).map_err(|_| ReportError::Stopped)
+        self.shared.spool.append(|buffer| report.encode_raw(buffer))?;
+        self.shared.depth.fetch_add(1, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     /// Reports accepted and not yet acknowledged.
     pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        self.shared.depth.load(Ordering::Relaxed)
     }
 }
 
-async fn deliver(
-    mut client: NodeClient,
-    node_id: String,
-    mut receiver: mpsc::UnboundedReceiver<pb::UsageReport>,
-    depth: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut batch_id = 0u64;
+async fn sync_periodically(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(SYNC_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut reports = Vec::new();
-        tokio::select! {
-            count = receiver.recv_many(&mut reports, BATCH) => if count == 0 { return },
-            _ = shutdown.wait_for(|stop| *stop) => return,
+        let stopping = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        let shared = Arc::clone(&shared);
+        match tokio::task::spawn_blocking(move || shared.spool.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the usage spool could not be synced"),
+            Err(error) => tracing::error!(%error, "the spool sync task failed"),
         }
-        batch_id += 1;
-        let count = reports.len() as u64;
-        let batch = pb::UsageBatch { batch_id, node_id: node_id.clone(), reports };
-        loop {
-            let outcome = async {
-                let mut acks = client.report_usage(tokio_stream::iter([batch.clone()])).await?.into_inner();
-                acks.message().await
-            };
-            match outcome.await {
-                Ok(Some(_)) => break,
-                Ok(None) => tracing::warn!("usage stream closed without an acknowledgement; retrying"),
-                Err(error) => tracing::warn!(%error, "usage batch not delivered; retrying"),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        if stopping {
+            return;
         }
-        depth.fetch_sub(count, Ordering::Relaxed);
     }
 }

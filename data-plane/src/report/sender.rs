@@ -1,0 +1,167 @@
+//! Streams spooled reports to the control plane over one long-lived `ReportUsage` stream,
+//! a few batches in flight, and forgets them once acknowledged. After a broken stream it
+//! reconnects (with backoff) and sends everything unacknowledged again.
+use std::{collections::VecDeque, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use prost::Message;
+use router_proto::pb;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{
+    Shared,
+    spool::{Position, Reader},
+};
+use crate::control::NodeClient;
+
+/// Reports sent in one batch at most.
+const BATCH: usize = 500;
+/// Batches sent and not yet acknowledged at most.
+const WINDOW: usize = 4;
+/// Longest wait before reconnecting.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A batch on the wire: its id, where it ends in the spool, how many records it covers.
+struct InFlight {
+    batch_id: u64,
+    end: Position,
+    records: u64,
+}
+
+/// Delivers until `shutdown` turns true, starting after `acked`.
+pub(super) async fn deliver(
+    mut client: NodeClient,
+    node_id: String,
+    shared: Arc<Shared>,
+    mut acked: Position,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut batch_id = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut session = Session {
+            client: &mut client,
+            node_id: &node_id,
+            shared: &shared,
+            acked: &mut acked,
+            batch_id: &mut batch_id,
+        };
+        let progress_before = *session.acked;
+        match session.run(&mut shutdown).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, depth = shared.depth.load(Ordering::Relaxed), "usage stream broke; reconnecting")
+            }
+        }
+        if acked != progress_before {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+struct Session<'a> {
+    client: &'a mut NodeClient,
+    node_id: &'a str,
+    shared: &'a Arc<Shared>,
+    acked: &'a mut Position,
+    batch_id: &'a mut u64,
+}
+
+impl Session<'_> {
+    /// One stream: `Ok` on shutdown, `Err` when it breaks.
+    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        let (batches, outgoing) = mpsc::channel(WINDOW);
+        let mut acks = self.client.report_usage(ReceiverStream::new(outgoing)).await?.into_inner();
+        let mut reader = Some(Reader::new(self.shared.spool.dir(), *self.acked));
+        let mut in_flight = VecDeque::new();
+        let mut deleted_before = self.acked.seq;
+        loop {
+            while in_flight.len() < WINDOW {
+                let Some(batch) = self.next_batch(&mut reader).await? else { break };
+                let (reports, end, records) = batch;
+                *self.batch_id += 1;
+                let batch_id = *self.batch_id;
+                let batch = pb::UsageBatch { batch_id, node_id: self.node_id.to_owned(), reports };
+                batches.send(batch).await.map_err(|_| anyhow::anyhow!("the usage stream closed"))?;
+                in_flight.push_back(InFlight { batch_id, end, records });
+            }
+            tokio::select! {
+                ack = acks.message() => {
+                    let front = in_flight.pop_front();
+                    let front = match ack {
+                        Ok(Some(ack)) => front.filter(|f| f.batch_id == ack.batch_id)
+                            .ok_or_else(|| anyhow::anyhow!("acknowledgement of an unexpected batch {}", ack.batch_id))?,
+                        Ok(None) => anyhow::bail!("the control plane closed the usage stream"),
+                        Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                            // No retry can succeed: set the batch aside rather than block all others.
+                            let front = front.ok_or_else(|| anyhow::anyhow!("refusal of no batch: {status}"))?;
+                            tracing::error!(%status, batch = front.batch_id, records = front.records, "usage batch refused for good; skipped");
+                            self.acknowledge(&front, &mut deleted_before);
+                            anyhow::bail!("usage batch refused: {status}");
+                        }
+                        Err(status) => return Err(status.into()),
+                    };
+                    self.acknowledge(&front, &mut deleted_before);
+                }
+                () = self.shared.wake.notified(), if in_flight.len() < WINDOW => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, batch: &InFlight, deleted_before: &mut u64) {
+        *self.acked = batch.end;
+        self.shared.depth.fetch_sub(batch.records, Ordering::Relaxed);
+        if batch.end.seq > *deleted_before {
+            match self.shared.spool.delete_before(batch.end.seq) {
+                Ok(()) => *deleted_before = batch.end.seq,
+                Err(error) => tracing::warn!(%error, "acknowledged spool segments not deleted"),
+            }
+        }
+        if let Err(error) = self.shared.spool.save_checkpoint(batch.end) {
+            tracing::warn!(%error, "spool checkpoint not saved");
+        }
+    }
+
+    /// Reads the next batch off the disk (not on the runtime's threads).
+    async fn next_batch(
+        &self,
+        slot: &mut Option<Reader>,
+    ) -> anyhow::Result<Option<(Vec<pb::UsageReport>, Position, u64)>> {
+        let end = self.shared.spool.end();
+        let Some(reader) = slot.take() else { anyhow::bail!("the spool reader was lost") };
+        let (read, reader) = tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            // Torn tails read as nothing: go on until records or the end.
+            loop {
+                let start = reader.position();
+                match reader.read(BATCH, end) {
+                    Ok(read) if read.is_empty() && reader.position() != start && reader.position() < end => {}
+                    read => return (read, reader),
+                }
+            }
+        })
+        .await?;
+        let position = reader.position();
+        *slot = Some(reader);
+        let payloads = read?;
+        if payloads.is_empty() {
+            return Ok(None);
+        }
+        let records = payloads.len() as u64;
+        let reports = payloads
+            .iter()
+            .filter_map(|payload| {
+                pb::UsageReport::decode(payload.as_slice())
+                    .map_err(|error| tracing::error!(%error, "undecodable spooled usage report; skipped"))
+                    .ok()
+            })
+            .collect();
+        Ok(Some((reports, position, records)))
+    }
+}
