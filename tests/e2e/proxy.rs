@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use router_tests::{
     Backend, ControlPlane, DataPlane, TestDb, eventually,
     http_client::{self, get, post_json, post_stream},
-    mock::{Mode, MockUpstream},
+    mock::{MockUpstream, Mode},
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -28,13 +28,61 @@ impl Gateway {
         let cp = ControlPlane::start(&db).unwrap();
         let mock = MockUpstream::start(5).await;
         let openai_base = format!("{}/v1", mock.url);
-        cp.json(&["channel", "add", "--name", "main", "--type", "openai", "--base-url", &openai_base, "--api-key", "upstream-openai-secret", "--models", "gpt-4o-mini,text-embedding-3-small,alias"]);
+        cp.json(&[
+            "channel",
+            "add",
+            "--name",
+            "main",
+            "--type",
+            "openai",
+            "--base-url",
+            &openai_base,
+            "--api-key",
+            "upstream-openai-secret",
+            "--models",
+            "gpt-4o-mini,text-embedding-3-small,alias",
+        ]);
         cp.json(&["channel", "update", "main", "--model-map", "alias=gpt-4o-mini"]);
-        cp.json(&["channel", "add", "--name", "claude", "--type", "anthropic", "--base-url", &mock.url, "--api-key", "upstream-anthropic-secret", "--models", "claude-sonnet-4"]);
-        cp.json(&["model", "set", "gpt-4o-mini", "--input-price", "0.15", "--output-price", "0.6", "--cached-input-price", "0.075"]);
+        cp.json(&[
+            "channel",
+            "add",
+            "--name",
+            "claude",
+            "--type",
+            "anthropic",
+            "--base-url",
+            &mock.url,
+            "--api-key",
+            "upstream-anthropic-secret",
+            "--models",
+            "claude-sonnet-4",
+        ]);
+        cp.json(&[
+            "model",
+            "set",
+            "gpt-4o-mini",
+            "--input-price",
+            "0.15",
+            "--output-price",
+            "0.6",
+            "--cached-input-price",
+            "0.075",
+        ]);
         cp.json(&["model", "set", "alias", "--input-price", "0.15", "--output-price", "0.6"]);
         cp.json(&["model", "set", "text-embedding-3-small", "--input-price", "0.02", "--output-price", "0"]);
-        cp.json(&["model", "set", "claude-sonnet-4", "--input-price", "3", "--output-price", "15", "--cached-input-price", "0.3", "--cache-write-price", "3.75"]);
+        cp.json(&[
+            "model",
+            "set",
+            "claude-sonnet-4",
+            "--input-price",
+            "3",
+            "--output-price",
+            "15",
+            "--cached-input-price",
+            "0.3",
+            "--cache-write-price",
+            "3.75",
+        ]);
         cp.json(&["account", "add", "acme", "--balance", "100"]);
         let created = cp.json(&["key", "create", "--account", "acme", "--name", "test"]);
         let key = created["key"].as_str().unwrap().to_owned();
@@ -59,7 +107,8 @@ impl Gateway {
             (records.len() >= n).then_some(records)
         })
         .await;
-        let records = records.unwrap_or_else(|| panic!("expected {n} usage records; have {}", self.cp.json(&["usage"])));
+        let records = records
+            .unwrap_or_else(|| panic!("expected {n} usage records; have {}", self.cp.json(&["usage"])));
         assert_eq!(records.len(), n, "more usage records than requests: {records:?}");
         records
     }
@@ -75,21 +124,34 @@ async fn chat_is_proxied_streamed_and_billed(backend: Backend) {
     let gw = Gateway::start(backend, &[]).await;
     let auth = gw.bearer();
 
-    let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+    let answer =
+        post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false))
+            .await
+            .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["choices"][0]["message"]["content"], "tok0 tok1 tok2 tok3 tok4 ");
     let first_id = answer.request_id();
     assert!(!first_id.is_empty());
 
-    let mut stream = post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true)).await.unwrap();
+    let mut stream =
+        post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true))
+            .await
+            .unwrap();
     assert_eq!(stream.status, 200);
     let text = stream.rest().await;
     assert!(text.contains("tok4") && text.trim_end().ends_with("data: [DONE]"), "{text}");
-    assert!(!text.contains("\"usage\":{"), "the usage chunk the client did not ask for must be stripped: {text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "the usage chunk the client did not ask for must be stripped: {text}"
+    );
 
     let mut asked = chat("gpt-4o-mini", true);
     asked["stream_options"] = json!({"include_usage": true});
-    let text = post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &asked).await.unwrap().rest().await;
+    let text = post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &asked)
+        .await
+        .unwrap()
+        .rest()
+        .await;
     assert!(text.contains("\"usage\":{"), "the client asked for usage: {text}");
 
     // What the upstream saw: the channel's key, never the client's; usage asked for on streams.
@@ -102,14 +164,24 @@ async fn chat_is_proxied_streamed_and_billed(backend: Backend) {
     assert_eq!(seen[1].body["stream_options"]["include_usage"], true);
 
     // A mapped model goes upstream under its real name.
-    let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("alias", false)).await.unwrap();
+    let answer =
+        post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("alias", false))
+            .await
+            .unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(gw.mock.seen()[3].body["model"], "gpt-4o-mini");
 
     // Billing: prompt 11 of which 3 cached, 5 completion tokens at 0.15/0.075/0.6 per 1M.
     let records = gw.usage(4).await;
     let first = records.iter().find(|r| r["request_id"] == first_id).expect("record for the first request");
-    assert_eq!((first["input_tokens"].as_i64(), first["cached_input_tokens"].as_i64(), first["output_tokens"].as_i64()), (Some(8), Some(3), Some(5)));
+    assert_eq!(
+        (
+            first["input_tokens"].as_i64(),
+            first["cached_input_tokens"].as_i64(),
+            first["output_tokens"].as_i64()
+        ),
+        (Some(8), Some(3), Some(5))
+    );
     // 8×0.15 + 3×0.075 + 5×0.6 = 4.425 per 1M tokens → 0.000004425
     assert_eq!(first["cost"], "0.000004425");
     assert_eq!(first["status"], "ok");
@@ -126,14 +198,40 @@ async fn failover_skips_failing_channels_and_bills_once(backend: Backend) {
     let gw = Gateway::start(backend, &["--upstream-first-byte-timeout", "1"]).await;
     let bad = MockUpstream::start(5).await;
     let bad_base = format!("{}/v1", bad.url);
-    gw.cp.json(&["channel", "add", "--name", "first", "--type", "openai", "--base-url", &bad_base, "--api-key", "k", "--models", "gpt-4o-mini", "--priority", "10"]);
+    gw.cp.json(&[
+        "channel",
+        "add",
+        "--name",
+        "first",
+        "--type",
+        "openai",
+        "--base-url",
+        &bad_base,
+        "--api-key",
+        "k",
+        "--models",
+        "gpt-4o-mini",
+        "--priority",
+        "10",
+    ]);
     let auth = gw.bearer();
     // Wait for the new channel to be in the data plane's policy: it is tried first once there.
-    for (mode, label) in [(Mode::Fail(500), "500"), (Mode::Hang, "timeout"), (Mode::Fail(429), "429"), (Mode::Fail(401), "401")] {
+    for (mode, label) in [
+        (Mode::Fail(500), "500"),
+        (Mode::Hang, "timeout"),
+        (Mode::Fail(429), "429"),
+        (Mode::Fail(401), "401"),
+    ] {
         bad.set_mode(mode);
         let before = bad.calls();
         let ok = eventually(Duration::from_secs(3), || async {
-            let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+            let answer = post_json(
+                &gw.url("/v1/chat/completions"),
+                &[("authorization", &auth)],
+                &chat("gpt-4o-mini", false),
+            )
+            .await
+            .ok()?;
             (bad.calls() > before).then_some(answer)
         })
         .await
@@ -141,11 +239,29 @@ async fn failover_skips_failing_channels_and_bills_once(backend: Backend) {
         assert_eq!(ok.status, 200, "{label}: {}", ok.text());
         // Let the cool-down lapse for the next case: a fresh channel name is simpler.
         gw.cp.json(&["channel", "delete", "first"]);
-        gw.cp.json(&["channel", "add", "--name", "first", "--type", "openai", "--base-url", &bad_base, "--api-key", "k", "--models", "gpt-4o-mini", "--priority", "10"]);
+        gw.cp.json(&[
+            "channel",
+            "add",
+            "--name",
+            "first",
+            "--type",
+            "openai",
+            "--base-url",
+            &bad_base,
+            "--api-key",
+            "k",
+            "--models",
+            "gpt-4o-mini",
+            "--priority",
+            "10",
+        ]);
     }
     // A refused connection.
     gw.cp.json(&["channel", "update", "first", "--base-url", "http://127.0.0.1:1/v1"]);
-    let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+    let answer =
+        post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false))
+            .await
+            .unwrap();
     assert_eq!(answer.status, 200);
     // Every request was billed once, on the healthy channel.
     let calls = gw.mock.calls();
@@ -157,14 +273,21 @@ async fn failover_skips_failing_channels_and_bills_once(backend: Backend) {
     bad.set_mode(Mode::Fail(503));
     gw.cp.json(&["channel", "update", "first", "--base-url", &bad_base]);
     let failed = eventually(Duration::from_secs(3), || async {
-        let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+        let answer = post_json(
+            &gw.url("/v1/chat/completions"),
+            &[("authorization", &auth)],
+            &chat("gpt-4o-mini", false),
+        )
+        .await
+        .ok()?;
         (answer.status == 502).then_some(answer)
     })
     .await
     .expect("a 502 when every channel fails");
     assert_eq!(failed.json()["error"]["code"], "upstream_error");
     let records = gw.cp.json(&["usage", "--limit", "1000"]);
-    let record = records.as_array().unwrap().iter().find(|r| r["request_id"] == failed.request_id().as_str()).cloned();
+    let record =
+        records.as_array().unwrap().iter().find(|r| r["request_id"] == failed.request_id().as_str()).cloned();
     let record = match record {
         Some(record) => record,
         None => gw.usage(calls + 1).await.into_iter().next().unwrap(),
@@ -175,11 +298,17 @@ async fn failover_skips_failing_channels_and_bills_once(backend: Backend) {
     gw.mock.set_mode(Mode::Fail(400));
     bad.set_mode(Mode::Fail(400));
     let before = gw.mock.calls() + bad.calls();
-    let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+    let answer =
+        post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false))
+            .await
+            .unwrap();
     assert_eq!(answer.status, 400);
     assert_eq!(answer.json()["error"]["message"], "mock failure");
     assert_eq!(gw.mock.calls() + bad.calls(), before + 1, "a 400 must not be retried");
 }
+
+/// Headers, body, expected status, expected error code.
+type Case<'a> = (Vec<(&'a str, &'a str)>, Value, u16, &'a str);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_never_reach_the_upstream() {
@@ -188,24 +317,54 @@ async fn refusals_never_reach_the_upstream() {
     let auth = gw.bearer();
     gw.cp.json(&["model-group", "add", "unpriced-family", "--models", "unpriced"]);
     gw.cp.json(&["group", "add", "narrow", "--models", "text-embedding-3-small"]);
-    let narrow = gw.cp.json(&["key", "create", "--account", "acme", "--group", "narrow"])["key"].as_str().unwrap().to_owned();
-    let allow_list = gw.cp.json(&["key", "create", "--account", "acme", "--models", "claude-sonnet-4"])["key"].as_str().unwrap().to_owned();
-    let expired = gw.cp.json(&["key", "create", "--account", "acme", "--expires-at", "2020-01-01T00:00:00Z"])["key"].as_str().unwrap().to_owned();
+    let narrow = gw.cp.json(&["key", "create", "--account", "acme", "--group", "narrow"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let allow_list =
+        gw.cp.json(&["key", "create", "--account", "acme", "--models", "claude-sonnet-4"])["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let expired = gw.cp.json(&["key", "create", "--account", "acme", "--expires-at", "2020-01-01T00:00:00Z"])
+        ["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let revoked = gw.cp.json(&["key", "create", "--account", "acme"]);
     gw.cp.json(&["key", "revoke", &revoked["id"].as_i64().unwrap().to_string()]);
-    gw.cp.json(&["channel", "add", "--name", "off", "--type", "openai", "--base-url", "http://127.0.0.1:1", "--api-key", "k", "--models", "dormant"]);
+    gw.cp.json(&[
+        "channel",
+        "add",
+        "--name",
+        "off",
+        "--type",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--api-key",
+        "k",
+        "--models",
+        "dormant",
+    ]);
     gw.cp.json(&["channel", "disable", "off"]);
     gw.cp.json(&["model", "set", "dormant", "--per-call", "0.01"]);
-    let (narrow_auth, list_auth, expired_auth) = (format!("Bearer {narrow}"), format!("Bearer {allow_list}"), format!("Bearer {expired}"));
+    let (narrow_auth, list_auth, expired_auth) =
+        (format!("Bearer {narrow}"), format!("Bearer {allow_list}"), format!("Bearer {expired}"));
     let revoked_auth = format!("Bearer {}", revoked["key"].as_str().unwrap());
     // The data plane has the new keys once the revoked one is refused.
-    let cases: Vec<(Vec<(&str, &str)>, Value, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (vec![], chat("gpt-4o-mini", false), 401, "invalid_api_key"),
         (vec![("authorization", "Bearer sk-nonsense")], chat("gpt-4o-mini", false), 401, "invalid_api_key"),
         (vec![("authorization", &revoked_auth)], chat("gpt-4o-mini", false), 401, "invalid_api_key"),
         (vec![("authorization", &expired_auth)], chat("gpt-4o-mini", false), 401, "invalid_api_key"),
         (vec![("authorization", &auth)], json!({"messages": []}), 400, "invalid_request"),
-        (vec![("authorization", &auth)], json!({"model": "x", "padding": "y".repeat(4096)}), 413, "invalid_request"),
+        (
+            vec![("authorization", &auth)],
+            json!({"model": "x", "padding": "y".repeat(4096)}),
+            413,
+            "invalid_request",
+        ),
         (vec![("authorization", &auth)], chat("no-such-model", false), 404, "model_not_found"),
         (vec![("authorization", &auth)], chat("unpriced", false), 404, "model_not_found"),
         (vec![("authorization", &narrow_auth)], chat("gpt-4o-mini", false), 403, "model_not_allowed"),
@@ -222,15 +381,35 @@ async fn refusals_never_reach_the_upstream() {
         assert_eq!(answer.json()["error"]["code"], code, "{}", answer.text());
         assert!(!answer.request_id().is_empty());
     }
-    let malformed = http_client::send(http::Method::POST, &url, &[("authorization", &auth)], "{not json").await.unwrap();
-    assert_eq!((malformed.status, malformed.json()["error"]["code"].as_str()), (400, Some("invalid_request")));
+    let malformed =
+        http_client::send(http::Method::POST, &url, &[("authorization", &auth)], "{not json").await.unwrap();
+    assert_eq!(
+        (malformed.status, malformed.json()["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
     // A declared Content-Length over the limit is refused before the body is read.
-    let declared = http_client::send(http::Method::POST, &url, &[("authorization", &auth), ("content-length", "999999")], "x".repeat(999_999)).await.unwrap();
+    let declared = http_client::send(
+        http::Method::POST,
+        &url,
+        &[("authorization", &auth), ("content-length", "999999")],
+        "x".repeat(999_999),
+    )
+    .await
+    .unwrap();
     assert_eq!(declared.status, 413);
     // Anthropic shape on /v1/messages.
-    let anthropic = post_json(&gw.url("/v1/messages"), &[("x-api-key", "sk-nonsense")], &json!({"model": "claude-sonnet-4", "max_tokens": 5, "messages": []})).await.unwrap();
+    let anthropic = post_json(
+        &gw.url("/v1/messages"),
+        &[("x-api-key", "sk-nonsense")],
+        &json!({"model": "claude-sonnet-4", "max_tokens": 5, "messages": []}),
+    )
+    .await
+    .unwrap();
     assert_eq!(anthropic.status, 401);
-    assert_eq!((anthropic.json()["type"].as_str(), anthropic.json()["error"]["type"].as_str()), (Some("error"), Some("authentication_error")));
+    assert_eq!(
+        (anthropic.json()["type"].as_str(), anthropic.json()["error"]["type"].as_str()),
+        (Some("error"), Some("authentication_error"))
+    );
     assert_eq!(gw.mock.calls(), 0, "a refused request reached the upstream");
     assert_eq!(gw.cp.json(&["usage"]), json!([]), "a refused request left a usage record");
 }
@@ -240,8 +419,17 @@ async fn stream_chunks_arrive_while_the_upstream_is_still_producing() {
     let gw = Gateway::start(Backend::Sqlite, &[]).await;
     let release = Arc::new(Notify::new());
     gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
-    let mut stream = post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &gw.bearer())], &chat("gpt-4o-mini", true)).await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.next_chunk()).await.expect("first chunk while upstream holds").unwrap();
+    let mut stream = post_stream(
+        &gw.url("/v1/chat/completions"),
+        &[("authorization", &gw.bearer())],
+        &chat("gpt-4o-mini", true),
+    )
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next_chunk())
+        .await
+        .expect("first chunk while upstream holds")
+        .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("tok0"));
     release.notify_one();
     let rest = stream.rest().await;
@@ -256,7 +444,12 @@ async fn broken_abandoned_and_usage_less_streams_are_billed_for_what_was_produce
     let auth = gw.bearer();
     // The upstream breaks off after two chunks: the client's stream ends with an error event.
     gw.mock.set_mode(Mode::BreakStream);
-    let text = post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true)).await.unwrap().rest().await;
+    let text =
+        post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true))
+            .await
+            .unwrap()
+            .rest()
+            .await;
     assert!(text.contains("tok1") && text.contains("upstream_error"), "{text}");
     let records = gw.usage(1).await;
     assert_eq!(records[0]["status"], "incomplete");
@@ -266,7 +459,10 @@ async fn broken_abandoned_and_usage_less_streams_are_billed_for_what_was_produce
     // The client walks away mid-stream.
     let release = Arc::new(Notify::new());
     gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
-    let mut stream = post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true)).await.unwrap();
+    let mut stream =
+        post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true))
+            .await
+            .unwrap();
     assert!(stream.next_chunk().await.is_some());
     drop(stream);
     let records = gw.usage(2).await;
@@ -275,22 +471,38 @@ async fn broken_abandoned_and_usage_less_streams_are_billed_for_what_was_produce
 
     // No usage from the upstream: counted locally with the tokenizer.
     gw.mock.set_mode(Mode::NoUsage);
-    let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+    let answer =
+        post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false))
+            .await
+            .unwrap();
     assert_eq!(answer.status, 200);
     let records = gw.usage(3).await;
     assert_eq!(records[0]["status"], "ok");
-    assert!(records[0]["input_tokens"].as_i64() >= Some(2) && records[0]["output_tokens"].as_i64() >= Some(5), "{:?}", records[0]);
+    assert!(
+        records[0]["input_tokens"].as_i64() >= Some(2) && records[0]["output_tokens"].as_i64() >= Some(5),
+        "{:?}",
+        records[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_changes_apply_within_a_second_and_serving_survives_the_control_plane() {
     let mut gw = Gateway::start(Backend::Sqlite, &[]).await;
     let auth = gw.bearer();
-    let ok = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+    let ok =
+        post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false))
+            .await
+            .unwrap();
     assert_eq!(ok.status, 200);
     gw.cp.json(&["key", "revoke", &gw.key_id.to_string()]);
     let refused = eventually(Duration::from_secs(1), || async {
-        let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+        let answer = post_json(
+            &gw.url("/v1/chat/completions"),
+            &[("authorization", &auth)],
+            &chat("gpt-4o-mini", false),
+        )
+        .await
+        .ok()?;
         (answer.status == 401).then_some(())
     })
     .await;
@@ -299,7 +511,13 @@ async fn policy_changes_apply_within_a_second_and_serving_survives_the_control_p
     let fresh = gw.cp.json(&["key", "create", "--account", "acme"])["key"].as_str().unwrap().to_owned();
     let fresh_auth = format!("Bearer {fresh}");
     let served = eventually(Duration::from_secs(1), || async {
-        let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &fresh_auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+        let answer = post_json(
+            &gw.url("/v1/chat/completions"),
+            &[("authorization", &fresh_auth)],
+            &chat("gpt-4o-mini", false),
+        )
+        .await
+        .ok()?;
         (answer.status == 200).then_some(())
     })
     .await;
@@ -308,7 +526,13 @@ async fn policy_changes_apply_within_a_second_and_serving_survives_the_control_p
     // The control plane goes away: the data plane keeps serving from its policy.
     gw.cp.process.kill();
     for _ in 0..3 {
-        let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &fresh_auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+        let answer = post_json(
+            &gw.url("/v1/chat/completions"),
+            &[("authorization", &fresh_auth)],
+            &chat("gpt-4o-mini", false),
+        )
+        .await
+        .unwrap();
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     let ready = get(&gw.url("/readyz"), &[]).await.unwrap();

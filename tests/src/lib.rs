@@ -429,10 +429,8 @@ impl DataPlane {
         let url = format!("http://{address}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = http_client::get(&format!("{url}/readyz"), &[]).await {
-                if response.status == 200 {
-                    break;
-                }
+            if http_client::get(&format!("{url}/readyz"), &[]).await.is_ok_and(|r| r.status == 200) {
+                break;
             }
             if Instant::now() > deadline {
                 bail!("the data plane did not become ready; log:\n{}", process.log());

@@ -128,7 +128,12 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
     state.seen.lock().expect("lock").push(Seen { uri, headers, body: body.clone() });
     let mode = state.mode.lock().expect("lock").clone();
     match mode {
-        Mode::Fail(status) => return json_response(status, &json!({"error": {"message": "mock failure", "type": "server_error"}})),
+        Mode::Fail(status) => {
+            return json_response(
+                status,
+                &json!({"error": {"message": "mock failure", "type": "server_error"}}),
+            );
+        }
         Mode::Hang => {
             std::future::pending::<()>().await;
         }
@@ -192,7 +197,10 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
             if !stream {
                 return json_response(200, &response);
             }
-            let mut events = vec![format!("event: response.created\ndata: {}\n\n", json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_mock", "object": "response", "status": "in_progress", "model": model, "output": []}}))];
+            let mut events = vec![format!(
+                "event: response.created\ndata: {}\n\n",
+                json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_mock", "object": "response", "status": "in_progress", "model": model, "output": []}})
+            )];
             for (i, w) in text.iter().enumerate() {
                 let delta = json!({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": w});
                 events.push(format!("event: response.output_text.delta\ndata: {delta}\n\n"));
@@ -201,24 +209,40 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
             events.push(format!("event: response.completed\ndata: {done}\n\n"));
             (events, "text/event-stream")
         }
-        p if p.ends_with("/v1/messages/count_tokens") => return json_response(200, &json!({"input_tokens": 42})),
+        p if p.ends_with("/v1/messages/count_tokens") => {
+            return json_response(200, &json!({"input_tokens": 42}));
+        }
         p if p.ends_with("/v1/messages") => {
             let usage = json!({"input_tokens": 17, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2, "output_tokens": text.len()});
             if !stream {
                 let mut value = json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                     "content": [{"type": "text", "text": text.concat()}], "stop_reason": "end_turn", "stop_sequence": null});
-                value["usage"] = if with_usage { usage } else { json!({"input_tokens": 0, "output_tokens": 0}) };
+                value["usage"] =
+                    if with_usage { usage } else { json!({"input_tokens": 0, "output_tokens": 0}) };
                 return json_response(200, &value);
             }
-            let start_usage = if with_usage { json!({"input_tokens": 17, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2, "output_tokens": 1}) } else { json!({}) };
+            let start_usage = if with_usage {
+                json!({"input_tokens": 17, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2, "output_tokens": 1})
+            } else {
+                json!({})
+            };
             let mut events = vec![
-                format!("event: message_start\ndata: {}\n\n", json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}})),
-                format!("event: content_block_start\ndata: {}\n\n", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+                format!(
+                    "event: message_start\ndata: {}\n\n",
+                    json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}})
+                ),
+                format!(
+                    "event: content_block_start\ndata: {}\n\n",
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+                ),
             ];
             for w in &text {
                 events.push(format!("event: content_block_delta\ndata: {}\n\n", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
             }
-            events.push(format!("event: content_block_stop\ndata: {}\n\n", json!({"type": "content_block_stop", "index": 0})));
+            events.push(format!(
+                "event: content_block_stop\ndata: {}\n\n",
+                json!({"type": "content_block_stop", "index": 0})
+            ));
             let delta_usage = if with_usage { json!({"output_tokens": text.len()}) } else { json!({}) };
             events.push(format!("event: message_delta\ndata: {}\n\n", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": delta_usage})));
             events.push(format!("event: message_stop\ndata: {}\n\n", json!({"type": "message_stop"})));
@@ -239,10 +263,8 @@ fn stream_response(events: Vec<String>, content_type: &'static str, mode: Mode) 
             if sender.send(Ok(Frame::data(Bytes::from(event)))).await.is_err() {
                 return;
             }
-            if i == 0 {
-                if let Mode::HoldAfterFirstChunk(release) = &mode {
-                    release.notified().await;
-                }
+            if let (0, Mode::HoldAfterFirstChunk(release)) = (i, &mode) {
+                release.notified().await;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

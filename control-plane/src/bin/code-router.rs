@@ -152,6 +152,7 @@ Then call it like OpenAI:
       -H 'content-type: application/json' \
       -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"Hello"}}]}}'
 "#,
-        database = if args.database_url.starts_with("postgres") { "PostgreSQL" } else { args.database_url.as_str() },
+        database =
+            if args.database_url.starts_with("postgres") { "PostgreSQL" } else { args.database_url.as_str() },
     );
 }

@@ -42,7 +42,12 @@ impl RawUsage {
         match dialect {
             Dialect::OpenAi => {
                 let prompt = self.prompt_tokens.or(self.input_tokens).unwrap_or(0);
-                let cached = self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
+                let cached = self
+                    .prompt_tokens_details
+                    .as_ref()
+                    .and_then(|d| d.cached_tokens)
+                    .unwrap_or(0)
+                    .min(prompt);
                 TokenUsage {
                     input: prompt - cached,
                     cached_input: cached,
@@ -52,8 +57,14 @@ impl RawUsage {
             }
             Dialect::Responses => {
                 let prompt = self.input_tokens.unwrap_or(0);
-                let cached = self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
-                TokenUsage { input: prompt - cached, cached_input: cached, cache_write: 0, output: self.output_tokens.unwrap_or(0) }
+                let cached =
+                    self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
+                TokenUsage {
+                    input: prompt - cached,
+                    cached_input: cached,
+                    cache_write: 0,
+                    output: self.output_tokens.unwrap_or(0),
+                }
             }
             Dialect::Anthropic => TokenUsage {
                 input: self.input_tokens.unwrap_or(0),
@@ -103,7 +114,7 @@ fn mentions_usage(data: &[u8]) -> bool {
     let finder = memchr::memmem::find_iter(data, b"\"usage\"");
     for at in finder {
         let rest = &data[at + 7..];
-        let value = rest.iter().skip_while(|b| b.is_ascii_whitespace() || **b == b':').next();
+        let value = rest.iter().find(|b| !(b.is_ascii_whitespace() || **b == b':'));
         if value == Some(&b'{') {
             return true;
         }
@@ -138,7 +149,10 @@ pub fn from_event(data: &[u8], dialect: Dialect) -> EventUsage {
                     Some(usage) => {
                         let has_input = usage.input_tokens.is_some();
                         let normalized = usage.normalize(dialect);
-                        EventUsage::Delta { output: normalized.output, input: has_input.then_some(normalized) }
+                        EventUsage::Delta {
+                            output: normalized.output,
+                            input: has_input.then_some(normalized),
+                        }
                     }
                     None => EventUsage::None,
                 },
@@ -189,37 +203,65 @@ mod tests {
     #[test]
     fn openai_prompt_tokens_include_cached_ones() {
         let body = br#"{"id":"x","usage":{"prompt_tokens":100,"completion_tokens":20,"prompt_tokens_details":{"cached_tokens":30}}}"#;
-        assert_eq!(from_body(body, Dialect::OpenAi), Some(TokenUsage { input: 70, cached_input: 30, cache_write: 0, output: 20 }));
+        assert_eq!(
+            from_body(body, Dialect::OpenAi),
+            Some(TokenUsage { input: 70, cached_input: 30, cache_write: 0, output: 20 })
+        );
         let embeddings = br#"{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}"#;
-        assert_eq!(from_body(embeddings, Dialect::OpenAi), Some(TokenUsage { input: 8, ..TokenUsage::default() }));
+        assert_eq!(
+            from_body(embeddings, Dialect::OpenAi),
+            Some(TokenUsage { input: 8, ..TokenUsage::default() })
+        );
         assert_eq!(from_body(br#"{"id":"x"}"#, Dialect::OpenAi), None);
         assert_eq!(from_body(b"not json", Dialect::OpenAi), None);
     }
 
     #[test]
     fn responses_input_tokens_include_cached_ones() {
-        let body = br#"{"usage":{"input_tokens":50,"input_tokens_details":{"cached_tokens":10},"output_tokens":5}}"#;
-        assert_eq!(from_body(body, Dialect::Responses), Some(TokenUsage { input: 40, cached_input: 10, cache_write: 0, output: 5 }));
+        let body =
+            br#"{"usage":{"input_tokens":50,"input_tokens_details":{"cached_tokens":10},"output_tokens":5}}"#;
+        assert_eq!(
+            from_body(body, Dialect::Responses),
+            Some(TokenUsage { input: 40, cached_input: 10, cache_write: 0, output: 5 })
+        );
         let event = br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":7,"output_tokens":3}}}"#;
-        assert_eq!(from_event(event, Dialect::Responses), EventUsage::Total(TokenUsage { input: 7, output: 3, ..TokenUsage::default() }));
+        assert_eq!(
+            from_event(event, Dialect::Responses),
+            EventUsage::Total(TokenUsage { input: 7, output: 3, ..TokenUsage::default() })
+        );
     }
 
     #[test]
     fn anthropic_input_tokens_exclude_cache_reads_and_writes() {
         let body = br#"{"usage":{"input_tokens":10,"cache_read_input_tokens":200,"cache_creation_input_tokens":50,"output_tokens":9}}"#;
-        assert_eq!(from_body(body, Dialect::Anthropic), Some(TokenUsage { input: 10, cached_input: 200, cache_write: 50, output: 9 }));
+        assert_eq!(
+            from_body(body, Dialect::Anthropic),
+            Some(TokenUsage { input: 10, cached_input: 200, cache_write: 50, output: 9 })
+        );
         let mut stream = StreamUsage::default();
         stream.observe(from_event(br#"{"type":"message_start","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":1}}}"#, Dialect::Anthropic));
-        stream.observe(from_event(br#"{"type":"content_block_delta","delta":{"text":"hi"}}"#, Dialect::Anthropic));
-        stream.observe(from_event(br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":42}}"#, Dialect::Anthropic));
+        stream.observe(from_event(
+            br#"{"type":"content_block_delta","delta":{"text":"hi"}}"#,
+            Dialect::Anthropic,
+        ));
+        stream.observe(from_event(
+            br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":42}}"#,
+            Dialect::Anthropic,
+        ));
         assert_eq!(stream.get(), Some(TokenUsage { input: 12, cached_input: 3, cache_write: 0, output: 42 }));
     }
 
     #[test]
     fn openai_stream_usage_is_in_the_last_chunk_only() {
-        assert_eq!(from_event(br#"{"choices":[{"delta":{"content":"usage"}}],"usage":null}"#, Dialect::OpenAi), EventUsage::None);
+        assert_eq!(
+            from_event(br#"{"choices":[{"delta":{"content":"usage"}}],"usage":null}"#, Dialect::OpenAi),
+            EventUsage::None
+        );
         let last = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#;
-        assert_eq!(from_event(last, Dialect::OpenAi), EventUsage::Total(TokenUsage { input: 5, output: 2, ..TokenUsage::default() }));
+        assert_eq!(
+            from_event(last, Dialect::OpenAi),
+            EventUsage::Total(TokenUsage { input: 5, output: 2, ..TokenUsage::default() })
+        );
         assert!(mentions_usage(br#"{"usage" : {"a":1}}"#));
         assert!(!mentions_usage(br#"{"text":"\"usage\" is a word"}"#));
     }
