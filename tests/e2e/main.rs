@@ -25,6 +25,7 @@ mod admin;
 mod ledger;
 mod lifecycle;
 mod proxy;
+mod quota_dp;
 mod quota;
 mod sdk;
 mod security;
