@@ -21,7 +21,11 @@ fn body_limit(text: &str) -> Result<usize, String> {
 
 /// The data plane's configuration.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "router-data-plane", version, about = "Code Router data plane: the OpenAI- and Anthropic-compatible proxy")]
+#[command(
+    name = "router-data-plane",
+    version,
+    about = "Code Router data plane: the OpenAI- and Anthropic-compatible proxy"
+)]
 pub struct Config {
     /// Address to serve HTTP on.
     #[arg(long, env = "ROUTER_DP_LISTEN", default_value = "127.0.0.1:8080")]
@@ -75,7 +79,10 @@ impl Config {
             anyhow::bail!("the node token is empty (set --node-token or ROUTER_NODE_TOKEN)");
         }
         if !(self.control_plane.starts_with("http://") || self.control_plane.starts_with("https://")) {
-            anyhow::bail!("the control plane URL {:?} must start with http:// or https://", self.control_plane);
+            anyhow::bail!(
+                "the control plane URL {:?} must start with http:// or https://",
+                self.control_plane
+            );
         }
         Ok(())
     }
@@ -83,7 +90,9 @@ impl Config {
     /// The node id in force.
     pub fn node_id(&self) -> String {
         self.node_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into());
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "node".into());
             format!("{host}-{}", std::process::id())
         })
     }

@@ -37,8 +37,11 @@ pub struct Metrics {
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]
-        .into_iter()
+    [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0, 30.0, 60.0,
+    ]
+    .into_iter()
 }
 
 impl Default for Metrics {
@@ -53,11 +56,23 @@ impl Default for Metrics {
         let spool_depth = Gauge::default();
         registry.register("requests", "Requests forwarded upstream, by outcome", requests.clone());
         registry.register("refusals", "Requests refused before reaching an upstream", refusals.clone());
-        registry.register("upstream_latency_seconds", "Time from sending upstream to its response headers", upstream_latency.clone());
-        registry.register("added_latency_seconds", "Time the gateway spent before forwarding a request", added_latency.clone());
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from sending upstream to its response headers",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "added_latency_seconds",
+            "Time the gateway spent before forwarding a request",
+            added_latency.clone(),
+        );
         registry.register("billed_nano_units", "Money billed, in nano-units of the currency", billed.clone());
         registry.register("policy_version", "Version of the policy in force", policy_version.clone());
-        registry.register("spool_depth", "Usage reports not yet acknowledged by the control plane", spool_depth.clone());
+        registry.register(
+            "spool_depth",
+            "Usage reports not yet acknowledged by the control plane",
+            spool_depth.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -75,7 +90,12 @@ impl Default for Metrics {
 impl Metrics {
     /// A request forwarded upstream ended.
     pub fn finished(&self, endpoint: &str, model: &str, channel: &str, status: &str, cost: Money) {
-        let labels = RequestLabels { endpoint: endpoint.to_owned(), model: model.to_owned(), channel: channel.to_owned(), status: status.to_owned() };
+        let labels = RequestLabels {
+            endpoint: endpoint.to_owned(),
+            model: model.to_owned(),
+            channel: channel.to_owned(),
+            status: status.to_owned(),
+        };
         self.requests.get_or_create(&labels).inc();
         let nanos = u64::try_from(cost.nanos()).unwrap_or(0);
         self.billed.inc_by(nanos);
@@ -84,7 +104,9 @@ impl Metrics {
 
     /// A request was refused by a check.
     pub fn refused(&self, endpoint: &str, code: &str) {
-        self.refusals.get_or_create(&RefusalLabels { endpoint: endpoint.to_owned(), code: code.to_owned() }).inc();
+        self.refusals
+            .get_or_create(&RefusalLabels { endpoint: endpoint.to_owned(), code: code.to_owned() })
+            .inc();
     }
 
     /// Upstream answered after `seconds`.

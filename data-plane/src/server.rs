@@ -23,7 +23,11 @@ use crate::{
 };
 
 /// Serves HTTP on `listener` until `shutdown` completes, then drains for up to the grace.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!("listening on {address}");
     let graceful = GracefulShutdown::new();
@@ -65,7 +69,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
 
 /// Binds the listener.
 pub async fn bind(app: &App) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(app.config.listen).await.with_context(|| format!("cannot listen on {}", app.config.listen))
+    TcpListener::bind(app.config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", app.config.listen))
 }
 
 fn request_id() -> Arc<str> {
@@ -107,13 +113,19 @@ fn preflight(request: &Request<Incoming>) -> Response<ResponseBody> {
     let asked = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        asked.unwrap_or(HeaderValue::from_static("authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta")),
+        asked.unwrap_or(HeaderValue::from_static(
+            "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta",
+        )),
     );
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     response
 }
 
-async fn dispatch(app: &Arc<App>, request: Request<Incoming>, request_id: Arc<str>) -> Response<ResponseBody> {
+async fn dispatch(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    request_id: Arc<str>,
+) -> Response<ResponseBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if method == Method::OPTIONS {
@@ -125,13 +137,19 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>, request_id: Arc<st
         return proxy::handle(app, endpoint, request, request_id).await;
     }
     match (&method, path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/") => text(StatusCode::OK, "text/plain; charset=utf-8", "Code Router\n"),
+        (&Method::GET | &Method::HEAD, "/") => {
+            text(StatusCode::OK, "text/plain; charset=utf-8", "Code Router\n")
+        }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         (&Method::GET, "/readyz") => {
             if app.is_ready() {
                 text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "not ready: no policy loaded yet\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "not ready: no policy loaded yet\n",
+                )
             }
         }
         (&Method::GET, "/metrics") => {
@@ -139,21 +157,42 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>, request_id: Arc<st
             text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body)
         }
         (&Method::GET, "/api/pricing") => json(StatusCode::OK, &catalog::pricing_json(&app.policy.load())),
-        (&Method::GET, "/pricing") => text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load())),
+        (&Method::GET, "/pricing") => {
+            text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load()))
+        }
         _ => keyed(app, request, &method, &path).await,
     }
 }
 
 /// Endpoints that need a key but are not proxied.
-async fn keyed(app: &Arc<App>, request: Request<Incoming>, method: &Method, path: &str) -> Response<ResponseBody> {
+async fn keyed(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Response<ResponseBody> {
     let anthropic = request.headers().contains_key("anthropic-version");
     let known = matches!(
         (method, path),
-        (&Method::GET, "/v1/models" | "/models" | "/api/me" | "/api/me/usage" | "/v1/dashboard/billing/subscription" | "/dashboard/billing/subscription" | "/v1/dashboard/billing/usage" | "/dashboard/billing/usage")
-            | (&Method::POST, "/api/redeem")
+        (
+            &Method::GET,
+            "/v1/models"
+                | "/models"
+                | "/api/me"
+                | "/api/me/usage"
+                | "/v1/dashboard/billing/subscription"
+                | "/dashboard/billing/subscription"
+                | "/v1/dashboard/billing/usage"
+                | "/dashboard/billing/usage"
+        ) | (&Method::POST, "/api/redeem")
     ) || (method == Method::GET && path.starts_with("/v1/models/"));
     if !known {
-        return ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {method} {path}")).response(anthropic);
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no route for {method} {path}"),
+        )
+        .response(anthropic);
     }
     let policy = app.policy.load_full();
     let caller = match auth::authenticate(&policy, request.headers(), crate::app::unix_micros()) {
@@ -165,19 +204,33 @@ async fn keyed(app: &Arc<App>, request: Request<Incoming>, method: &Method, path
         "/v1/models" | "/models" => Ok(catalog::list_models(&policy, &caller, request.headers())),
         "/api/me" => account::me(app, key_id).await,
         "/api/me/usage" => account::usage(app, key_id, request.uri().query()).await,
-        "/v1/dashboard/billing/subscription" | "/dashboard/billing/subscription" => account::subscription(app, key_id).await,
-        "/v1/dashboard/billing/usage" | "/dashboard/billing/usage" => account::billing_usage(app, key_id).await,
+        "/v1/dashboard/billing/subscription" | "/dashboard/billing/subscription" => {
+            account::subscription(app, key_id).await
+        }
+        "/v1/dashboard/billing/usage" | "/dashboard/billing/usage" => {
+            account::billing_usage(app, key_id).await
+        }
         "/api/redeem" => {
             let limit = app.config.max_body_bytes.min(64 * 1024);
-            match http_body_util::BodyExt::collect(http_body_util::Limited::new(request.into_body(), limit)).await {
+            match http_body_util::BodyExt::collect(http_body_util::Limited::new(request.into_body(), limit))
+                .await
+            {
                 Ok(body) => account::redeem(app, key_id, &body.to_bytes()).await,
-                Err(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "cannot read the request body")),
+                Err(_) => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
+                    "cannot read the request body",
+                )),
             }
         }
         _ => {
             let id = path.trim_start_matches("/v1/models/");
             catalog::get_model(&policy, &caller, id, anthropic).ok_or_else(|| {
-                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ModelNotFound, format!("the model `{id}` does not exist"))
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::ModelNotFound,
+                    format!("the model `{id}` does not exist"),
+                )
             })
         }
     };

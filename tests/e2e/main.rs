@@ -25,7 +25,7 @@ mod admin;
 mod ledger;
 mod lifecycle;
 mod proxy;
-mod quota_dp;
 mod quota;
+mod quota_dp;
 mod sdk;
 mod security;

@@ -18,7 +18,8 @@ pub struct Answer {
 impl Answer {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The body as text.
@@ -36,7 +37,12 @@ fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<B
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-fn build(method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
+fn build(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<Request<Full<Bytes>>> {
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -45,7 +51,12 @@ fn build(method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> an
 }
 
 /// Sends a request and reads the whole answer.
-pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> anyhow::Result<Answer> {
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Answer> {
     let response = client().request(build(method, url, headers, body.into())?).await?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
@@ -58,7 +69,11 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Answer> 
 }
 
 /// `POST url` with a JSON body.
-pub async fn post_json(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> anyhow::Result<Answer> {
+pub async fn post_json(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> anyhow::Result<Answer> {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     send(Method::POST, url, &all, body.to_string()).await
@@ -95,7 +110,11 @@ impl Streamed {
 }
 
 /// `POST url` with a JSON body, answer read as a stream.
-pub async fn post_stream(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> anyhow::Result<Streamed> {
+pub async fn post_stream(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> anyhow::Result<Streamed> {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     let response = client().request(build(Method::POST, url, &all, Bytes::from(body.to_string()))?).await?;

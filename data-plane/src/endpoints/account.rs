@@ -37,14 +37,24 @@ fn unavailable(status: &tonic::Status) -> ApiError {
         tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
             ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, status.message())
         }
-        tonic::Code::PermissionDenied => ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, status.message()),
-        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the control plane is unavailable; try again shortly"),
+        tonic::Code::PermissionDenied => {
+            ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, status.message())
+        }
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the control plane is unavailable; try again shortly",
+        ),
     }
 }
 
 async fn status(app: &App, key_id: i64) -> Result<pb::KeyStatus, ApiError> {
     let mut client = app.node.clone();
-    client.get_key_status(pb::KeyStatusRequest { key_id }).await.map(tonic::Response::into_inner).map_err(|s| unavailable(&s))
+    client
+        .get_key_status(pb::KeyStatusRequest { key_id })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| unavailable(&s))
 }
 
 /// `GET /api/me`.
@@ -104,8 +114,13 @@ pub async fn redeem(app: &App, key_id: i64, body: &Bytes) -> Answer {
     struct Redeem {
         code: String,
     }
-    let request: Redeem = serde_json::from_slice(body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "expected a JSON body {\"code\": \"...\"}"))?;
+    let request: Redeem = serde_json::from_slice(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "expected a JSON body {\"code\": \"...\"}",
+        )
+    })?;
     let mut client = app.node.clone();
     let change = client
         .redeem(pb::RedeemRequest { key_id, code: request.code })

@@ -21,7 +21,10 @@ fn reachable<'p>(policy: &'p Policy, caller: &Caller<'_>) -> Vec<&'p std::sync::
         .models()
         .into_iter()
         .filter(|m| caller.group.reaches(m))
-        .filter(|m| caller.key.models.is_empty() || caller.key.models.iter().any(|k| *k == m.name || m.model_group.as_ref() == Some(k)))
+        .filter(|m| {
+            caller.key.models.is_empty()
+                || caller.key.models.iter().any(|k| *k == m.name || m.model_group.as_ref() == Some(k))
+        })
         .collect()
 }
 
@@ -36,7 +39,10 @@ pub fn list_models(policy: &Policy, caller: &Caller<'_>, headers: &HeaderMap) ->
             .collect();
         let first = models.first().map(|m| m.name.clone());
         let last = models.last().map(|m| m.name.clone());
-        return json(StatusCode::OK, &json!({"data": data, "has_more": false, "first_id": first, "last_id": last}));
+        return json(
+            StatusCode::OK,
+            &json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+        );
     }
     let data: Vec<Value> = models.iter().map(|m| openai_model(m)).collect();
     json(StatusCode::OK, &json!({"object": "list", "data": data}))
@@ -47,7 +53,12 @@ fn openai_model(model: &ModelInfo) -> Value {
 }
 
 /// `GET /v1/models/{id}`.
-pub fn get_model(policy: &Policy, caller: &Caller<'_>, id: &str, anthropic: bool) -> Option<Response<ResponseBody>> {
+pub fn get_model(
+    policy: &Policy,
+    caller: &Caller<'_>,
+    id: &str,
+    anthropic: bool,
+) -> Option<Response<ResponseBody>> {
     let model = reachable(policy, caller).into_iter().find(|m| m.name == id)?;
     let body = if anthropic {
         json!({"type": "model", "id": model.name, "display_name": model.name, "created_at": CREATED_RFC3339})
@@ -75,7 +86,9 @@ pub fn pricing_json(policy: &Policy) -> Value {
                 .map(|g| json!({"name": g.name, "multiplier": g.multiplier.to_string()}))
                 .collect();
             let (billing, input, output, cached, write, per_call) = match model.tariff {
-                Tariff::Tokens(p) => ("tokens", Some(p.input), Some(p.output), p.cached_input, p.cache_write, None),
+                Tariff::Tokens(p) => {
+                    ("tokens", Some(p.input), Some(p.output), p.cached_input, p.cache_write, None)
+                }
                 Tariff::PerCall(p) => ("per_call", None, None, None, None, Some(p)),
             };
             json!({

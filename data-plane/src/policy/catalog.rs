@@ -127,7 +127,13 @@ pub struct RawCatalog {
 
 impl RawCatalog {
     /// Adds or replaces entities.
-    pub fn upsert(&mut self, channels: &[pb::Channel], models: &[pb::Model], model_groups: &[pb::ModelGroup], groups: &[pb::Group]) {
+    pub fn upsert(
+        &mut self,
+        channels: &[pb::Channel],
+        models: &[pb::Model],
+        model_groups: &[pb::ModelGroup],
+        groups: &[pb::Group],
+    ) {
         self.channels.extend(channels.iter().map(|c| (c.id, c.clone())));
         self.models.extend(models.iter().map(|m| (m.id, m.clone())));
         self.model_groups.extend(model_groups.iter().map(|g| (g.id, g.clone())));
@@ -183,7 +189,12 @@ impl Catalog {
         for group in raw.model_groups.values() {
             let Some(tariff) = tariff(group.price.as_ref()) else { continue };
             for member in &group.models {
-                let info = ModelInfo { name: member.clone(), tariff, max_output_tokens: None, model_group: Some(group.name.clone()) };
+                let info = ModelInfo {
+                    name: member.clone(),
+                    tariff,
+                    max_output_tokens: None,
+                    model_group: Some(group.name.clone()),
+                };
                 models.insert(member.clone(), Arc::new(info));
             }
         }
@@ -234,7 +245,8 @@ impl Catalog {
                 api_version: channel.api_version.clone(),
             });
             for name in &channel.models {
-                let expanded = std::iter::once(name.as_str()).chain(members.get(name.as_str()).into_iter().flatten().copied());
+                let expanded = std::iter::once(name.as_str())
+                    .chain(members.get(name.as_str()).into_iter().flatten().copied());
                 for model in expanded {
                     let list = &mut routes.entry(model.to_owned()).or_default()[kind.protocol() as usize];
                     if !list.iter().any(|c| c.id == info.id) {
@@ -295,7 +307,11 @@ mod tests {
 
     fn price(input: i64) -> Option<pb::Price> {
         Some(pb::Price {
-            billing: Some(pb::price::Billing::Tokens(pb::TokenPrice { input_nanos: input, output_nanos: input, ..Default::default() })),
+            billing: Some(pb::price::Billing::Tokens(pb::TokenPrice {
+                input_nanos: input,
+                output_nanos: input,
+                ..Default::default()
+            })),
         })
     }
 
@@ -303,13 +319,49 @@ mod tests {
     fn routes_group_members_and_prefers_own_prices() {
         let mut raw = RawCatalog::default();
         let channels = [
-            pb::Channel { id: 1, name: "low".into(), r#type: "openai".into(), models: vec!["fam".into()], priority: 1, enabled: true, ..Default::default() },
-            pb::Channel { id: 2, name: "high".into(), r#type: "azure".into(), models: vec!["a".into()], priority: 9, enabled: true, ..Default::default() },
-            pb::Channel { id: 3, name: "off".into(), r#type: "openai".into(), models: vec!["a".into()], priority: 99, enabled: false, ..Default::default() },
-            pb::Channel { id: 4, name: "claude".into(), r#type: "anthropic".into(), models: vec!["a".into()], enabled: true, ..Default::default() },
+            pb::Channel {
+                id: 1,
+                name: "low".into(),
+                r#type: "openai".into(),
+                models: vec!["fam".into()],
+                priority: 1,
+                enabled: true,
+                ..Default::default()
+            },
+            pb::Channel {
+                id: 2,
+                name: "high".into(),
+                r#type: "azure".into(),
+                models: vec!["a".into()],
+                priority: 9,
+                enabled: true,
+                ..Default::default()
+            },
+            pb::Channel {
+                id: 3,
+                name: "off".into(),
+                r#type: "openai".into(),
+                models: vec!["a".into()],
+                priority: 99,
+                enabled: false,
+                ..Default::default()
+            },
+            pb::Channel {
+                id: 4,
+                name: "claude".into(),
+                r#type: "anthropic".into(),
+                models: vec!["a".into()],
+                enabled: true,
+                ..Default::default()
+            },
         ];
         let models = [pb::Model { id: 1, name: "a".into(), price: price(5), ..Default::default() }];
-        let groups = [pb::ModelGroup { id: 1, name: "fam".into(), models: vec!["a".into(), "b".into()], price: price(1) }];
+        let groups = [pb::ModelGroup {
+            id: 1,
+            name: "fam".into(),
+            models: vec!["a".into(), "b".into()],
+            price: price(1),
+        }];
         raw.upsert(&channels, &models, &groups, &[]);
         let catalog = Catalog::build(raw);
         let names: Vec<_> = catalog.channels(Protocol::OpenAi, "a").iter().map(|c| c.name.as_str()).collect();
@@ -319,7 +371,9 @@ mod tests {
         let a = catalog.model("a").expect("priced");
         assert!(matches!(a.tariff, Tariff::Tokens(t) if t.input.nanos() == 5));
         assert_eq!(a.model_group.as_deref(), Some("fam"));
-        assert!(matches!(catalog.model("b").expect("priced by group").tariff, Tariff::Tokens(t) if t.input.nanos() == 1));
+        assert!(
+            matches!(catalog.model("b").expect("priced by group").tariff, Tariff::Tokens(t) if t.input.nanos() == 1)
+        );
         assert!(catalog.model("c").is_none());
         assert!(catalog.is_served("b"));
     }

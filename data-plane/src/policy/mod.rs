@@ -108,7 +108,10 @@ impl Policy {
             }
             raw.upsert(&page.channels, &page.models, &page.model_groups, &page.groups);
             for account in &page.accounts {
-                accounts.insert(account.id, AccountInfo { name: account.name.clone(), group_id: account.group_id });
+                accounts.insert(
+                    account.id,
+                    AccountInfo { name: account.name.clone(), group_id: account.group_id },
+                );
             }
             for key in &page.keys {
                 if let Some((hash, info)) = key_info(key) {
@@ -130,13 +133,17 @@ impl Policy {
     pub fn apply(&self, delta: &pb::PolicyDelta) -> Policy {
         let mut next = self.clone();
         next.version = delta.version;
-        let kinds = |kind: pb::EntityKind| delta.removed.iter().filter(move |r| r.kind == kind as i32).map(|r| r.id);
+        let kinds =
+            |kind: pb::EntityKind| delta.removed.iter().filter(move |r| r.kind == kind as i32).map(|r| r.id);
 
         let catalog_changed = !(delta.channels.is_empty()
             && delta.models.is_empty()
             && delta.model_groups.is_empty()
             && delta.groups.is_empty())
-            || delta.removed.iter().any(|r| r.kind != pb::EntityKind::Key as i32 && r.kind != pb::EntityKind::Account as i32)
+            || delta
+                .removed
+                .iter()
+                .any(|r| r.kind != pb::EntityKind::Key as i32 && r.kind != pb::EntityKind::Account as i32)
             || delta.settings.as_ref().is_some_and(|s| s.currency != self.catalog.currency);
         if catalog_changed {
             let mut raw = self.catalog.raw().clone();
@@ -159,7 +166,10 @@ impl Policy {
                 accounts.remove(&id);
             }
             for account in &delta.accounts {
-                accounts.insert(account.id, AccountInfo { name: account.name.clone(), group_id: account.group_id });
+                accounts.insert(
+                    account.id,
+                    AccountInfo { name: account.name.clone(), group_id: account.group_id },
+                );
             }
         }
 
@@ -199,14 +209,25 @@ mod tests {
     #[test]
     fn deltas_add_change_and_remove_keys_without_touching_other_shards() {
         let (a, b) = (key(1, 7), key(2, 9));
-        let snapshot = pb::SnapshotPage { version: 3, first: true, last: true, keys: vec![a.clone(), b.clone()], ..Default::default() };
+        let snapshot = pb::SnapshotPage {
+            version: 3,
+            first: true,
+            last: true,
+            keys: vec![a.clone(), b.clone()],
+            ..Default::default()
+        };
         let policy = Policy::from_snapshot(&[snapshot]);
         assert_eq!((policy.version, policy.key_count()), (3, 2));
         assert_eq!(policy.key(&hash_of(&a)).map(|k| k.id), Some(1));
 
         let c = key(3, 7);
         let removal = pb::Removal { kind: pb::EntityKind::Key as i32, id: 2 };
-        let delta = pb::PolicyDelta { version: 4, keys: vec![c.clone()], removed: vec![removal], ..Default::default() };
+        let delta = pb::PolicyDelta {
+            version: 4,
+            keys: vec![c.clone()],
+            removed: vec![removal],
+            ..Default::default()
+        };
         let next = policy.apply(&delta);
         assert_eq!(next.version, 4);
         assert!(next.key(&hash_of(&b)).is_none());

@@ -34,8 +34,13 @@ fn refused(message: &str) -> ApiError {
 }
 
 /// Finds the caller of a request, or refuses it with 401.
-pub fn authenticate<'p>(policy: &'p Policy, headers: &HeaderMap, now_micros: i64) -> Result<Caller<'p>, ApiError> {
-    let secret = presented_secret(headers).ok_or_else(|| refused("no API key given (use Authorization: Bearer sk-…)"))?;
+pub fn authenticate<'p>(
+    policy: &'p Policy,
+    headers: &HeaderMap,
+    now_micros: i64,
+) -> Result<Caller<'p>, ApiError> {
+    let secret = presented_secret(headers)
+        .ok_or_else(|| refused("no API key given (use Authorization: Bearer sk-…)"))?;
     let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
     let key = policy.key(&hash).ok_or_else(|| refused("invalid API key"))?;
     if key.expires_at.is_some_and(|at| at <= now_micros) {

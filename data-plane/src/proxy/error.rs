@@ -43,9 +43,10 @@ impl ErrorCode {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorCode::InvalidApiKey | ErrorCode::InvalidRequest | ErrorCode::ModelNotFound | ErrorCode::NotFound => {
-                "invalid_request_error"
-            }
+            ErrorCode::InvalidApiKey
+            | ErrorCode::InvalidRequest
+            | ErrorCode::ModelNotFound
+            | ErrorCode::NotFound => "invalid_request_error",
             ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::UpstreamError | ErrorCode::Unavailable => "upstream_error",

@@ -38,7 +38,12 @@ impl Outcome {
 /// The most a request can cost, before it runs: input bounded by the body's size (a token
 /// is at least one byte of JSON text, and usually several), output by `max_tokens` or the
 /// model's cap.
-pub fn estimate(model: &ModelInfo, multiplier: Multiplier, body_len: usize, max_output: Option<u64>) -> Money {
+pub fn estimate(
+    model: &ModelInfo,
+    multiplier: Multiplier,
+    body_len: usize,
+    max_output: Option<u64>,
+) -> Money {
     let usage = TokenUsage {
         input: (body_len as u64).div_ceil(2),
         output: max_output.or(model.max_output_tokens).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
@@ -105,7 +110,9 @@ impl Meter {
     pub fn finish(mut self, channel: &str, outcome: Outcome, produced: Produced) {
         let usage = match outcome {
             Outcome::UpstreamError => TokenUsage::default(),
-            Outcome::Ok | Outcome::Incomplete => produced.usage.unwrap_or_else(|| self.count_locally(&produced.raw_output)),
+            Outcome::Ok | Outcome::Incomplete => {
+                produced.usage.unwrap_or_else(|| self.count_locally(&produced.raw_output))
+            }
         };
         let cost = if outcome == Outcome::UpstreamError {
             Money::ZERO
@@ -131,7 +138,9 @@ impl Meter {
             status: outcome.as_str().to_owned(),
             created_at_unix_micros: unix_micros(),
             duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
-            first_byte_ms: produced.first_byte.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            first_byte_ms: produced
+                .first_byte
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             lease_id,
         };
         self.metrics.finished(self.endpoint.as_str(), &self.model.name, channel, outcome.as_str(), cost);
@@ -162,5 +171,7 @@ fn clamp(tokens: u64) -> i64 {
 }
 
 fn unix_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

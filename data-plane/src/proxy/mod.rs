@@ -39,7 +39,12 @@ use crate::{
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Serves one request to a proxied endpoint.
-pub async fn handle(app: &Arc<App>, endpoint: Endpoint, request: Request<Incoming>, request_id: Arc<str>) -> Response<ResponseBody> {
+pub async fn handle(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    request_id: Arc<str>,
+) -> Response<ResponseBody> {
     let anthropic = endpoint.anthropic_errors();
     match serve(app, endpoint, request, request_id).await {
         Ok(response) => response,
@@ -50,17 +55,25 @@ pub async fn handle(app: &Arc<App>, endpoint: Endpoint, request: Request<Incomin
     }
 }
 
-async fn serve(app: &Arc<App>, endpoint: Endpoint, request: Request<Incoming>, request_id: Arc<str>) -> Result<Response<ResponseBody>, ApiError> {
+async fn serve(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    request_id: Arc<str>,
+) -> Result<Response<ResponseBody>, ApiError> {
     let started = Instant::now();
     let policy = app.policy.load_full();
     let caller = auth::authenticate(&policy, request.headers(), crate::app::unix_micros())?;
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, app.config.max_body_bytes).await?;
     let fields = request::fields(&body)?;
-    let model = policy
-        .catalog
-        .model(&fields.model)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ModelNotFound, format!("the model `{}` does not exist", fields.model)))?;
+    let model = policy.catalog.model(&fields.model).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::ModelNotFound,
+            format!("the model `{}` does not exist", fields.model),
+        )
+    })?;
     check_access(&caller, model)?;
     let channels = policy.catalog.channels(endpoint.protocol(), &model.name);
     if channels.is_empty() {
@@ -75,11 +88,9 @@ async fn serve(app: &Arc<App>, endpoint: Endpoint, request: Request<Incoming>, r
     }
     let multiplier = caller.group.multiplier;
     let estimate = meter::estimate(model, multiplier, body.len(), fields.max_output_tokens);
-    let reservation = app
-        .quota
-        .reserve(caller.key.id, estimate)
-        .await
-        .map_err(|refused| ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string()))?;
+    let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
+    })?;
     let meter = Meter::new(
         request_id,
         caller.key.id,
@@ -111,16 +122,25 @@ fn check_access(caller: &Caller<'_>, model: &ModelInfo) -> Result<(), ApiError> 
 /// Step 2: the body, size-limited (413 at once on a declared `Content-Length` over the limit).
 async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidRequest, format!("the request body is larger than {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidRequest,
+            format!("the request body is larger than {limit} bytes"),
+        )
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, format!("cannot read the request body: {error}"))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            format!("cannot read the request body: {error}"),
+        )),
     }
 }
 
@@ -161,7 +181,14 @@ async fn forward(
         } else {
             body.clone()
         };
-        let upstream_request = match upstream::request(&channel, endpoint, upstream_model, parts.uri.query(), &parts.headers, upstream_body) {
+        let upstream_request = match upstream::request(
+            &channel,
+            endpoint,
+            upstream_model,
+            parts.uri.query(),
+            &parts.headers,
+            upstream_body,
+        ) {
             Ok(request) => request,
             Err(error) => {
                 tracing::error!(channel = %channel.name, %error, "cannot build the upstream request");
@@ -174,7 +201,12 @@ async fn forward(
             first_attempt = false;
         }
         let sent = Instant::now();
-        let response = match tokio::time::timeout(app.config.first_byte_timeout, app.http.request(upstream_request)).await {
+        let response = match tokio::time::timeout(
+            app.config.first_byte_timeout,
+            app.http.request(upstream_request),
+        )
+        .await
+        {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 tracing::warn!(channel = %channel.name, %error, "upstream unreachable; trying the next channel");
@@ -216,14 +248,19 @@ async fn forward(
             return match read_answer(upstream_body, app.config.idle_timeout).await {
                 Ok(answer) => {
                     let usage = usage::from_body(&answer, endpoint.dialect());
-                    let produced = Produced { usage, raw_output: vec![answer.clone()], first_byte: Some(first_byte) };
+                    let produced =
+                        Produced { usage, raw_output: vec![answer.clone()], first_byte: Some(first_byte) };
                     meter.finish(&channel.name, Outcome::Ok, produced);
                     client_response(head.status, &head.headers, full(answer))
                 }
                 Err(why) => {
                     meter.finish(&channel.name, Outcome::UpstreamError, Produced::default());
-                    ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError, format!("the upstream answer broke off: {why}"))
-                        .response(endpoint.anthropic_errors())
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        ErrorCode::UpstreamError,
+                        format!("the upstream answer broke off: {why}"),
+                    )
+                    .response(endpoint.anthropic_errors())
                 }
             };
         }
@@ -238,12 +275,19 @@ async fn forward(
         app.cool_downs.failed(channel.id);
         last = Some((channel, Failure::Status(status)));
     }
-    let (channel_name, failure) = last.map_or((String::new(), Failure::Unreachable), |(c, f)| (c.name.clone(), f));
+    let (channel_name, failure) =
+        last.map_or((String::new(), Failure::Unreachable), |(c, f)| (c.name.clone(), f));
     meter.finish(&channel_name, Outcome::UpstreamError, Produced::default());
     let (status, message) = match failure {
-        Failure::Timeout => (StatusCode::GATEWAY_TIMEOUT, "every channel for this model timed out".to_owned()),
-        Failure::Unreachable => (StatusCode::BAD_GATEWAY, "no channel for this model could be reached".to_owned()),
-        Failure::Status(status) => (StatusCode::BAD_GATEWAY, format!("every channel for this model failed (last answered {status})")),
+        Failure::Timeout => {
+            (StatusCode::GATEWAY_TIMEOUT, "every channel for this model timed out".to_owned())
+        }
+        Failure::Unreachable => {
+            (StatusCode::BAD_GATEWAY, "no channel for this model could be reached".to_owned())
+        }
+        Failure::Status(status) => {
+            (StatusCode::BAD_GATEWAY, format!("every channel for this model failed (last answered {status})"))
+        }
     };
     ApiError::new(status, ErrorCode::UpstreamError, message).response(endpoint.anthropic_errors())
 }
@@ -264,10 +308,19 @@ async fn forward_free(
             Some(name) => request::splice(&body, Some(name), false)?,
             None => body.clone(),
         };
-        let Ok(upstream_request) = upstream::request(&channel, endpoint, upstream_model, parts.uri.query(), &parts.headers, upstream_body) else {
+        let Ok(upstream_request) = upstream::request(
+            &channel,
+            endpoint,
+            upstream_model,
+            parts.uri.query(),
+            &parts.headers,
+            upstream_body,
+        ) else {
             continue;
         };
-        let Ok(Ok(response)) = tokio::time::timeout(app.config.first_byte_timeout, app.http.request(upstream_request)).await else {
+        let Ok(Ok(response)) =
+            tokio::time::timeout(app.config.first_byte_timeout, app.http.request(upstream_request)).await
+        else {
             app.cool_downs.failed(channel.id);
             continue;
         };
@@ -305,11 +358,23 @@ async fn read_answer(mut body: Incoming, idle: Duration) -> Result<Bytes, String
 fn is_hop_header(name: &header::HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "content-length" | "x-request-id" | "set-cookie"
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+            | "x-request-id"
+            | "set-cookie"
     )
 }
 
-fn client_response(status: StatusCode, upstream_headers: &HeaderMap, body: ResponseBody) -> Response<ResponseBody> {
+fn client_response(
+    status: StatusCode,
+    upstream_headers: &HeaderMap,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();

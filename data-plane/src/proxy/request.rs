@@ -48,8 +48,10 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 
 /// Reads the fields of a JSON body; 400 when it is not a JSON object with a string `model`.
 pub fn fields(body: &[u8]) -> Result<Fields<'_>, ApiError> {
-    let raw: Raw<'_> = serde_json::from_slice(body).map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?;
-    let model = raw.model.filter(|m| !m.is_empty()).ok_or_else(|| bad_request("the request has no `model`"))?;
+    let raw: Raw<'_> = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let model =
+        raw.model.filter(|m| !m.is_empty()).ok_or_else(|| bad_request("the request has no `model`"))?;
     Ok(Fields {
         model,
         stream: raw.stream.unwrap_or(false),
@@ -86,7 +88,8 @@ impl<'de> Deserialize<'de> for Members<'de> {
 /// The body with `model` replaced (when `model` is given) and `stream_options.include_usage`
 /// set (when `include_usage`); every other member is copied through unchanged.
 pub fn splice(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, ApiError> {
-    let members: Members<'_> = serde_json::from_slice(body).map_err(|e| bad_request(format!("the request body is not a JSON object: {e}")))?;
+    let members: Members<'_> = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the request body is not a JSON object: {e}")))?;
     let mut out = Vec::with_capacity(body.len() + 48);
     out.push(b'{');
     let mut first = true;
@@ -137,14 +140,23 @@ mod tests {
         assert!(f.stream);
         assert_eq!(f.max_output_tokens, Some(64));
         assert!(!f.include_usage);
-        assert_eq!(fields(br#"{"model":"m","max_completion_tokens":9}"#).expect("valid").max_output_tokens, Some(9));
-        assert_eq!(fields(br#"{"model":"m","max_output_tokens":7,"stream":null}"#).expect("valid").max_output_tokens, Some(7));
-        assert!(fields(br#"{"model":"m","stream_options":{"include_usage":true}}"#).expect("valid").include_usage);
+        assert_eq!(
+            fields(br#"{"model":"m","max_completion_tokens":9}"#).expect("valid").max_output_tokens,
+            Some(9)
+        );
+        assert_eq!(
+            fields(br#"{"model":"m","max_output_tokens":7,"stream":null}"#).expect("valid").max_output_tokens,
+            Some(7)
+        );
+        assert!(
+            fields(br#"{"model":"m","stream_options":{"include_usage":true}}"#).expect("valid").include_usage
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_request() {
-        for bad in [&b"not json"[..], b"[]", b"{}", br#"{"model":""}"#, br#"{"model":5}"#, br#"{"model":"m""#] {
+        for bad in [&b"not json"[..], b"[]", b"{}", br#"{"model":""}"#, br#"{"model":5}"#, br#"{"model":"m""#]
+        {
             let error = fields(bad).expect_err("invalid");
             assert_eq!((error.status, error.code), (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest));
         }

@@ -54,14 +54,16 @@ impl CoolDowns {
 /// The order to try `channels` in (they arrive sorted by priority, highest first).
 pub fn plan(channels: &[Arc<ChannelInfo>], cool_downs: &CoolDowns) -> Vec<Arc<ChannelInfo>> {
     let cooling = cool_downs.cooling(Instant::now());
-    let (mut ready, resting): (Vec<_>, Vec<_>) = channels.iter().cloned().partition(|c| !cooling.contains(&c.id));
+    let (mut ready, resting): (Vec<_>, Vec<_>) =
+        channels.iter().cloned().partition(|c| !cooling.contains(&c.id));
     let mut rng = rand::rng();
     let mut order = Vec::with_capacity(channels.len());
     for list in [&mut ready, &mut resting.clone()] {
         let mut start = 0;
         while start < list.len() {
             let priority = list[start].priority;
-            let end = list[start..].iter().position(|c| c.priority != priority).map_or(list.len(), |n| start + n);
+            let end =
+                list[start..].iter().position(|c| c.priority != priority).map_or(list.len(), |n| start + n);
             let mut tier: Vec<_> = list[start..end].to_vec();
             while !tier.is_empty() {
                 let total: u64 = tier.iter().map(|c| u64::from(c.weight.max(1))).sum();

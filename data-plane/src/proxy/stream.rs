@@ -198,7 +198,11 @@ impl MeteredStream {
                 first_byte: Some(self.first_byte),
             };
             // Nothing reached the client: the failed request is free.
-            let outcome = if outcome == Outcome::Incomplete && !self.produced_content { Outcome::UpstreamError } else { outcome };
+            let outcome = if outcome == Outcome::Incomplete && !self.produced_content {
+                Outcome::UpstreamError
+            } else {
+                outcome
+            };
             meter.finish(&channel, outcome, produced);
         }
     }
@@ -266,7 +270,10 @@ impl Body for MeteredStream {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
         loop {
             if let Some(bytes) = this.ready.pop_front() {
@@ -333,7 +340,11 @@ mod tests {
 
     #[test]
     fn splits_events_across_chunks_and_line_endings() {
-        let parsed = events(&[b"data: {\"a\"", b":1}\n\nevent: message_stop\r\ndata: {}\r\n\r\ndata: x\ndata: y\n\n", b"data: [DO"]);
+        let parsed = events(&[
+            b"data: {\"a\"",
+            b":1}\n\nevent: message_stop\r\ndata: {}\r\n\r\ndata: x\ndata: y\n\n",
+            b"data: [DO",
+        ]);
         assert_eq!(
             parsed,
             vec![
@@ -347,7 +358,9 @@ mod tests {
     #[test]
     fn recognizes_terminal_and_injected_events() {
         let mut parser = Parser::default();
-        parser.push(b"data: [DONE]\n\nevent: message_stop\ndata: {}\n\ndata: {\"choices\":[],\"usage\":{}}\n\n");
+        parser.push(
+            b"data: [DONE]\n\nevent: message_stop\ndata: {}\n\ndata: {\"choices\":[],\"usage\":{}}\n\n",
+        );
         let done = parser.next_event().expect("event");
         assert!(is_terminal(&done, Dialect::OpenAi));
         let stop = parser.next_event().expect("event");
@@ -357,9 +370,14 @@ mod tests {
 
     #[test]
     fn extracts_answer_text_per_dialect() {
-        let openai = [Bytes::from_static(br#"{"choices":[{"delta":{"content":"Hel"}}]}"#), Bytes::from_static(br#"{"choices":[{"delta":{"content":"lo"}}]}"#)];
+        let openai = [
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"Hel"}}]}"#),
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"lo"}}]}"#),
+        ];
         assert_eq!(answer_text(&openai, Dialect::OpenAi), "Hello");
-        let anthropic = [Bytes::from_static(br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#)];
+        let anthropic = [Bytes::from_static(
+            br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#,
+        )];
         assert_eq!(answer_text(&anthropic, Dialect::Anthropic), "Hi");
         let responses = [Bytes::from_static(br#"{"type":"response.output_text.delta","delta":"Yo"}"#)];
         assert_eq!(answer_text(&responses, Dialect::Responses), "Yo");

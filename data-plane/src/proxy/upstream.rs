@@ -129,7 +129,9 @@ pub fn url(channel: &ChannelInfo, endpoint: Endpoint, upstream_model: &str, quer
             let version = channel.api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
             format!("{base}/openai/deployments/{upstream_model}/{}?api-version={version}", endpoint.suffix())
         }
-        ChannelKind::OpenAi | ChannelKind::Gemini | ChannelKind::Anthropic => format!("{base}/{}", endpoint.suffix()),
+        ChannelKind::OpenAi | ChannelKind::Gemini | ChannelKind::Anthropic => {
+            format!("{base}/{}", endpoint.suffix())
+        }
     };
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         url.push(if url.contains('?') { '&' } else { '?' });
@@ -177,7 +179,8 @@ pub fn request(
     client_headers: &HeaderMap,
     body: Bytes,
 ) -> anyhow::Result<Request<Full<Bytes>>> {
-    let mut builder = Request::builder().method(Method::POST).uri(url(channel, endpoint, upstream_model, query));
+    let mut builder =
+        Request::builder().method(Method::POST).uri(url(channel, endpoint, upstream_model, query));
     let headers = builder.headers_mut().ok_or_else(|| anyhow::anyhow!("invalid upstream URL"))?;
     for (name, value) in client_headers {
         if !is_withheld(name) {
@@ -187,7 +190,10 @@ pub fn request(
     let key = HeaderValue::from_str(&channel.api_key)?;
     match channel.kind {
         ChannelKind::OpenAi | ChannelKind::Gemini => {
-            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", channel.api_key))?);
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", channel.api_key))?,
+            );
         }
         ChannelKind::Azure => {
             headers.insert(HeaderName::from_static("api-key"), key);
@@ -226,10 +232,19 @@ mod tests {
     #[test]
     fn urls_follow_each_channel_type() {
         let openai = channel(ChannelKind::OpenAi, "https://api.openai.com/v1");
-        assert_eq!(url(&openai, Endpoint::ChatCompletions, "m", None), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(url(&openai, Endpoint::Responses, "m", Some("x=1")), "https://api.openai.com/v1/responses?x=1");
+        assert_eq!(
+            url(&openai, Endpoint::ChatCompletions, "m", None),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            url(&openai, Endpoint::Responses, "m", Some("x=1")),
+            "https://api.openai.com/v1/responses?x=1"
+        );
         let anthropic = channel(ChannelKind::Anthropic, "https://api.anthropic.com");
-        assert_eq!(url(&anthropic, Endpoint::Messages, "m", Some("beta=true")), "https://api.anthropic.com/v1/messages?beta=true");
+        assert_eq!(
+            url(&anthropic, Endpoint::Messages, "m", Some("beta=true")),
+            "https://api.anthropic.com/v1/messages?beta=true"
+        );
         let azure = channel(ChannelKind::Azure, "https://x.openai.azure.com");
         assert_eq!(
             url(&azure, Endpoint::Embeddings, "dep", None),
@@ -245,7 +260,8 @@ mod tests {
         headers.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
         let anthropic = channel(ChannelKind::Anthropic, "http://h");
-        let request = request(&anthropic, Endpoint::Messages, "m", None, &headers, Bytes::new()).expect("request");
+        let request =
+            request(&anthropic, Endpoint::Messages, "m", None, &headers, Bytes::new()).expect("request");
         let sent = request.headers();
         assert_eq!(sent.get("x-api-key").map(|v| v.as_bytes()), Some(&b"upstream-key"[..]));
         assert!(sent.get("authorization").is_none());
@@ -253,8 +269,12 @@ mod tests {
         assert_eq!(sent.get("anthropic-version").map(|v| v.as_bytes()), Some(&b"2023-06-01"[..]));
         assert!(sent.get("connection").is_none());
         let openai = channel(ChannelKind::OpenAi, "http://h");
-        let request = super::request(&openai, Endpoint::ChatCompletions, "m", None, &headers, Bytes::new()).expect("request");
-        assert_eq!(request.headers().get("authorization").map(|v| v.as_bytes()), Some(&b"Bearer upstream-key"[..]));
+        let request = super::request(&openai, Endpoint::ChatCompletions, "m", None, &headers, Bytes::new())
+            .expect("request");
+        assert_eq!(
+            request.headers().get("authorization").map(|v| v.as_bytes()),
+            Some(&b"Bearer upstream-key"[..])
+        );
         assert!(request.headers().get("x-api-key").is_none());
     }
 }
