@@ -114,6 +114,13 @@ impl Reporter {
         Ok(())
     }
 
+    /// Whether a new request's report will fit: checked before a request is forwarded, so
+    /// that nothing goes upstream that could not be billed.
+    pub fn accepting(&self) -> Result<(), ReportError> {
+        // Room for a few thousand reports in flight at once.
+        if self.shared.spool.has_room(4 << 20) { Ok(()) } else { Err(ReportError::Full(SPOOL_CAP_BYTES)) }
+    }
+
     /// Reports accepted and not yet acknowledged.
     pub fn depth(&self) -> u64 {
         self.shared.depth.load(Ordering::Relaxed)

@@ -86,6 +86,11 @@ async fn serve(
     if endpoint == Endpoint::CountTokens {
         return forward_free(app, endpoint, &parts, body, model, channels).await;
     }
+    // Nothing goes upstream that could not be billed: a full spool refuses up front.
+    app.reporter.accepting().map_err(|error| {
+        tracing::error!(%error, "refusing requests: usage reports cannot be spooled");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, error.to_string())
+    })?;
     let multiplier = caller.group.multiplier;
     let estimate = meter::estimate(model, multiplier, body.len(), fields.max_output_tokens);
     let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {

@@ -176,6 +176,11 @@ impl Spool {
         Ok(())
     }
 
+    /// Whether the spool has room for about `headroom` more bytes.
+    pub fn has_room(&self, headroom: u64) -> bool {
+        self.bytes.load(Ordering::Relaxed).saturating_add(headroom) <= self.cap
+    }
+
     /// Bytes held on disk.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
@@ -434,7 +439,9 @@ mod tests {
     fn a_full_spool_refuses() {
         let dir = dir("full");
         let spool = Spool::open(&dir, 30, 1 << 20).unwrap();
+        assert!(spool.has_room(20));
         append(&spool, "0123456789");
+        assert!(!spool.has_room(20), "a request whose report would not fit is refused up front");
         assert!(matches!(
             spool.append(|b| b.extend_from_slice(b"0123456789abcdef")),
             Err(AppendError::Full(30))
