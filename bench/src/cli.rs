@@ -1,0 +1,133 @@
+//! Command-line arguments of every subcommand.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::load::{Plan, default_body};
+
+/// `router-bench`: benchmark harness for Code Router.
+#[derive(Debug, Parser)]
+#[command(name = "router-bench", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A fast mock upstream (OpenAI chat completions, JSON or SSE; Anthropic messages).
+    Mock(MockArgs),
+    /// A bare forwarder: bytes in, bytes out, the reference for the physical limit.
+    Forward(ForwardArgs),
+    /// A load generator (open loop with `--rate`, closed loop without).
+    Load(LoadArgs),
+    /// Starts everything and runs every scenario direct, through the forwarder and through the data plane.
+    Run(RunArgs),
+}
+
+/// `mock` flags.
+#[derive(Debug, Clone, Args)]
+pub struct MockArgs {
+    /// Address to listen on (port 0: chosen by the OS).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Number of content chunks in a streamed answer.
+    #[arg(long, default_value_t = 10)]
+    pub chunks: u32,
+    /// Delay between streamed chunks, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+}
+
+/// `forward` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ForwardArgs {
+    /// Address to listen on (port 0: chosen by the OS).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Upstream base, e.g. `http://127.0.0.1:9000`; the request path is appended unchanged.
+    #[arg(long)]
+    pub upstream: String,
+}
+
+/// `load` flags.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Full request URL, e.g. `http://127.0.0.1:8080/v1/chat/completions`.
+    #[arg(long)]
+    pub url: String,
+    /// API key sent as `authorization: Bearer KEY`.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Request body (default: a small chat request for `bench-model`).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Ask for a streamed answer (adds `"stream": true` to the default body) and time the first chunk.
+    #[arg(long)]
+    pub stream: bool,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Requests per second (open loop); without it, closed loop at maximum throughput.
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+impl LoadArgs {
+    /// The load plan these flags describe.
+    pub fn to_plan(&self) -> anyhow::Result<Plan> {
+        anyhow::ensure!(self.connections > 0, "--connections must be at least 1");
+        anyhow::ensure!(self.duration > 0.0, "--duration must be positive");
+        if let Some(rate) = self.rate {
+            anyhow::ensure!(rate > 0.0, "--rate must be positive");
+        }
+        Ok(Plan {
+            url: self.url.parse()?,
+            key: self.key.clone(),
+            body: self.body.clone().unwrap_or_else(|| default_body(self.stream)).into(),
+            stream: self.stream,
+            connections: self.connections,
+            duration: Duration::from_secs_f64(self.duration),
+            rate: self.rate,
+        })
+    }
+}
+
+/// `run` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds of warm-up load before each closed-loop measurement (discarded).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Connections for the closed-loop and fixed-rate measurements.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Fixed request rates for the open-loop latency measurements, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub rates: Vec<f64>,
+    /// Request rate of the streaming scenario.
+    #[arg(long, default_value_t = 200.0)]
+    pub stream_rate: f64,
+    /// Chunks per streamed answer.
+    #[arg(long, default_value_t = 20)]
+    pub chunks: u32,
+    /// Delay between streamed chunks, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub chunk_delay_ms: u64,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-results.json")]
+    pub out: std::path::PathBuf,
+    /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
+    /// (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+}

@@ -1,0 +1,26 @@
+//! Benchmark harness for Code Router: a mock upstream, a bare forwarder (the physical limit),
+//! an open/closed-loop load generator with HDR histograms, and a scenario runner that compares
+//! all three paths in one invocation.
+
+pub mod cli;
+pub mod forward;
+pub mod load;
+pub mod mock;
+pub mod process;
+pub mod procstat;
+pub mod report;
+pub mod scenario;
+
+/// Runs one subcommand to completion.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Mock(args) => mock::serve(args).await,
+        cli::Command::Forward(args) => forward::serve(args).await,
+        cli::Command::Load(args) => {
+            let summary = load::run(&args.to_plan()?).await?;
+            println!("{}", report::summary_text(&summary));
+            Ok(())
+        }
+        cli::Command::Run(args) => scenario::run(args).await,
+    }
+}

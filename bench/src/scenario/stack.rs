@@ -1,0 +1,217 @@
+//! Starting the whole stack for a run: control plane on a temporary SQLite file, the mock,
+//! the bare forwarder and a data plane, provisioned through `routerctl`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+
+use crate::cli::RunArgs;
+use crate::process::Service;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every process of a run; all are killed when this is dropped.
+pub struct Stack {
+    /// The mock upstream.
+    pub mock: Service,
+    /// The bare forwarder in front of the mock.
+    pub forwarder: Service,
+    /// The control plane.
+    pub control_plane: Service,
+    /// The data plane in front of the mock.
+    pub data_plane: Service,
+    /// `http://ADDR` of the mock.
+    pub mock_url: String,
+    /// `http://ADDR` of the forwarder.
+    pub forward_url: String,
+    /// `http://ADDR` of the data plane.
+    pub data_plane_url: String,
+    /// The provisioned API key.
+    pub key: String,
+    /// Temporary files (database, spool); removed on drop.
+    pub work_dir: PathBuf,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+/// Where the router binaries are: `--bin-dir`, else beside this executable.
+fn bin_dir(args: &RunArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.bin_dir {
+        return Ok(dir.clone());
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release --bins` first (or pass --bin-dir)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Starts and provisions everything, and waits until the data plane answers a real request.
+pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
+    let dir = bin_dir(args)?;
+    let control_plane_bin = binary(&dir, "router-control-plane")?;
+    let data_plane_bin = binary(&dir, "router-data-plane")?;
+    let routerctl = binary(&dir, "routerctl")?;
+    let me = std::env::current_exe()?;
+
+    let work_dir = std::env::temp_dir().join(format!("router-bench-{}", std::process::id()));
+    std::fs::create_dir_all(work_dir.join("spool"))?;
+    let admin_token = format!("bench-admin-{}", std::process::id());
+    let node_token = format!("bench-node-{}", std::process::id());
+
+    let mut mock = Service::spawn("mock", {
+        let mut c = Command::new(&me);
+        c.args(["mock", "--listen", "127.0.0.1:0", "--chunks", &args.chunks.to_string()])
+            .args(["--chunk-delay-ms", &args.chunk_delay_ms.to_string()]);
+        c
+    })?;
+    let mock_url = format!("http://{}", mock.listening_address(START_TIMEOUT).await?);
+
+    let mut forwarder = Service::spawn("forwarder", {
+        let mut c = Command::new(&me);
+        c.args(["forward", "--listen", "127.0.0.1:0", "--upstream", &mock_url]);
+        c
+    })?;
+    let forward_url = format!("http://{}", forwarder.listening_address(START_TIMEOUT).await?);
+
+    let mut control_plane = Service::spawn("control plane", {
+        let mut c = Command::new(&control_plane_bin);
+        c.args(["--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", format!("sqlite://{}", work_dir.join("router.db").display()))
+            .env("ROUTER_ADMIN_TOKEN", &admin_token)
+            .env("ROUTER_NODE_TOKEN", &node_token)
+            .env("NO_COLOR", "1")
+            .env_remove("ROUTER_CP_LISTEN");
+        c
+    })?;
+    let control_plane_url = format!("http://{}", control_plane.listening_address(START_TIMEOUT).await?);
+
+    let ctl = Ctl { bin: routerctl, endpoint: control_plane_url.clone(), admin_token };
+    let base_url = format!("{mock_url}/v1");
+    let channel = ["--name", "mock", "--type", "openai", "--base-url", &base_url];
+    let upstream = ["--api-key", "bench-upstream", "--models", "bench-model"];
+    ctl.json(&[&["channel", "add"][..], &channel, &upstream].concat()).await?;
+    ctl.json(&["model", "set", "bench-model", "--input-price", "0.000001", "--output-price", "0.000001"])
+        .await?;
+    ctl.json(&["account", "add", "bench", "--balance", "1000000000"]).await?;
+    let created = ctl.json(&["key", "create", "--account", "bench", "--name", "bench"]).await?;
+    let key =
+        created["key"].as_str().ok_or_else(|| anyhow::anyhow!("routerctl key create printed no key"))?;
+
+    let mut data_plane = Service::spawn("data plane", {
+        let mut c = Command::new(&data_plane_bin);
+        c.args(["--listen", "127.0.0.1:0", "--control-plane", &control_plane_url])
+            .arg("--spool-dir")
+            .arg(work_dir.join("spool"))
+            .env("ROUTER_NODE_TOKEN", &node_token)
+            .env("NO_COLOR", "1")
+            .env_remove("ROUTER_DP_LISTEN");
+        c
+    })?;
+    let data_plane_url = format!("http://{}", data_plane.listening_address(START_TIMEOUT).await?);
+
+    let stack = Stack {
+        mock,
+        forwarder,
+        control_plane,
+        data_plane,
+        mock_url,
+        forward_url,
+        data_plane_url,
+        key: key.to_owned(),
+        work_dir,
+    };
+    wait_ready(&stack).await?;
+    Ok(stack)
+}
+
+/// Waits for `/readyz`, then for a real chat request through the data plane to succeed (the
+/// provisioned key and channel reach it asynchronously).
+async fn wait_ready(stack: &Stack) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match probe(stack).await {
+            Ok(()) => return Ok(()),
+            Err(error) => last = format!("{error:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the data plane never served a request ({last}); its log:\n{}", stack.data_plane.tail())
+}
+
+async fn probe(stack: &Stack) -> anyhow::Result<()> {
+    let plan = crate::load::Plan {
+        url: format!("{}/readyz", stack.data_plane_url).parse()?,
+        key: None,
+        body: bytes::Bytes::new(),
+        stream: false,
+        connections: 1,
+        duration: Duration::from_millis(1),
+        rate: None,
+    };
+    let ready = get_status(&plan.url).await?;
+    anyhow::ensure!(ready == 200, "/readyz answered {ready}");
+    let plan = crate::load::Plan {
+        url: format!("{}/v1/chat/completions", stack.data_plane_url).parse()?,
+        key: Some(stack.key.clone()),
+        body: crate::load::default_body(false).into(),
+        ..plan
+    };
+    let summary = crate::load::run(&plan).await?;
+    anyhow::ensure!(summary.ok > 0 && summary.errors == 0, "probe failed: {:?}", summary.first_error);
+    Ok(())
+}
+
+async fn get_status(url: &http::Uri) -> anyhow::Result<u16> {
+    let host = url.host().unwrap_or("127.0.0.1");
+    let port = url.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let request = http::Request::get(url.clone())
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .body(http_body_util::Empty::new())?;
+    Ok(sender.send_request(request).await?.status().as_u16())
+}
+
+/// `routerctl` bound to the run's control plane.
+struct Ctl {
+    bin: PathBuf,
+    endpoint: String,
+    admin_token: String,
+}
+
+impl Ctl {
+    async fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let output = Command::new(&self.bin)
+            .arg("--json")
+            .args(args)
+            .env("ROUTER_ENDPOINT", &self.endpoint)
+            .env("ROUTER_ADMIN_TOKEN", &self.admin_token)
+            .output()
+            .await?;
+        anyhow::ensure!(
+            output.status.success(),
+            "routerctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+}
