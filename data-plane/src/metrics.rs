@@ -1,7 +1,5 @@
 //! Prometheus metrics: requests by endpoint/model/channel/status, refusals, upstream and added
 //! latency, money billed, policy version and undelivered usage reports.
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -33,7 +31,6 @@ pub struct Metrics {
     billed: Counter,
     policy_version: Gauge,
     spool_depth: Gauge,
-    billed_nanos: AtomicU64,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -82,7 +79,6 @@ impl Default for Metrics {
             billed,
             policy_version,
             spool_depth,
-            billed_nanos: AtomicU64::new(0),
         }
     }
 }
@@ -99,7 +95,6 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         let nanos = u64::try_from(cost.nanos()).unwrap_or(0);
         self.billed.inc_by(nanos);
-        self.billed_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// A request was refused by a check.

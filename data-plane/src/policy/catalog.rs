@@ -62,6 +62,8 @@ pub struct ChannelInfo {
     pub base_url: String,
     /// Upstream credential.
     pub api_key: String,
+    /// The header carrying the credential, built once (`None`: not a valid header value).
+    pub credential: Option<(http::HeaderName, http::HeaderValue)>,
     /// Higher first.
     pub priority: i32,
     /// Weighted random within a priority.
@@ -77,6 +79,19 @@ impl ChannelInfo {
     pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
         self.model_map.get(model).map_or(model, String::as_str)
     }
+}
+
+/// The credential header of a channel: Bearer for OpenAI-compatible upstreams, `api-key` for
+/// Azure, `x-api-key` for Anthropic; marked sensitive so it is never logged.
+pub(crate) fn credential(kind: ChannelKind, api_key: &str) -> Option<(http::HeaderName, http::HeaderValue)> {
+    let (name, value) = match kind {
+        ChannelKind::OpenAi | ChannelKind::Gemini => (http::header::AUTHORIZATION, format!("Bearer {api_key}")),
+        ChannelKind::Azure => (http::HeaderName::from_static("api-key"), api_key.to_owned()),
+        ChannelKind::Anthropic => (http::HeaderName::from_static("x-api-key"), api_key.to_owned()),
+    };
+    let mut value = http::HeaderValue::from_str(&value).ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
 }
 
 /// A priced model.
@@ -239,6 +254,7 @@ impl Catalog {
                 kind,
                 base_url: channel.base_url.trim_end_matches('/').to_owned(),
                 api_key: channel.api_key.clone(),
+                credential: credential(kind, &channel.api_key),
                 priority: channel.priority,
                 weight: u32::try_from(channel.weight).unwrap_or(0),
                 model_map: channel.model_map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

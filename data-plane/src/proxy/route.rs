@@ -100,6 +100,7 @@ mod tests {
             kind: ChannelKind::OpenAi,
             base_url: String::new(),
             api_key: String::new(),
+            credential: None,
             priority,
             weight,
             model_map: HashMap::new(),

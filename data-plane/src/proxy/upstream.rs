@@ -187,23 +187,13 @@ pub fn request(
             headers.append(name.clone(), value.clone());
         }
     }
-    let key = HeaderValue::from_str(&channel.api_key)?;
-    match channel.kind {
-        ChannelKind::OpenAi | ChannelKind::Gemini => {
-            headers.insert(
-                header::AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {}", channel.api_key))?,
-            );
-        }
-        ChannelKind::Azure => {
-            headers.insert(HeaderName::from_static("api-key"), key);
-        }
-        ChannelKind::Anthropic => {
-            headers.insert(HeaderName::from_static("x-api-key"), key);
-            headers
-                .entry(HeaderName::from_static("anthropic-version"))
-                .or_insert(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
-        }
+    let (name, value) =
+        channel.credential.clone().ok_or_else(|| anyhow::anyhow!("the channel's api key is not a valid header value"))?;
+    headers.insert(name, value);
+    if channel.kind == ChannelKind::Anthropic {
+        headers
+            .entry(HeaderName::from_static("anthropic-version"))
+            .or_insert(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
     }
     // Usage is read from the answer, so it must not come compressed.
     headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
@@ -222,6 +212,7 @@ mod tests {
             kind,
             base_url: base.into(),
             api_key: "upstream-key".into(),
+            credential: crate::policy::catalog::credential(kind, "upstream-key"),
             priority: 0,
             weight: 1,
             model_map: Default::default(),

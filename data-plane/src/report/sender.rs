@@ -20,6 +20,9 @@ const BATCH: usize = 500;
 const WINDOW: usize = 4;
 /// Longest wait before reconnecting.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// While a batch is in flight, the next one waits this long so reports gather into batches:
+/// one control-plane transaction per batch, not per request.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// A batch on the wire: its id, where it ends in the spool, how many records it covers.
 struct InFlight {
@@ -80,8 +83,13 @@ impl Session<'_> {
         let mut reader = Some(Reader::new(self.shared.spool.dir(), *self.acked));
         let mut in_flight = VecDeque::new();
         let mut deleted_before = self.acked.seq;
+        let mut last_sent: Option<tokio::time::Instant> = None;
+        let mut linger = false;
         loop {
             while in_flight.len() < WINDOW {
+                if !in_flight.is_empty() && last_sent.is_some_and(|at| at.elapsed() < LINGER) {
+                    break;
+                }
                 let Some(batch) = self.next_batch(&mut reader).await? else { break };
                 let (reports, end, records) = batch;
                 *self.batch_id += 1;
@@ -89,6 +97,7 @@ impl Session<'_> {
                 let batch = pb::UsageBatch { batch_id, node_id: self.node_id.to_owned(), reports };
                 batches.send(batch).await.map_err(|_| anyhow::anyhow!("the usage stream closed"))?;
                 in_flight.push_back(InFlight { batch_id, end, records });
+                last_sent = Some(tokio::time::Instant::now());
             }
             tokio::select! {
                 ack = acks.message() => {
@@ -108,8 +117,13 @@ impl Session<'_> {
                     };
                     self.acknowledge(&front, &mut deleted_before);
                 }
-                () = self.shared.wake.notified(), if in_flight.len() < WINDOW => {}
+                () = self.shared.wake.notified(), if in_flight.len() < WINDOW => linger = true,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            }
+            if std::mem::take(&mut linger)
+                && let Some(at) = last_sent.filter(|_| !in_flight.is_empty())
+            {
+                tokio::time::sleep_until(at + LINGER).await;
             }
         }
     }
