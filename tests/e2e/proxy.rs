@@ -544,3 +544,30 @@ async fn policy_changes_apply_within_a_second_and_serving_survives_the_control_p
     assert!(calls >= 5);
     gw.usage(calls).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_through_another_control_plane_replica_is_enforced_within_a_second() {
+    let gw = Gateway::start(Backend::Postgres, &[]).await;
+    let replica = ControlPlane::start_with(&gw.db.url, &gw.cp.admin_token, &gw.cp.node_token, &[]).unwrap();
+    let auth = gw.bearer();
+    let url = gw.url("/v1/chat/completions");
+    let ok = post_json(&url, &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.unwrap();
+    assert_eq!(ok.status, 200);
+    // The data plane watches the first control plane; the change goes through the second.
+    replica.json(&["key", "revoke", &gw.key_id.to_string()]);
+    let refused = eventually(Duration::from_secs(1), || async {
+        let answer = post_json(&url, &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+        (answer.status == 401).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "a key revoked through another replica was still served a second later");
+    replica.json(&["channel", "disable", "main"]);
+    let fresh = replica.json(&["key", "create", "--account", "acme"])["key"].as_str().unwrap().to_owned();
+    let fresh_auth = format!("Bearer {fresh}");
+    let unavailable = eventually(Duration::from_secs(1), || async {
+        let answer = post_json(&url, &[("authorization", &fresh_auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+        (answer.status == 503).then_some(())
+    })
+    .await;
+    assert!(unavailable.is_some(), "a channel disabled through another replica still took traffic");
+}
