@@ -11,8 +11,11 @@ use crate::{
     api::{admin::AdminApi, auth::BearerCheck, feed::PolicyFeed, node::NodeApi},
     config::Config,
     db::Db,
+    store::{leases, now_micros},
 };
 
+/// How often long-expired leases are deleted.
+const LEASE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long shutdown may take once streams are told to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -27,6 +30,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     serve(config, db, listener, shutdown).await
 }
 
+/// Deletes long-expired leases now and then, until `stop` turns true.
+async fn sweep_leases(db: Db, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(LEASE_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match leases::sweep(&db, now_micros()).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::debug!(swept, "expired leases deleted"),
+            Err(error) => tracing::warn!(%error, "cannot delete expired leases"),
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` completes.
 pub async fn serve(
     config: Config,
@@ -37,6 +56,7 @@ pub async fn serve(
     let address: SocketAddr = listener.local_addr()?;
     let feed = PolicyFeed::start(db.clone()).await?;
     let (stop_streams, streams_stopped) = watch::channel(false);
+    tokio::spawn(sweep_leases(db.clone(), streams_stopped.clone()));
 
     let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
     let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped);

@@ -2,11 +2,15 @@
 //!
 //! Released diesel has no async `MultiConnection`, so the per-backend difference lives here and
 //! nowhere else: [`Pool`] is an enum, and the [`with_conn!`] / [`write_tx!`] macros expand the
-//! same diesel code once per backend. Write transactions on SQLite start with `BEGIN IMMEDIATE`
-//! (a deferred transaction that reads and then writes fails with "database is locked" under
-//! concurrency); on PostgreSQL, code that must serialize on a row takes a row lock itself.
-mod batch;
+//! same diesel code once per backend. Write transactions on SQLite run one at a time on a
+//! single write connection and start with `BEGIN IMMEDIATE` (a deferred transaction that reads
+//! and then writes fails with "database is locked" under concurrency); on PostgreSQL, code
+//! that must serialize on a row takes a row lock itself. Statements that must differ per
+//! backend live in [`Dialect`].
+mod dialect;
+mod quota;
 pub mod schema;
+pub mod sqlite;
 mod tx;
 
 use std::{path::Path, time::Duration};
@@ -15,14 +19,15 @@ use anyhow::{Context, bail};
 use diesel::{SqliteConnection, migration::MigrationSource};
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, deadpool},
-    sync_connection_wrapper::SyncConnectionWrapper,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool},
+    sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 
-pub use batch::{BatchInsert, INSERT_CHUNK, NewLedgerEntry, NewUsage};
-pub use tx::{AccountQuota, Posted, Posting, TxConn, UsageDebit};
+pub use dialect::{AccountUsage, Dialect, INSERT_CHUNK, KeyUsage, LeaseUsage, NewLedgerEntry, NewUsage};
+pub use quota::{AccountQuota, GrantBasis, KeyQuota, LeaseRow};
+pub use tx::{Posted, Posting, TxConn, UsageDebit};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -36,7 +41,16 @@ pub enum Pool {
     /// PostgreSQL, for production and several control-plane replicas.
     Postgres(deadpool::Pool<AsyncPgConnection>),
     /// Embedded SQLite (bundled), the single-node default.
-    Sqlite(deadpool::Pool<SqliteConn>),
+    Sqlite(SqlitePools),
+}
+
+/// SQLite's readers and its one writer (see [`sqlite`]).
+#[derive(Clone)]
+pub struct SqlitePools {
+    /// Reads, on blocking threads, several at once (WAL).
+    pub read: deadpool::Pool<SqliteConn>,
+    /// Write transactions, one at a time.
+    pub write: deadpool::Pool<sqlite::SqliteWriter>,
 }
 
 /// Which backend a [`Db`] uses.
@@ -79,7 +93,7 @@ impl Db {
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         let db = match parse_url(url)? {
             Target::Postgres(url) => Db { pool: Pool::Postgres(postgres_pool(&url)?) },
-            Target::Sqlite(path) => Db { pool: Pool::Sqlite(sqlite_pool(&path)?) },
+            Target::Sqlite(path) => Db { pool: Pool::Sqlite(sqlite_pools(&path)?) },
         };
         db.migrate().await?;
         Ok(db)
@@ -110,8 +124,8 @@ impl Db {
                 lock.batch_execute("SELECT pg_advisory_unlock(7215150001)").await?;
                 result
             }
-            Pool::Sqlite(pool) => {
-                let conn = pool.get().await.context("cannot open the SQLite database")?;
+            Pool::Sqlite(pools) => {
+                let conn = pools.read.get().await.context("cannot open the SQLite database")?;
                 run_migrations(conn, SQLITE_MIGRATIONS)
             }
         }
@@ -132,7 +146,11 @@ where
 }
 
 fn postgres_pool(url: &str) -> anyhow::Result<deadpool::Pool<AsyncPgConnection>> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    // No test query per checkout (a round trip per use): a connection whose server went away
+    // is closed, and closed connections are not handed out again.
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     deadpool::Pool::builder(manager)
         .max_size(16)
         .wait_timeout(Some(Duration::from_secs(10)))
@@ -141,32 +159,49 @@ fn postgres_pool(url: &str) -> anyhow::Result<deadpool::Pool<AsyncPgConnection>>
         .context("cannot build the PostgreSQL pool")
 }
 
-fn sqlite_pool(path: &str) -> anyhow::Result<deadpool::Pool<SqliteConn>> {
+fn sqlite_pools(path: &str) -> anyhow::Result<SqlitePools> {
     if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
         bail!("cannot open SQLite database {path:?}: directory {} does not exist", dir.display());
     }
+    Ok(SqlitePools {
+        read: sqlite_pool(path, 8, "").context("cannot build the SQLite pool")?,
+        // The writer touches every index of the usage and ledger tables: a page cache of
+        // 64 MiB instead of 2 keeps their upper levels in memory.
+        write: sqlite_pool(path, 1, "PRAGMA cache_size = -65536;").context("cannot build the SQLite pool")?,
+    })
+}
+
+/// A pool of SQLite connections set up for concurrent use (WAL, busy timeout, foreign keys).
+fn sqlite_pool<S>(
+    path: &str,
+    size: usize,
+    pragmas: &'static str,
+) -> anyhow::Result<deadpool::Pool<SyncConnectionWrapper<SqliteConnection, S>>>
+where
+    S: SpawnBlocking + Send + Sync + 'static,
+{
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(|path| {
+    config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(move |path| {
         let path = path.to_owned();
         async move {
-            let mut conn = SqliteConn::establish(&path).await?;
-            conn.batch_execute(
+            let mut conn = SyncConnectionWrapper::<SqliteConnection, S>::establish(&path).await?;
+            conn.batch_execute(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-            )
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; {pragmas}"
+            ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(conn)
         }
         .boxed()
     });
-    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-    deadpool::Pool::builder(manager)
-        .max_size(8)
+    let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+    Ok(deadpool::Pool::builder(manager)
+        .max_size(size)
         .wait_timeout(Some(Duration::from_secs(10)))
         .runtime(::deadpool::Runtime::Tokio1)
-        .build()
-        .context("cannot build the SQLite pool")
+        .build()?)
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` uses.
@@ -180,8 +215,8 @@ macro_rules! with_conn {
                 let $conn = &mut *pooled;
                 $body
             }
-            $crate::db::Pool::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+            $crate::db::Pool::Sqlite(pools) => {
+                let mut pooled = pools.read.get().await.map_err($crate::error::StoreError::pool)?;
                 let $conn = &mut *pooled;
                 $body
             }
@@ -203,11 +238,13 @@ macro_rules! write_tx {
                 )
                 .await
             }
-            $crate::db::Pool::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
-                pooled
-                    .immediate_transaction(async |$conn| -> Result<_, $crate::error::StoreError> { $body })
-                    .await
+            $crate::db::Pool::Sqlite(pools) => {
+                let mut pooled = pools.write.get().await.map_err($crate::error::StoreError::pool)?;
+                $crate::db::sqlite::immediate_transaction(
+                    &mut *pooled,
+                    async |$conn| -> Result<_, $crate::error::StoreError> { $body },
+                )
+                .await
             }
         }
     };
@@ -228,8 +265,8 @@ macro_rules! read_tx {
                     .run(async |$conn| -> Result<_, $crate::error::StoreError> { $body })
                     .await
             }
-            $crate::db::Pool::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::error::StoreError::pool)?;
+            $crate::db::Pool::Sqlite(pools) => {
+                let mut pooled = pools.read.get().await.map_err($crate::error::StoreError::pool)?;
                 diesel_async::AsyncConnection::transaction(
                     &mut *pooled,
                     async |$conn| -> Result<_, $crate::error::StoreError> { $body },

@@ -1,18 +1,16 @@
-//! Steps shared by many write transactions, implemented once for each backend's connection.
-//! The one step whose SQL differs per backend is [`TxConn::lock_account_of_key`].
+//! Steps shared by many write transactions, implemented once for each backend's connection
+//! (the statements that differ per backend are in [`Dialect`](super::Dialect)).
 use std::collections::HashMap;
 
-use diesel::{
-    ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
-    SelectableHelper, SqliteConnection, dsl::case_when, sql_types::BigInt,
-};
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SqliteConnection};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl, sync_connection_wrapper::SyncConnectionWrapper,
 };
 
 use super::{
-    batch::{BatchInsert, NewLedgerEntry},
-    schema::{accounts, api_keys, leases, ledger, policy_removals, policy_state, token_groups},
+    dialect::{AccountUsage, Dialect, NewLedgerEntry},
+    schema::{accounts, leases, ledger, policy_removals, policy_state, token_groups},
+    sqlite::SqliteWriter,
 };
 use crate::error::{StoreError, StoreResult};
 
@@ -42,40 +40,22 @@ pub struct Posted {
     pub balance: i64,
 }
 
-/// What a grant needs of an account, read while holding the account's row lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct AccountQuota {
-    /// Row id.
-    pub id: i64,
-    /// Ledger balance.
-    pub balance: i64,
-    /// Daily spend cap.
-    pub daily_limit: Option<i64>,
-    /// Spend on `spent_day`.
-    pub spent_today: i64,
-    /// The UTC day `spent_today` counts.
-    pub spent_day: i64,
-}
-
 /// The usage debits of one batch for one account: posted as one balance change and one
 /// ledger entry per request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UsageDebit<'a> {
     /// The account debited.
     pub account_id: i64,
     /// `(request id, cost)` of every billed request, in ledger order; costs are positive.
-    pub entries: &'a [(&'a str, i64)],
+    pub entries: Vec<(&'a str, i64)>,
     /// The latest UTC day among the requests (see [`DayTotal`](crate::store::DayTotal)).
     pub day: i64,
     /// What the requests of `day` cost.
     pub day_total: i64,
-    /// Unix micros.
-    pub now: i64,
 }
 
 /// Transaction steps every backend's connection can run.
-pub trait TxConn: AsyncConnection + BatchInsert + Send {
+pub trait TxConn: AsyncConnection + Dialect + Send {
     /// Increments the policy version and returns it. Holding this row (it is written) orders
     /// all policy changes: versions are assigned in commit order.
     fn bump_policy_version(&mut self) -> impl Future<Output = QueryResult<i64>> + Send;
@@ -98,19 +78,14 @@ pub trait TxConn: AsyncConnection + BatchInsert + Send {
     /// change that would overflow the balance.
     fn post(&mut self, posting: Posting<'_>) -> impl Future<Output = StoreResult<Posted>> + Send;
 
-    /// Debits an account for a batch's requests: one balance update (which also advances the
-    /// daily counter) and one `usage` ledger entry per request, each with the balance after it.
-    /// The balance may go below zero (bounded overspend), never overflow. Returns the balance.
-    fn post_usage(&mut self, debit: UsageDebit<'_>) -> impl Future<Output = StoreResult<i64>> + Send;
-
-    /// The account that owns key `key_id`, locked until the transaction ends, so that grants
-    /// and usage for one account are serialized: `SELECT … FOR UPDATE` on PostgreSQL; on
-    /// SQLite the write transaction (`BEGIN IMMEDIATE`) serializes everything already.
-    /// `None` when there is no such key.
-    fn lock_account_of_key(
+    /// Debits accounts for a batch's requests: one balance update per account (which also
+    /// advances its daily counter) and one `usage` ledger entry per request, each with the
+    /// balance after it. A balance may go below zero (bounded overspend), never overflow.
+    fn post_usage(
         &mut self,
-        key_id: i64,
-    ) -> impl Future<Output = QueryResult<Option<AccountQuota>>> + Send;
+        debits: &[UsageDebit<'_>],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// What live leases (see [`LeaseRow::is_live`](crate::store::leases::LeaseRow::is_live)) hold, per account; only
     /// of `account` when given.
@@ -122,7 +97,7 @@ pub trait TxConn: AsyncConnection + BatchInsert + Send {
 }
 
 macro_rules! impl_tx_conn {
-    ($conn:ty, |$query:ident| $lock:expr) => {
+    ($conn:ty) => {
         impl TxConn for $conn {
             async fn bump_policy_version(&mut self) -> QueryResult<i64> {
                 diesel::update(policy_state::table.filter(policy_state::id.eq(1)))
@@ -205,68 +180,45 @@ macro_rules! impl_tx_conn {
                 Ok(Posted { ledger_id, balance })
             }
 
-            async fn post_usage(&mut self, debit: UsageDebit<'_>) -> StoreResult<i64> {
+            async fn post_usage(&mut self, debits: &[UsageDebit<'_>], now: i64) -> StoreResult<()> {
                 let overflow = || StoreError::Conflict("the balance would overflow".into());
-                let total = debit
-                    .entries
-                    .iter()
-                    .try_fold(0_i64, |sum, (_, cost)| sum.checked_add(*cost))
-                    .ok_or_else(overflow)?;
-                let (day, day_total) = (debit.day, debit.day_total);
-                // The daily counter follows the latest day it has seen: add on the same day,
-                // restart on a later one, ignore reports of an earlier one.
-                let balance = diesel::update(
-                    accounts::table
-                        .filter(accounts::id.eq(debit.account_id))
-                        .filter(accounts::balance.ge(i64::MIN + total))
-                        .filter(accounts::spent_today.le(i64::MAX - day_total)),
-                )
-                .set((
-                    accounts::balance.eq(accounts::balance - total),
-                    accounts::spent_today.eq(case_when(
-                        accounts::spent_day.eq(day),
-                        accounts::spent_today + day_total,
-                    )
-                    .when(accounts::spent_day.lt(day), day_total.into_sql::<BigInt>())
-                    .otherwise(accounts::spent_today)),
-                    accounts::spent_day.eq(case_when(accounts::spent_day.lt(day), day.into_sql::<BigInt>())
-                        .otherwise(accounts::spent_day)),
-                ))
-                .returning(accounts::balance)
-                .get_result::<i64>(self)
-                .await
-                .optional()?
-                .ok_or_else(overflow)?;
-                // Entries carry the running balance as if posted one by one, in order.
-                let mut running = balance + total;
-                let rows: Vec<NewLedgerEntry> = debit
-                    .entries
-                    .iter()
-                    .map(|(request_id, cost)| {
+                let mut updates = Vec::with_capacity(debits.len());
+                for debit in debits {
+                    let total = debit
+                        .entries
+                        .iter()
+                        .try_fold(0_i64, |sum, (_, cost)| sum.checked_add(*cost))
+                        .ok_or_else(overflow)?;
+                    updates.push(AccountUsage {
+                        account_id: debit.account_id,
+                        total,
+                        floor: i64::MIN + total,
+                        day: debit.day,
+                        day_total: debit.day_total,
+                    });
+                }
+                let balances: HashMap<i64, i64> =
+                    self.debit_accounts(updates.clone()).await?.into_iter().collect();
+                let mut rows = Vec::new();
+                for (debit, update) in debits.iter().zip(&updates) {
+                    let balance = balances.get(&debit.account_id).copied().ok_or_else(overflow)?;
+                    // Entries carry the running balance as if posted one by one, in order.
+                    let mut running = balance + update.total;
+                    for (request_id, cost) in &debit.entries {
                         running -= cost;
-                        NewLedgerEntry {
+                        rows.push(NewLedgerEntry {
                             account_id: debit.account_id,
                             kind: "usage",
                             amount: -cost,
                             balance_after: running,
                             request_id: Some((*request_id).to_owned()),
                             note: String::new(),
-                            created_at: debit.now,
-                        }
-                    })
-                    .collect();
+                            created_at: now,
+                        });
+                    }
+                }
                 self.insert_ledger(rows).await?;
-                Ok(balance)
-            }
-
-            async fn lock_account_of_key(&mut self, key_id: i64) -> QueryResult<Option<AccountQuota>> {
-                let $query =
-                    accounts::table
-                        .filter(accounts::id.eq_any(
-                            api_keys::table.filter(api_keys::id.eq(key_id)).select(api_keys::account_id),
-                        ))
-                        .select(AccountQuota::as_select());
-                $lock.first(self).await.optional()
+                Ok(())
             }
 
             async fn reserved(&mut self, account: Option<i64>, now: i64) -> QueryResult<HashMap<i64, i64>> {
@@ -289,5 +241,6 @@ macro_rules! impl_tx_conn {
     };
 }
 
-impl_tx_conn!(AsyncPgConnection, |query| query.for_update());
-impl_tx_conn!(SyncConnectionWrapper<SqliteConnection>, |query| query);
+impl_tx_conn!(AsyncPgConnection);
+impl_tx_conn!(SyncConnectionWrapper<SqliteConnection>);
+impl_tx_conn!(SqliteWriter);

@@ -7,14 +7,14 @@
 //! control-plane replicas ingesting the same batch at once still bill it once.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use diesel::{dsl::case_when, prelude::*, sql_types::BigInt};
+use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{DayTotal, utc_day};
 use crate::{
     db::{
-        BatchInsert, Db, NewUsage, TxConn, UsageDebit,
-        schema::{accounts, api_keys, leases, usage_records},
+        Db, Dialect, KeyUsage, LeaseUsage, NewUsage, TxConn, UsageDebit,
+        schema::{accounts, api_keys, usage_records},
     },
     error::{StoreError, StoreResult},
     with_conn, write_tx,
@@ -182,18 +182,60 @@ pub struct Ingested {
     pub duplicates: u32,
 }
 
-/// Billed requests of one account within a batch.
+/// What a batch's newly recorded, billed requests change: account debits (with their ledger
+/// entries), key counters and lease holds, each ordered by id so that concurrent batches lock
+/// rows in one order (accounts, then keys, then leases) and cannot deadlock.
+#[derive(Debug, Default)]
+struct Changes<'a> {
+    debits: Vec<UsageDebit<'a>>,
+    keys: Vec<KeyUsage>,
+    leases: Vec<LeaseUsage>,
+}
+
+/// An account's billed requests in a batch, and their spend as its daily counter sees it.
 #[derive(Debug, Default)]
 struct AccountSpend<'a> {
     entries: Vec<(&'a str, i64)>,
     day: DayTotal,
 }
 
-/// Spend of one key within a batch.
-#[derive(Debug, Default)]
-struct KeySpend {
-    total: i64,
-    day: DayTotal,
+/// Sums `billed` (report, its account) per account, key and lease.
+fn changes<'a>(billed: impl Iterator<Item = (&'a Report, i64)>, now: i64) -> Changes<'a> {
+    let mut debits: BTreeMap<i64, AccountSpend<'a>> = BTreeMap::new();
+    let mut keys: BTreeMap<i64, (i64, DayTotal)> = BTreeMap::new();
+    let mut leases: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    for (report, account_id) in billed {
+        let (cost, day) = (report.cost, report.day(now));
+        let debit = debits.entry(account_id).or_default();
+        debit.entries.push((report.request_id.as_str(), cost));
+        debit.day.add(day, cost);
+        let key = keys.entry(report.key_id).or_default();
+        key.0 = key.0.saturating_add(cost);
+        key.1.add(day, cost);
+        if let Some(lease_id) = &report.lease_id {
+            let spent = leases.entry((lease_id.as_str(), report.key_id)).or_default();
+            *spent = spent.saturating_add(cost);
+        }
+    }
+    Changes {
+        debits: debits
+            .into_iter()
+            .map(|(account_id, spend)| UsageDebit {
+                account_id,
+                entries: spend.entries,
+                day: spend.day.day,
+                day_total: spend.day.total,
+            })
+            .collect(),
+        keys: keys
+            .into_iter()
+            .map(|(key_id, (total, day))| KeyUsage { key_id, total, day: day.day, day_total: day.total })
+            .collect(),
+        leases: leases
+            .into_iter()
+            .map(|((lease_id, key_id), spent)| LeaseUsage { lease_id: lease_id.to_owned(), key_id, spent })
+            .collect(),
+    }
 }
 
 /// Records a batch of reports from data plane `node_id` at time `now` (unix micros), exactly
@@ -254,72 +296,87 @@ pub async fn ingest(db: &Db, node_id: &str, reports: &[Report], now: i64) -> Sto
             .collect();
         let fresh: HashSet<String> = conn.insert_usage(rows).await?.into_iter().collect();
 
-        // Aggregate the billed requests; maps ordered by id so that concurrent batches lock
-        // rows in one order (accounts, then keys, then leases) and cannot deadlock.
-        let mut debits: BTreeMap<i64, AccountSpend<'_>> = BTreeMap::new();
-        let mut keys: BTreeMap<i64, KeySpend> = BTreeMap::new();
-        let mut held: BTreeMap<(&str, i64), i64> = BTreeMap::new();
-        for report in unique.iter().filter(|r| r.cost > 0 && fresh.contains(&r.request_id)) {
-            let (cost, day) = (report.cost, report.day(now));
-            let account_id = owners.get(&report.key_id).copied().unwrap_or_default();
-            let debit = debits.entry(account_id).or_default();
-            debit.entries.push((report.request_id.as_str(), cost));
-            debit.day.add(day, cost);
-            let key = keys.entry(report.key_id).or_default();
-            key.total = key.total.saturating_add(cost);
-            key.day.add(day, cost);
-            if let Some(lease_id) = &report.lease_id {
-                let spent = held.entry((lease_id.as_str(), report.key_id)).or_default();
-                *spent = spent.saturating_add(cost);
-            }
+        let billed = unique
+            .iter()
+            .filter(|r| r.cost > 0 && fresh.contains(&r.request_id))
+            .map(|r| (*r, owners.get(&r.key_id).copied().unwrap_or_default()));
+        let changes = changes(billed, now);
+        conn.post_usage(&changes.debits, now).await?;
+        let key_count = changes.keys.len();
+        if conn.charge_keys(changes.keys).await? != key_count {
+            return Err(StoreError::Conflict("a key's spend would overflow".into()));
         }
-        for (account_id, spend) in &debits {
-            let debit = UsageDebit {
-                account_id: *account_id,
-                entries: &spend.entries,
-                day: spend.day.day,
-                day_total: spend.day.total,
-                now,
-            };
-            conn.post_usage(debit).await?;
-        }
-        for (key_id, spend) in &keys {
-            let (day, day_total, total) = (spend.day.day, spend.day.total, spend.total);
-            let updated = diesel::update(
-                api_keys::table
-                    .filter(api_keys::id.eq(key_id))
-                    .filter(api_keys::spent.le(i64::MAX - total))
-                    .filter(api_keys::spent_today.le(i64::MAX - day_total)),
-            )
-            .set((
-                api_keys::spent.eq(api_keys::spent + total),
-                api_keys::spent_today.eq(case_when(
-                    api_keys::spent_day.eq(day),
-                    api_keys::spent_today + day_total,
-                )
-                .when(api_keys::spent_day.lt(day), day_total.into_sql::<BigInt>())
-                .otherwise(api_keys::spent_today)),
-                api_keys::spent_day.eq(case_when(api_keys::spent_day.lt(day), day.into_sql::<BigInt>())
-                    .otherwise(api_keys::spent_day)),
-            ))
-            .execute(conn)
-            .await?;
-            if updated == 0 {
-                return Err(StoreError::Conflict(format!("the spend of key {key_id} would overflow")));
-            }
-        }
-        for ((lease_id, key_id), cost) in &held {
-            // The lease may have ended already: then there is nothing left to lower.
-            diesel::update(leases::table.filter(leases::id.eq(*lease_id)).filter(leases::key_id.eq(key_id)))
-                .set((
-                    leases::held.eq(case_when(leases::held.gt(cost), leases::held - cost).otherwise(0_i64)),
-                    leases::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-        }
+        // A lease may have ended already: then there is nothing left to lower.
+        conn.spend_leases(changes.leases, now).await?;
         Ok(fresh.len())
     })?;
     let recorded = u32::try_from(recorded).unwrap_or(u32::MAX);
     Ok(Ingested { recorded, duplicates: total - recorded })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn report(id: &str, key_id: i64, cost: i64, created_at: i64, lease_id: Option<&str>) -> Report {
+        Report {
+            request_id: id.into(),
+            key_id,
+            cost,
+            created_at,
+            lease_id: lease_id.map(str::to_owned),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn invalid_reports_are_refused() {
+        assert!(report("a", 1, 0, 0, None).check().is_ok());
+        assert!(report("", 1, 0, 0, None).check().is_err());
+        assert!(report("a\nb", 1, 0, 0, None).check().is_err());
+        assert!(report(&"x".repeat(129), 1, 0, 0, None).check().is_err());
+        assert!(report("a", 1, -1, 0, None).check().is_err());
+        assert!(Report { output_tokens: -1, ..report("a", 1, 0, 0, None) }.check().is_err());
+        assert!(Report { first_byte_ms: -1, ..report("a", 1, 0, 0, None) }.check().is_err());
+    }
+
+    #[test]
+    fn reports_count_on_their_day_but_never_after_today() {
+        let now = 10 * DAY + 5;
+        assert_eq!(report("a", 1, 1, 9 * DAY + 7, None).day(now), 9);
+        assert_eq!(report("a", 1, 1, 0, None).day(now), 10, "no time: ingestion time");
+        assert_eq!(report("a", 1, 1, 11 * DAY, None).day(now), 10, "a clock running ahead");
+        assert_eq!(report("a", 1, 1, 0, None).time(now), now);
+    }
+
+    #[test]
+    fn changes_are_summed_per_account_key_and_lease() {
+        let now = 10 * DAY;
+        let reports = [
+            report("r1", 1, 5, now, Some("L1")),
+            report("r2", 2, 7, now, Some("L1")),
+            report("r3", 1, 11, now - DAY, Some("L1")),
+            report("r4", 3, 13, now, None),
+        ];
+        // Keys 1 and 2 belong to account 100, key 3 to account 200.
+        let owner = |key: i64| if key == 3 { 200 } else { 100 };
+        let changes = changes(reports.iter().map(|r| (r, owner(r.key_id))), now);
+        let debits: Vec<_> =
+            changes.debits.iter().map(|d| (d.account_id, d.entries.clone(), d.day, d.day_total)).collect();
+        assert_eq!(
+            debits,
+            [(100, vec![("r1", 5), ("r2", 7), ("r3", 11)], 10, 12), (200, vec![("r4", 13)], 10, 13)]
+        );
+        let keys: Vec<_> = changes.keys.iter().map(|k| (k.key_id, k.total, k.day, k.day_total)).collect();
+        assert_eq!(keys, [(1, 16, 10, 5), (2, 7, 10, 7), (3, 13, 10, 13)]);
+        let leases: Vec<_> =
+            changes.leases.iter().map(|l| (l.lease_id.as_str(), l.key_id, l.spent)).collect();
+        assert_eq!(
+            leases,
+            [("L1", 1, 16), ("L1", 2, 7)],
+            "per lease and key: the update lowers a lease only for its own key"
+        );
+    }
 }
