@@ -10,7 +10,7 @@
 //! (the page cache survives it); a machine crash may lose the last sync interval.
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Read, Seek, SeekFrom, Write},
+    io::{self, BufReader, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
@@ -24,6 +24,8 @@ use super::crc32::crc32;
 const HEADER: usize = 8;
 /// A payload larger than this is corruption, not a report.
 const MAX_RECORD: u32 = 1 << 20;
+/// Bytes the reader takes from a segment per `read(2)`.
+const READ_BUFFER: usize = 64 * 1024;
 /// Where the sender's progress is remembered between runs.
 const CHECKPOINT: &str = "checkpoint";
 
@@ -219,7 +221,9 @@ impl Spool {
 pub struct Reader {
     dir: PathBuf,
     position: Position,
-    file: Option<File>,
+    /// Buffered (a record is two reads, header and payload, which must not be two syscalls)
+    /// and never reading past the writer's end, where a frame may be half written.
+    file: Option<BufReader<io::Take<File>>>,
 }
 
 impl Reader {
@@ -241,7 +245,12 @@ impl Reader {
                 break;
             }
             let sealed = self.position.seq < end.seq;
-            match self.next_record(if sealed { u64::MAX } else { end.offset })? {
+            let limit = if sealed { u64::MAX } else { end.offset };
+            if let Some(file) = &mut self.file {
+                let read_ahead = self.position.offset + file.buffer().len() as u64;
+                file.get_mut().set_limit(limit.saturating_sub(read_ahead));
+            }
+            match self.next_record(limit)? {
                 Some(payload) => out.push(payload),
                 None if sealed => self.next_segment(end)?,
                 None => break,
@@ -265,7 +274,7 @@ impl Reader {
             self.position.offset = 0;
         }
         file.seek(SeekFrom::Start(self.position.offset))?;
-        self.file = Some(file);
+        self.file = Some(BufReader::with_capacity(READ_BUFFER, file.take(0)));
         Ok(true)
     }
 
@@ -316,7 +325,7 @@ impl Reader {
 }
 
 /// Fills `buffer`; false at a clean or torn end of file.
-fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<bool> {
+fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<bool> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..])? {
