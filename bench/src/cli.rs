@@ -26,6 +26,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Starts everything and runs every scenario direct, through the forwarder and through the data plane.
     Run(RunArgs),
+    /// Measures how long an admin change takes until every data plane enforces it.
+    Propagation(PropagationArgs),
 }
 
 /// `mock` flags.
@@ -125,6 +127,27 @@ pub struct RunArgs {
     pub chunk_delay_ms: u64,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench-results.json")]
+    pub out: std::path::PathBuf,
+    /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
+    /// (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
+/// `propagation` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PropagationArgs {
+    /// Data planes following the one control plane.
+    #[arg(long, default_value_t = 10)]
+    pub data_planes: usize,
+    /// Trials; each creates a key and then revokes it.
+    #[arg(long, default_value_t = 50)]
+    pub trials: usize,
+    /// Seconds a data plane may take to enforce one change before the run fails.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "propagation-results.json")]
     pub out: std::path::PathBuf,
     /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
     /// (default: the directory of this executable).

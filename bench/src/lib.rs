@@ -8,6 +8,7 @@ pub mod load;
 pub mod mock;
 pub mod process;
 pub mod procstat;
+pub mod propagation;
 pub mod report;
 pub mod scenario;
 
@@ -22,5 +23,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Run(args) => scenario::run(args).await,
+        cli::Command::Propagation(args) => propagation::run(args).await,
     }
 }

@@ -193,7 +193,8 @@ async fn connection(plan: &Plan, index: usize, start: Instant, deadline: Instant
     Ok(summary)
 }
 
-async fn connect(url: &Uri) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+/// Opens a keep-alive HTTP/1.1 connection (no Nagle) to the host of `url`.
+pub(crate) async fn connect(url: &Uri) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let host = url.host().ok_or_else(|| anyhow::anyhow!("url has no host"))?;
     let port = url.port_u16().unwrap_or(80);
     let stream = tokio::net::TcpStream::connect((host, port)).await?;

@@ -1,7 +1,7 @@
 //! The scenario runner: one invocation starts the stack and measures every scenario three
 //! ways (direct to the mock, through the bare forwarder, through the data plane).
 
-mod stack;
+pub(crate) mod stack;
 mod table;
 
 use std::time::Duration;

@@ -11,6 +11,9 @@ use crate::process::Service;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The account [`provision`] creates.
+pub(crate) const ACCOUNT: &str = "bench";
+
 /// Every process of a run; all are killed when this is dropped.
 pub struct Stack {
     /// The mock upstream.
@@ -39,16 +42,17 @@ impl Drop for Stack {
     }
 }
 
-/// Where the router binaries are: `--bin-dir`, else beside this executable.
-fn bin_dir(args: &RunArgs) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = &args.bin_dir {
-        return Ok(dir.clone());
+/// Where the router binaries are: `explicit` (`--bin-dir`), else beside this executable.
+pub(crate) fn bin_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
     }
     let exe = std::env::current_exe()?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+/// `dir/name`, or an error telling how to build it.
+pub(crate) fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     anyhow::ensure!(
         path.is_file(),
@@ -60,7 +64,7 @@ fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts and provisions everything, and waits until the data plane answers a real request.
 pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
-    let dir = bin_dir(args)?;
+    let dir = bin_dir(args.bin_dir.as_deref())?;
     let control_plane_bin = binary(&dir, "router-control-plane")?;
     let data_plane_bin = binary(&dir, "router-data-plane")?;
     let routerctl = binary(&dir, "routerctl")?;
@@ -71,13 +75,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
     let admin_token = format!("bench-admin-{}", std::process::id());
     let node_token = format!("bench-node-{}", std::process::id());
 
-    let mut mock = Service::spawn("mock", {
-        let mut c = Command::new(&me);
-        c.args(["mock", "--listen", "127.0.0.1:0", "--chunks", &args.chunks.to_string()])
-            .args(["--chunk-delay-ms", &args.chunk_delay_ms.to_string()]);
-        c
-    })?;
-    let mock_url = format!("http://{}", mock.listening_address(START_TIMEOUT).await?);
+    let (mock, mock_url) = start_mock(&me, args.chunks, args.chunk_delay_ms).await?;
 
     let mut forwarder = Service::spawn("forwarder", {
         let mut c = Command::new(&me);
@@ -86,41 +84,19 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
     })?;
     let forward_url = format!("http://{}", forwarder.listening_address(START_TIMEOUT).await?);
 
-    let mut control_plane = Service::spawn("control plane", {
-        let mut c = Command::new(&control_plane_bin);
-        c.args(["--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", format!("sqlite://{}", work_dir.join("router.db").display()))
-            .env("ROUTER_ADMIN_TOKEN", &admin_token)
-            .env("ROUTER_NODE_TOKEN", &node_token)
-            .env("NO_COLOR", "1")
-            .env_remove("ROUTER_CP_LISTEN");
-        c
-    })?;
-    let control_plane_url = format!("http://{}", control_plane.listening_address(START_TIMEOUT).await?);
-
+    let (control_plane, control_plane_url) =
+        start_control_plane(&control_plane_bin, &work_dir, &admin_token, &node_token).await?;
     let ctl = Ctl { bin: routerctl, endpoint: control_plane_url.clone(), admin_token };
-    let base_url = format!("{mock_url}/v1");
-    let channel = ["--name", "mock", "--type", "openai", "--base-url", &base_url];
-    let upstream = ["--api-key", "bench-upstream", "--models", "bench-model"];
-    ctl.json(&[&["channel", "add"][..], &channel, &upstream].concat()).await?;
-    ctl.json(&["model", "set", "bench-model", "--input-price", "0.000001", "--output-price", "0.000001"])
-        .await?;
-    ctl.json(&["account", "add", "bench", "--balance", "1000000000"]).await?;
-    let created = ctl.json(&["key", "create", "--account", "bench", "--name", "bench"]).await?;
-    let key =
-        created["key"].as_str().ok_or_else(|| anyhow::anyhow!("routerctl key create printed no key"))?;
+    let key = provision(&ctl, &mock_url).await?;
 
-    let mut data_plane = Service::spawn("data plane", {
-        let mut c = Command::new(&data_plane_bin);
-        c.args(["--listen", "127.0.0.1:0", "--control-plane", &control_plane_url])
-            .arg("--spool-dir")
-            .arg(work_dir.join("spool"))
-            .env("ROUTER_NODE_TOKEN", &node_token)
-            .env("NO_COLOR", "1")
-            .env_remove("ROUTER_DP_LISTEN");
-        c
-    })?;
-    let data_plane_url = format!("http://{}", data_plane.listening_address(START_TIMEOUT).await?);
+    let (data_plane, data_plane_url) = start_data_plane(
+        &data_plane_bin,
+        "data plane",
+        &control_plane_url,
+        &work_dir.join("spool"),
+        &node_token,
+    )
+    .await?;
 
     let stack = Stack {
         mock,
@@ -130,31 +106,107 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
         mock_url,
         forward_url,
         data_plane_url,
-        key: key.to_owned(),
+        key,
         work_dir,
     };
-    wait_ready(&stack).await?;
+    wait_ready(&stack.data_plane, &stack.data_plane_url, &stack.key).await?;
     Ok(stack)
 }
 
-/// Waits for `/readyz`, then for a real chat request through the data plane to succeed (the
-/// provisioned key and channel reach it asynchronously).
-async fn wait_ready(stack: &Stack) -> anyhow::Result<()> {
+/// Starts the mock upstream (this executable's `mock`); returns it with its `http://ADDR`.
+pub(crate) async fn start_mock(
+    me: &Path,
+    chunks: u32,
+    chunk_delay_ms: u64,
+) -> anyhow::Result<(Service, String)> {
+    let mut mock = Service::spawn("mock", {
+        let mut c = Command::new(me);
+        c.args(["mock", "--listen", "127.0.0.1:0", "--chunks", &chunks.to_string()])
+            .args(["--chunk-delay-ms", &chunk_delay_ms.to_string()]);
+        c
+    })?;
+    let url = format!("http://{}", mock.listening_address(START_TIMEOUT).await?);
+    Ok((mock, url))
+}
+
+/// Starts a control plane on a SQLite file in `work_dir`; returns it with its `http://ADDR`.
+pub(crate) async fn start_control_plane(
+    bin: &Path,
+    work_dir: &Path,
+    admin_token: &str,
+    node_token: &str,
+) -> anyhow::Result<(Service, String)> {
+    let mut control_plane = Service::spawn("control plane", {
+        let mut c = Command::new(bin);
+        c.args(["--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", format!("sqlite://{}", work_dir.join("router.db").display()))
+            .env("ROUTER_ADMIN_TOKEN", admin_token)
+            .env("ROUTER_NODE_TOKEN", node_token)
+            .env("NO_COLOR", "1")
+            .env_remove("ROUTER_CP_LISTEN");
+        c
+    })?;
+    let url = format!("http://{}", control_plane.listening_address(START_TIMEOUT).await?);
+    Ok((control_plane, url))
+}
+
+/// Through `routerctl`: an `openai` channel to the mock's `/v1`, a price for `bench-model`, an
+/// account [`ACCOUNT`] with a large balance and a key on it, whose secret is returned.
+pub(crate) async fn provision(ctl: &Ctl, mock_url: &str) -> anyhow::Result<String> {
+    let base_url = format!("{mock_url}/v1");
+    let channel = ["--name", "mock", "--type", "openai", "--base-url", &base_url];
+    let upstream = ["--api-key", "bench-upstream", "--models", "bench-model"];
+    ctl.json(&[&["channel", "add"][..], &channel, &upstream].concat()).await?;
+    ctl.json(&["model", "set", "bench-model", "--input-price", "0.000001", "--output-price", "0.000001"])
+        .await?;
+    ctl.json(&["account", "add", ACCOUNT, "--balance", "1000000000"]).await?;
+    let created = ctl.json(&["key", "create", "--account", ACCOUNT, "--name", "bench"]).await?;
+    let key =
+        created["key"].as_str().ok_or_else(|| anyhow::anyhow!("routerctl key create printed no key"))?;
+    Ok(key.to_owned())
+}
+
+/// Starts a data plane (called `name` in messages) following the control plane at
+/// `control_plane_url` and spooling into `spool_dir`; returns it with its `http://ADDR`.
+pub(crate) async fn start_data_plane(
+    bin: &Path,
+    name: &str,
+    control_plane_url: &str,
+    spool_dir: &Path,
+    node_token: &str,
+) -> anyhow::Result<(Service, String)> {
+    let mut data_plane = Service::spawn(name, {
+        let mut c = Command::new(bin);
+        c.args(["--listen", "127.0.0.1:0", "--control-plane", control_plane_url])
+            .arg("--spool-dir")
+            .arg(spool_dir)
+            .env("ROUTER_NODE_TOKEN", node_token)
+            .env("NO_COLOR", "1")
+            .env_remove("ROUTER_DP_LISTEN");
+        c
+    })?;
+    let url = format!("http://{}", data_plane.listening_address(START_TIMEOUT).await?);
+    Ok((data_plane, url))
+}
+
+/// Waits for `/readyz` of the data plane at `url`, then for a real chat request with `key`
+/// through it to succeed (the provisioned key and channel reach it asynchronously).
+pub(crate) async fn wait_ready(data_plane: &Service, url: &str, key: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut last = String::new();
     while Instant::now() < deadline {
-        match probe(stack).await {
+        match probe(url, key).await {
             Ok(()) => return Ok(()),
             Err(error) => last = format!("{error:#}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("the data plane never served a request ({last}); its log:\n{}", stack.data_plane.tail())
+    anyhow::bail!("{} never served a request ({last}); its log:\n{}", data_plane.name, data_plane.tail())
 }
 
-async fn probe(stack: &Stack) -> anyhow::Result<()> {
+async fn probe(data_plane_url: &str, key: &str) -> anyhow::Result<()> {
     let plan = crate::load::Plan {
-        url: format!("{}/readyz", stack.data_plane_url).parse()?,
+        url: format!("{data_plane_url}/readyz").parse()?,
         key: None,
         body: bytes::Bytes::new(),
         stream: false,
@@ -165,8 +217,8 @@ async fn probe(stack: &Stack) -> anyhow::Result<()> {
     let ready = get_status(&plan.url).await?;
     anyhow::ensure!(ready == 200, "/readyz answered {ready}");
     let plan = crate::load::Plan {
-        url: format!("{}/v1/chat/completions", stack.data_plane_url).parse()?,
-        key: Some(stack.key.clone()),
+        url: format!("{data_plane_url}/v1/chat/completions").parse()?,
+        key: Some(key.to_owned()),
         body: crate::load::default_body(false).into(),
         ..plan
     };
@@ -191,14 +243,18 @@ async fn get_status(url: &http::Uri) -> anyhow::Result<u16> {
 }
 
 /// `routerctl` bound to the run's control plane.
-struct Ctl {
-    bin: PathBuf,
-    endpoint: String,
-    admin_token: String,
+pub(crate) struct Ctl {
+    /// The `routerctl` executable.
+    pub(crate) bin: PathBuf,
+    /// `http://ADDR` of the control plane.
+    pub(crate) endpoint: String,
+    /// The admin token.
+    pub(crate) admin_token: String,
 }
 
 impl Ctl {
-    async fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    /// Runs `routerctl --json ARGS` and parses what it printed.
+    pub(crate) async fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         let output = Command::new(&self.bin)
             .arg("--json")
             .args(args)

@@ -23,25 +23,29 @@ use super::{
 const MAX_KEPT_OUTPUT: usize = 4 * 1024 * 1024;
 
 /// One complete event: its bytes as received, its `event:` name and joined `data:` payload.
-struct Event {
-    raw: Bytes,
-    name: Option<Bytes>,
-    data: Bytes,
+pub struct Event {
+    /// The event's bytes as received, blank line included.
+    pub raw: Bytes,
+    /// The `event:` name, if any.
+    pub name: Option<Bytes>,
+    /// The `data:` lines' payloads joined by newlines.
+    pub data: Bytes,
 }
 
-/// Splits a byte stream into SSE events.
+/// Splits a byte stream into SSE events (public for the benchmarks).
 #[derive(Default)]
-struct Parser {
+pub struct Parser {
     buffer: BytesMut,
 }
 
 impl Parser {
-    fn push(&mut self, chunk: &[u8]) {
+    /// Appends received bytes.
+    pub fn push(&mut self, chunk: &[u8]) {
         self.buffer.extend_from_slice(chunk);
     }
 
     /// The next complete event, if the buffer holds one.
-    fn next_event(&mut self) -> Option<Event> {
+    pub fn next_event(&mut self) -> Option<Event> {
         let end = event_end(&self.buffer)?;
         let raw = self.buffer.split_to(end).freeze();
         let mut name = None;
@@ -96,7 +100,7 @@ fn is_terminal(event: &Event, dialect: Dialect) -> bool {
 }
 
 /// Whether an event is the usage-only chunk the gateway asked for on the client's behalf.
-fn is_injected_usage(event: &Event) -> bool {
+pub fn is_injected_usage(event: &Event) -> bool {
     #[derive(serde::Deserialize)]
     struct Chunk<'a> {
         #[serde(borrow)]
