@@ -28,6 +28,14 @@ pub enum Command {
     Run(RunArgs),
     /// Measures how long an admin change takes until every data plane enforces it.
     Propagation(PropagationArgs),
+    /// Starts and provisions the stack `run` uses, prints its addresses, key and pids, and
+    /// waits for Ctrl-C or SIGTERM (for profiling by hand).
+    Stack(StackArgs),
+    /// Measures data-plane start-up and memory with a policy of many keys (bulk-inserted).
+    Keys(KeysArgs),
+    /// Holds many concurrent streams open through the data plane and the forwarder and
+    /// measures their memory.
+    Streams(StreamsArgs),
 }
 
 /// `mock` flags.
@@ -114,7 +122,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
     /// Fixed request rates for the open-loop latency measurements, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
     pub rates: Vec<f64>,
     /// Request rate of the streaming scenario.
     #[arg(long, default_value_t = 200.0)]
@@ -148,6 +156,72 @@ pub struct PropagationArgs {
     pub timeout: f64,
     /// Where to write the JSON results.
     #[arg(long, default_value = "propagation-results.json")]
+    pub out: std::path::PathBuf,
+    /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
+    /// (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
+impl RunArgs {
+    /// `run`'s defaults, for subcommands that start the same stack with a few flags of their own.
+    pub fn defaults() -> anyhow::Result<RunArgs> {
+        use clap::FromArgMatches;
+        let command = RunArgs::augment_args(clap::Command::new("run"));
+        Ok(RunArgs::from_arg_matches(&command.try_get_matches_from(["run"])?)?)
+    }
+}
+
+/// `stack` flags.
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Chunks per streamed answer of the mock.
+    #[arg(long, default_value_t = 20)]
+    pub chunks: u32,
+    /// Delay between the mock's streamed chunks, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub chunk_delay_ms: u64,
+    /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
+    /// (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
+/// `keys` flags.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    /// Keys in the policy, one fresh control plane and data plane per count, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pub counts: Vec<u64>,
+    /// Seconds the data plane may take to become ready.
+    #[arg(long, default_value_t = 300.0)]
+    pub ready_timeout: f64,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-keys.json")]
+    pub out: std::path::PathBuf,
+    /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
+    /// (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
+/// `streams` flags.
+#[derive(Debug, Clone, Args)]
+pub struct StreamsArgs {
+    /// Streams held open at once, each on its own HTTP/1.1 connection.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Chunks per streamed answer of the mock.
+    #[arg(long, default_value_t = 30)]
+    pub chunks: u32,
+    /// Delay between the mock's streamed chunks, in milliseconds (keeps the streams open).
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_delay_ms: u64,
+    /// Streams being opened at once (connect, request, first chunk), to spare the listen backlog.
+    #[arg(long, default_value_t = 256)]
+    pub open_concurrency: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-streams.json")]
     pub out: std::path::PathBuf,
     /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
     /// (default: the directory of this executable).

@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod forward;
+pub mod hold;
+pub mod keys;
 pub mod load;
 pub mod mock;
 pub mod process;
@@ -11,6 +13,7 @@ pub mod procstat;
 pub mod propagation;
 pub mod report;
 pub mod scenario;
+pub mod streams;
 
 /// Runs one subcommand to completion.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -24,5 +27,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Run(args) => scenario::run(args).await,
         cli::Command::Propagation(args) => propagation::run(args).await,
+        cli::Command::Stack(args) => hold::run(args).await,
+        cli::Command::Keys(args) => keys::run(args).await,
+        cli::Command::Streams(args) => streams::run(args).await,
     }
 }

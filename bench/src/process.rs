@@ -45,7 +45,9 @@ impl Service {
         let found = tokio::time::timeout(timeout, async {
             while let Some(line) = self.lines.recv().await {
                 if let Some((_, address)) = line.rsplit_once(NEEDLE) {
-                    return Some(strip_ansi(address).trim().to_owned());
+                    // Only the address: a log line may go on with fields (`workers=2`).
+                    let address = strip_ansi(address);
+                    return address.split_whitespace().next().map(str::to_owned);
                 }
             }
             None
@@ -55,6 +57,11 @@ impl Service {
             Ok(Some(address)) => Ok(address),
             _ => anyhow::bail!("{} did not report its address; last output:\n{}", self.name, self.tail()),
         }
+    }
+
+    /// Kills the child and waits until it has exited.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await.map_err(|e| anyhow::anyhow!("cannot stop {}: {e}", self.name))
     }
 
     /// The last lines the child printed.

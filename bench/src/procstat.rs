@@ -18,13 +18,39 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// Peak resident set size (`VmHWM`) of `pid`, in KiB.
 pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// Current resident set size (`VmRSS`) of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
+    let value = status
         .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))?;
-    let kib = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim();
-    Ok(kib.parse()?)
+        .find_map(|line| line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))?;
+    Ok(value.trim().trim_end_matches("kB").trim().parse()?)
+}
+
+/// Open file descriptors of `pid` (entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`) of `pid`, from `/proc/<pid>/limits`;
+/// `None` when unlimited.
+pub fn max_open_files(pid: u32) -> anyhow::Result<Option<u64>> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let soft = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("no open-files limit in /proc/{pid}/limits"))?;
+    Ok(soft.parse().ok())
 }
 
 #[cfg(test)]
@@ -36,5 +62,8 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(peak_rss_kib(pid).unwrap() > 0);
+        assert!(rss_kib(pid).unwrap() > 0);
+        assert!(open_fds(pid).unwrap() > 0);
+        assert!(max_open_files(pid).is_ok());
     }
 }

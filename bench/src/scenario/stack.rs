@@ -30,6 +30,10 @@ pub struct Stack {
     pub forward_url: String,
     /// `http://ADDR` of the data plane.
     pub data_plane_url: String,
+    /// `http://ADDR` of the control plane (gRPC, for `routerctl`).
+    pub control_plane_url: String,
+    /// The control plane's admin token (for `routerctl`).
+    pub admin_token: String,
     /// The provisioned API key.
     pub key: String,
     /// Temporary files (database, spool); removed on drop.
@@ -86,7 +90,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
 
     let (control_plane, control_plane_url) =
         start_control_plane(&control_plane_bin, &work_dir, &admin_token, &node_token).await?;
-    let ctl = Ctl { bin: routerctl, endpoint: control_plane_url.clone(), admin_token };
+    let ctl = Ctl { bin: routerctl, endpoint: control_plane_url.clone(), admin_token: admin_token.clone() };
     let key = provision(&ctl, &mock_url).await?;
 
     let (data_plane, data_plane_url) = start_data_plane(
@@ -106,6 +110,8 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
         mock_url,
         forward_url,
         data_plane_url,
+        control_plane_url,
+        admin_token,
         key,
         work_dir,
     };
