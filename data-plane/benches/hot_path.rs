@@ -171,6 +171,13 @@ fn sse(c: &mut Criterion) {
         group.bench_function(format!("{name}: parse event + usage"), |b| {
             b.iter(|| per_event(black_box(chunk), dialect))
         });
+        group.bench_function(format!("{name}: parse event only"), |b| {
+            b.iter(|| {
+                let mut parser = Parser::default();
+                parser.push(black_box(chunk));
+                parser.next_event().map(|event| event.data.len())
+            })
+        });
         let payload = data(chunk);
         group.bench_function(format!("{name}: usage::from_event only"), |b| {
             b.iter(|| usage::from_event(black_box(&payload), dialect))
