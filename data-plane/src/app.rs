@@ -16,7 +16,9 @@ use crate::{
     report::Reporter,
 };
 
-/// The data plane's shared state.
+/// The data plane's state: shared by every worker, except the upstream client (each worker
+/// thread has its own connection pool).
+#[derive(Clone)]
 pub struct App {
     /// Configuration.
     pub config: Config,
@@ -29,7 +31,7 @@ pub struct App {
     /// The upstream HTTP client.
     pub http: HttpClient,
     /// Failing channels.
-    pub cool_downs: CoolDowns,
+    pub cool_downs: Arc<CoolDowns>,
     /// Local budgets.
     pub quota: Quota,
     /// Usage reports.

@@ -70,6 +70,10 @@ pub struct Config {
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "30", value_parser = seconds)]
     pub shutdown_grace: Duration,
+
+    /// Worker threads, each serving its own share of connections start to end (0: one per CPU).
+    #[arg(long, env = "ROUTER_DP_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 impl Config {
@@ -85,6 +89,14 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Worker threads to run: `--workers`, else one per CPU.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
     }
 
     /// The node id in force.

@@ -49,20 +49,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         .map_err(|e| anyhow::anyhow!("cannot open the usage spool in {}: {e}", config.spool_dir.display()))?;
     let quota = quota::Quota::new(node.clone(), node_id.clone(), reporter.clone(), stopped.clone());
 
-    let app = Arc::new(App {
+    let app = App {
         http: proxy::upstream::client(config.connect_timeout),
         config,
         node_id,
         policy,
         node,
-        cool_downs: proxy::route::CoolDowns::default(),
+        cool_downs: Arc::default(),
         quota,
         reporter,
         metrics: Arc::new(metrics::Metrics::default()),
         loaded,
-    });
-    let listener = server::bind(&app).await?;
-    server::serve(app, listener, shutdown).await?;
+    };
+    server::serve(app, shutdown).await?;
     let _ = stop.send(true);
     Ok(())
 }

@@ -23,7 +23,7 @@ fn reachable<'p>(policy: &'p Policy, caller: &Caller<'_>) -> Vec<&'p std::sync::
         .filter(|m| caller.group.reaches(m))
         .filter(|m| {
             caller.key.models.is_empty()
-                || caller.key.models.iter().any(|k| *k == m.name || m.model_group.as_ref() == Some(k))
+                || caller.key.models.iter().any(|k| **k == *m.name || m.model_group.as_ref() == Some(k))
         })
         .collect()
 }
@@ -59,7 +59,7 @@ pub fn get_model(
     id: &str,
     anthropic: bool,
 ) -> Option<Response<ResponseBody>> {
-    let model = reachable(policy, caller).into_iter().find(|m| m.name == id)?;
+    let model = reachable(policy, caller).into_iter().find(|m| *m.name == *id)?;
     let body = if anthropic {
         json!({"type": "model", "id": model.name, "display_name": model.name, "created_at": CREATED_RFC3339})
     } else {

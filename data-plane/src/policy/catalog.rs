@@ -54,8 +54,8 @@ impl ChannelKind {
 pub struct ChannelInfo {
     /// Row id.
     pub id: i64,
-    /// Name (in usage records and metrics).
-    pub name: String,
+    /// Name (in usage records and metrics; shared, so labelling a request allocates nothing).
+    pub name: Arc<str>,
     /// Upstream protocol details.
     pub kind: ChannelKind,
     /// Base URL without a trailing slash.
@@ -85,7 +85,9 @@ impl ChannelInfo {
 /// Azure, `x-api-key` for Anthropic; marked sensitive so it is never logged.
 pub(crate) fn credential(kind: ChannelKind, api_key: &str) -> Option<(http::HeaderName, http::HeaderValue)> {
     let (name, value) = match kind {
-        ChannelKind::OpenAi | ChannelKind::Gemini => (http::header::AUTHORIZATION, format!("Bearer {api_key}")),
+        ChannelKind::OpenAi | ChannelKind::Gemini => {
+            (http::header::AUTHORIZATION, format!("Bearer {api_key}"))
+        }
         ChannelKind::Azure => (http::HeaderName::from_static("api-key"), api_key.to_owned()),
         ChannelKind::Anthropic => (http::HeaderName::from_static("x-api-key"), api_key.to_owned()),
     };
@@ -97,8 +99,8 @@ pub(crate) fn credential(kind: ChannelKind, api_key: &str) -> Option<(http::Head
 /// A priced model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
-    /// Name clients send.
-    pub name: String,
+    /// Name clients send (shared, so labelling a request allocates nothing).
+    pub name: Arc<str>,
     /// Price in force (own, else its model group's).
     pub tariff: Tariff,
     /// Output cap for estimates.
@@ -124,7 +126,7 @@ impl GroupInfo {
     /// Whether a key in this group may call `model`.
     pub fn reaches(&self, model: &ModelInfo) -> bool {
         self.all_models
-            || self.models.contains(&model.name)
+            || self.models.contains(&*model.name)
             || model.model_group.as_ref().is_some_and(|g| self.models.contains(g))
     }
 }
@@ -205,7 +207,7 @@ impl Catalog {
             let Some(tariff) = tariff(group.price.as_ref()) else { continue };
             for member in &group.models {
                 let info = ModelInfo {
-                    name: member.clone(),
+                    name: Arc::from(member.as_str()),
                     tariff,
                     max_output_tokens: None,
                     model_group: Some(group.name.clone()),
@@ -217,7 +219,7 @@ impl Catalog {
         for model in raw.models.values() {
             let Some(tariff) = tariff(model.price.as_ref()) else { continue };
             let info = ModelInfo {
-                name: model.name.clone(),
+                name: Arc::from(model.name.as_str()),
                 tariff,
                 max_output_tokens: model.max_output_tokens.and_then(|n| u64::try_from(n).ok()),
                 model_group: group_of.get(model.name.as_str()).map(|g| g.name.clone()),
@@ -250,7 +252,7 @@ impl Catalog {
             }
             let info = Arc::new(ChannelInfo {
                 id: channel.id,
-                name: channel.name.clone(),
+                name: Arc::from(channel.name.as_str()),
                 kind,
                 base_url: channel.base_url.trim_end_matches('/').to_owned(),
                 api_key: channel.api_key.clone(),
@@ -380,7 +382,7 @@ mod tests {
         }];
         raw.upsert(&channels, &models, &groups, &[]);
         let catalog = Catalog::build(raw);
-        let names: Vec<_> = catalog.channels(Protocol::OpenAi, "a").iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<_> = catalog.channels(Protocol::OpenAi, "a").iter().map(|c| &*c.name).collect();
         assert_eq!(names, ["high", "low"]);
         assert_eq!(catalog.channels(Protocol::Anthropic, "a").len(), 1);
         assert_eq!(catalog.channels(Protocol::OpenAi, "b").len(), 1);

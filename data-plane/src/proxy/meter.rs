@@ -107,7 +107,7 @@ impl Meter {
     }
 
     /// Bills the request and hands its usage report over.
-    pub fn finish(mut self, channel: &str, outcome: Outcome, produced: Produced) {
+    pub fn finish(mut self, channel: &Arc<str>, outcome: Outcome, produced: Produced) {
         let usage = match outcome {
             Outcome::UpstreamError => TokenUsage::default(),
             Outcome::Ok | Outcome::Incomplete => {
@@ -127,8 +127,8 @@ impl Meter {
         let report = pb::UsageReport {
             request_id: self.request_id.to_string(),
             key_id: self.key_id,
-            model: self.model.name.clone(),
-            channel: channel.to_owned(),
+            model: self.model.name.to_string(),
+            channel: channel.to_string(),
             endpoint: self.endpoint.as_str().to_owned(),
             input_tokens: clamp(usage.input),
             cached_input_tokens: clamp(usage.cached_input),

@@ -113,7 +113,7 @@ async fn serve(
 /// Steps 3b: the key's group and allow-list must reach the model.
 fn check_access(caller: &Caller<'_>, model: &ModelInfo) -> Result<(), ApiError> {
     let allowed_by_key = caller.key.models.is_empty()
-        || caller.key.models.iter().any(|m| *m == model.name || model.model_group.as_ref() == Some(m));
+        || caller.key.models.iter().any(|m| **m == *model.name || model.model_group.as_ref() == Some(m));
     if caller.group.reaches(model) && allowed_by_key {
         return Ok(());
     }
@@ -180,7 +180,7 @@ async fn forward(
     let mut first_attempt = true;
     for channel in route::plan(channels, &app.cool_downs) {
         let upstream_model = channel.upstream_model(&model.name);
-        let renamed = (upstream_model != model.name).then_some(upstream_model);
+        let renamed = (upstream_model != &*model.name).then_some(upstream_model);
         let upstream_body = if renamed.is_some() || inject_usage {
             request::splice(&body, renamed, inject_usage).unwrap_or_else(|_| body.clone())
         } else {
@@ -281,7 +281,7 @@ async fn forward(
         last = Some((channel, Failure::Status(status)));
     }
     let (channel_name, failure) =
-        last.map_or((String::new(), Failure::Unreachable), |(c, f)| (c.name.clone(), f));
+        last.map_or((Arc::from(""), Failure::Unreachable), |(c, f)| (Arc::clone(&c.name), f));
     meter.finish(&channel_name, Outcome::UpstreamError, Produced::default());
     let (status, message) = match failure {
         Failure::Timeout => {
@@ -308,7 +308,7 @@ async fn forward_free(
 ) -> Result<Response<ResponseBody>, ApiError> {
     for channel in route::plan(channels, &app.cool_downs) {
         let upstream_model = channel.upstream_model(&model.name);
-        let renamed = (upstream_model != model.name).then_some(upstream_model);
+        let renamed = (upstream_model != &*model.name).then_some(upstream_model);
         let upstream_body = match renamed {
             Some(name) => request::splice(&body, Some(name), false)?,
             None => body.clone(),
@@ -339,20 +339,31 @@ async fn forward_free(
     Err(ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError, "no channel could count the tokens"))
 }
 
-/// Reads a whole upstream answer, giving up after `idle` without data.
+/// Reads a whole upstream answer, giving up after `idle` without data. An answer that arrives
+/// in one piece (the usual small JSON body) is passed on without a copy.
 async fn read_answer(mut body: Incoming, idle: Duration) -> Result<Bytes, String> {
-    let mut answer = BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err("no data within the idle timeout".into()),
-            Ok(None) => return Ok(answer.freeze()),
+            Ok(None) if joined.is_empty() => return Ok(first.unwrap_or_default()),
+            Ok(None) => return Ok(joined.freeze()),
             Ok(Some(Err(error))) => return Err(error.to_string()),
             Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    if answer.len() + data.len() > MAX_ANSWER_BYTES {
-                        return Err("the answer is too large".into());
+                let Ok(data) = frame.into_data() else { continue };
+                let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
+                if held + data.len() > MAX_ANSWER_BYTES {
+                    return Err("the answer is too large".into());
+                }
+                match first.take() {
+                    None if joined.is_empty() => first = Some(data),
+                    earlier => {
+                        if let Some(earlier) = earlier {
+                            joined.extend_from_slice(&earlier);
+                        }
+                        joined.extend_from_slice(&data);
                     }
-                    answer.extend_from_slice(&data);
                 }
             }
         }

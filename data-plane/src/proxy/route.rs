@@ -96,7 +96,7 @@ mod tests {
     fn channel(id: i64, priority: i32, weight: u32) -> Arc<ChannelInfo> {
         Arc::new(ChannelInfo {
             id,
-            name: format!("c{id}"),
+            name: Arc::from(format!("c{id}")),
             kind: ChannelKind::OpenAi,
             base_url: String::new(),
             api_key: String::new(),

@@ -5,6 +5,7 @@
 use std::{
     collections::VecDeque,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -159,7 +160,7 @@ pub struct MeteredStream {
     kept: Vec<Bytes>,
     kept_bytes: usize,
     produced_content: bool,
-    meter: Option<(Meter, String)>,
+    meter: Option<(Meter, Arc<str>)>,
     first_byte: Duration,
     ready: VecDeque<Bytes>,
     done: bool,
@@ -173,7 +174,7 @@ impl MeteredStream {
         strip_injected_usage: bool,
         idle_timeout: Duration,
         meter: Meter,
-        channel: String,
+        channel: Arc<str>,
         first_byte: Duration,
     ) -> MeteredStream {
         MeteredStream {

@@ -187,8 +187,10 @@ pub fn request(
             headers.append(name.clone(), value.clone());
         }
     }
-    let (name, value) =
-        channel.credential.clone().ok_or_else(|| anyhow::anyhow!("the channel's api key is not a valid header value"))?;
+    let (name, value) = channel
+        .credential
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the channel's api key is not a valid header value"))?;
     headers.insert(name, value);
     if channel.kind == ChannelKind::Anthropic {
         headers

@@ -20,8 +20,9 @@ const BATCH: usize = 500;
 const WINDOW: usize = 4;
 /// Longest wait before reconnecting.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// While a batch is in flight, the next one waits this long so reports gather into batches:
-/// one control-plane transaction per batch, not per request.
+/// Reports gather this long after the first of them is spooled (and batches leave at most
+/// this often while others are in flight): one control-plane transaction, one checkpoint
+/// write and one wake-up of this task per batch, not per request, at any request rate.
 const LINGER: Duration = Duration::from_millis(20);
 
 /// A batch on the wire: its id, where it ends in the spool, how many records it covers.
@@ -120,10 +121,8 @@ impl Session<'_> {
                 () = self.shared.wake.notified(), if in_flight.len() < WINDOW => linger = true,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             }
-            if std::mem::take(&mut linger)
-                && let Some(at) = last_sent.filter(|_| !in_flight.is_empty())
-            {
-                tokio::time::sleep_until(at + LINGER).await;
+            if std::mem::take(&mut linger) {
+                tokio::time::sleep(LINGER).await;
             }
         }
     }
