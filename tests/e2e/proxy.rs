@@ -565,7 +565,8 @@ async fn a_change_made_through_another_control_plane_replica_is_enforced_within_
     let fresh = replica.json(&["key", "create", "--account", "acme"])["key"].as_str().unwrap().to_owned();
     let fresh_auth = format!("Bearer {fresh}");
     let unavailable = eventually(Duration::from_secs(1), || async {
-        let answer = post_json(&url, &[("authorization", &fresh_auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+        let answer =
+            post_json(&url, &[("authorization", &fresh_auth)], &chat("gpt-4o-mini", false)).await.ok()?;
         (answer.status == 503).then_some(())
     })
     .await;
