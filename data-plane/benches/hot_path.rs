@@ -44,7 +44,6 @@ fn policy() -> Policy {
             id: index as i64 + 1,
             hash: sha256(&secret(index)),
             account_id: 1,
-            name: format!("key-{index}"),
             ..pb::PolicyKey::default()
         })
         .collect();

@@ -9,11 +9,11 @@ use crate::store::{
     channels::Channel,
     codes::Code,
     groups::Group,
-    keys::{Key, KeyRow},
+    keys::Key,
     leases::{Grant, LeaseRequest},
     ledger::Entry,
     models::{Model, ModelGroup},
-    policy::PolicyAccount,
+    policy::{PolicyAccount, PolicyKey},
     pricing::PriceEntry,
     usage::{Report, UsageRow},
 };
@@ -251,15 +251,14 @@ pub fn price_entry_to_pb(entry: PriceEntry) -> pb::PricingEntry {
 }
 
 /// A key as data planes need it.
-pub fn policy_key_to_pb(key: KeyRow) -> pb::PolicyKey {
+pub fn policy_key_to_pb(key: PolicyKey) -> pb::PolicyKey {
     pb::PolicyKey {
         id: key.id,
         hash: decode_hex(&key.secret_hash),
         account_id: key.account_id,
         group_id: key.group_id,
-        models: crate::store::parse_json_list(&key.models),
+        models: if key.models == "[]" { Vec::new() } else { crate::store::parse_json_list(&key.models) },
         expires_at_unix_micros: key.expires_at,
-        name: key.name,
     }
 }
 
@@ -269,10 +268,10 @@ pub fn policy_account_to_pb(account: PolicyAccount) -> pb::PolicyAccount {
 }
 
 fn decode_hex(hex: &str) -> Vec<u8> {
-    hex.as_bytes()
-        .chunks_exact(2)
-        .filter_map(|pair| std::str::from_utf8(pair).ok().and_then(|s| u8::from_str_radix(s, 16).ok()))
-        .collect()
+    fn nibble(digit: u8) -> Option<u8> {
+        (digit as char).to_digit(16).and_then(|n| u8::try_from(n).ok())
+    }
+    hex.as_bytes().chunks_exact(2).filter_map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
 }
 
 /// The kind of a removed entity on the wire.

@@ -56,9 +56,9 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
         .collect();
     let model_groups = changes.model_groups.into_iter().map(convert::model_group_to_pb).collect();
     let groups = changes.groups.into_iter().map(convert::group_to_pb).collect();
-    let mut accounts: Vec<pb::PolicyAccount> =
+    let accounts: Vec<pb::PolicyAccount> =
         changes.accounts.into_iter().map(convert::policy_account_to_pb).collect();
-    let mut keys: Vec<pb::PolicyKey> = changes.keys.into_iter().map(convert::policy_key_to_pb).collect();
+    let keys: Vec<pb::PolicyKey> = changes.keys.into_iter().map(convert::policy_key_to_pb).collect();
     if !changes.full {
         let removed = changes
             .removed
@@ -88,13 +88,16 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
         groups,
         ..pb::SnapshotPage::default()
     }];
-    while !accounts.is_empty() || !keys.is_empty() {
-        let page = pages.last_mut().filter(|p| p.accounts.is_empty() && p.keys.is_empty());
-        let rest_accounts = accounts.split_off(accounts.len().min(SNAPSHOT_PAGE_ITEMS));
-        let rest_keys = keys.split_off(keys.len().min(SNAPSHOT_PAGE_ITEMS));
-        let (page_accounts, page_keys) =
-            (std::mem::replace(&mut accounts, rest_accounts), std::mem::replace(&mut keys, rest_keys));
-        match page {
+    // Pages are taken from the front, each allocated to its own size (`split_off` from the
+    // back left every page holding the capacity of all that followed it: quadratic memory).
+    let (mut accounts, mut keys) = (accounts.into_iter(), keys.into_iter());
+    loop {
+        let page_accounts: Vec<_> = accounts.by_ref().take(SNAPSHOT_PAGE_ITEMS).collect();
+        let page_keys: Vec<_> = keys.by_ref().take(SNAPSHOT_PAGE_ITEMS).collect();
+        if page_accounts.is_empty() && page_keys.is_empty() {
+            break;
+        }
+        match pages.last_mut().filter(|p| p.accounts.is_empty() && p.keys.is_empty()) {
             Some(page) => {
                 page.accounts = page_accounts;
                 page.keys = page_keys;

@@ -6,7 +6,6 @@ use diesel_async::RunQueryDsl;
 use super::{
     channels::Channel,
     groups::Group,
-    keys::KeyRow,
     models::{Model, ModelGroup},
 };
 use crate::{
@@ -31,6 +30,27 @@ pub struct PolicyAccount {
     pub group_id: i64,
 }
 
+/// What a data plane needs of a key: only these columns are read, so that a snapshot of a
+/// million keys loads half the data a full [`super::keys::KeyRow`] would.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct PolicyKey {
+    /// Public id.
+    pub id: i64,
+    /// Owning account.
+    pub account_id: i64,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    /// Own group; `None`: the account's.
+    pub group_id: Option<i64>,
+    /// JSON allow-list of models.
+    pub models: String,
+    /// Unix micros.
+    pub expires_at: Option<i64>,
+    /// Revoked keys are removed from the policy.
+    pub revoked: bool,
+}
+
 /// A policy, whole or as the changes after a version.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyChanges {
@@ -49,7 +69,7 @@ pub struct PolicyChanges {
     /// Accounts added or changed.
     pub accounts: Vec<PolicyAccount>,
     /// Keys added or changed (never revoked ones).
-    pub keys: Vec<KeyRow>,
+    pub keys: Vec<PolicyKey>,
     /// Entities removed: (kind, id), kinds as in `policy_removals`.
     pub removed: Vec<(String, i64)>,
 }
@@ -69,13 +89,13 @@ pub async fn changes(db: &Db, since: Option<i64>) -> StoreResult<PolicyChanges> 
             _ => -1,
         };
         let full = after < 0;
-        let keys: Vec<KeyRow> = api_keys::table
+        let keys: Vec<PolicyKey> = api_keys::table
             .filter(api_keys::version.gt(after))
             .order(api_keys::id)
-            .select(KeyRow::as_select())
+            .select(PolicyKey::as_select())
             .load(conn)
             .await?;
-        let (keys, revoked): (Vec<KeyRow>, Vec<KeyRow>) = keys.into_iter().partition(|k| !k.revoked);
+        let (keys, revoked): (Vec<PolicyKey>, Vec<PolicyKey>) = keys.into_iter().partition(|k| !k.revoked);
         let mut removed: Vec<(String, i64)> = if full {
             Vec::new()
         } else {

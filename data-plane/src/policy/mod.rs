@@ -66,16 +66,69 @@ impl Default for Policy {
     }
 }
 
-fn key_info(key: &pb::PolicyKey) -> Option<([u8; 32], KeyInfo)> {
+fn key_info(key: pb::PolicyKey) -> Option<([u8; 32], KeyInfo)> {
     let hash: [u8; 32] = key.hash.as_slice().try_into().ok()?;
     let info = KeyInfo {
         id: key.id,
         account_id: key.account_id,
         group_id: key.group_id,
-        models: key.models.clone(),
+        models: key.models,
         expires_at: key.expires_at_unix_micros,
     };
     Some((hash, info))
+}
+
+/// A policy being built from snapshot pages as they arrive: each page is folded in and
+/// dropped, so a snapshot of a million keys is never held twice.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    raw: catalog::RawCatalog,
+    shards: Vec<HashMap<[u8; 32], Arc<KeyInfo>>>,
+    accounts: HashMap<i64, AccountInfo>,
+    key_hashes: HashMap<i64, [u8; 32]>,
+    version: u64,
+}
+
+impl Default for SnapshotBuilder {
+    fn default() -> SnapshotBuilder {
+        SnapshotBuilder {
+            raw: catalog::RawCatalog::default(),
+            shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            accounts: HashMap::new(),
+            key_hashes: HashMap::new(),
+            version: 0,
+        }
+    }
+}
+
+impl SnapshotBuilder {
+    /// Folds one page in.
+    pub fn add(&mut self, page: pb::SnapshotPage) {
+        self.version = page.version;
+        if let Some(settings) = &page.settings {
+            self.raw.currency.clone_from(&settings.currency);
+        }
+        self.raw.upsert(&page.channels, &page.models, &page.model_groups, &page.groups);
+        for account in page.accounts {
+            self.accounts.insert(account.id, AccountInfo { name: account.name, group_id: account.group_id });
+        }
+        self.key_hashes.reserve(page.keys.len());
+        for (hash, info) in page.keys.into_iter().filter_map(key_info) {
+            self.key_hashes.insert(info.id, hash);
+            self.shards[usize::from(hash[0])].insert(hash, Arc::new(info));
+        }
+    }
+
+    /// The policy of every page added.
+    pub fn finish(self) -> Policy {
+        Policy {
+            version: self.version,
+            catalog: Arc::new(Catalog::build(self.raw)),
+            accounts: Arc::new(self.accounts),
+            shards: self.shards.into_iter().map(Arc::new).collect(),
+            key_hashes: Arc::new(self.key_hashes),
+        }
+    }
 }
 
 impl Policy {
@@ -96,37 +149,11 @@ impl Policy {
 
     /// Builds a policy from a whole snapshot (all its pages).
     pub fn from_snapshot(pages: &[pb::SnapshotPage]) -> Policy {
-        let mut raw = catalog::RawCatalog::default();
-        let mut shards: Vec<HashMap<[u8; 32], Arc<KeyInfo>>> = (0..SHARDS).map(|_| HashMap::new()).collect();
-        let mut accounts = HashMap::new();
-        let mut key_hashes = HashMap::new();
-        let mut version = 0;
+        let mut builder = SnapshotBuilder::default();
         for page in pages {
-            version = page.version;
-            if let Some(settings) = &page.settings {
-                raw.currency.clone_from(&settings.currency);
-            }
-            raw.upsert(&page.channels, &page.models, &page.model_groups, &page.groups);
-            for account in &page.accounts {
-                accounts.insert(
-                    account.id,
-                    AccountInfo { name: account.name.clone(), group_id: account.group_id },
-                );
-            }
-            for key in &page.keys {
-                if let Some((hash, info)) = key_info(key) {
-                    key_hashes.insert(info.id, hash);
-                    shards[usize::from(hash[0])].insert(hash, Arc::new(info));
-                }
-            }
+            builder.add(page.clone());
         }
-        Policy {
-            version,
-            catalog: Arc::new(Catalog::build(raw)),
-            accounts: Arc::new(accounts),
-            shards: shards.into_iter().map(Arc::new).collect(),
-            key_hashes: Arc::new(key_hashes),
-        }
+        builder.finish()
     }
 
     /// The policy with `delta` applied; untouched parts are shared, not copied.
@@ -181,7 +208,7 @@ impl Policy {
                 }
             }
             for key in &delta.keys {
-                let Some((hash, info)) = key_info(key) else { continue };
+                let Some((hash, info)) = key_info(key.clone()) else { continue };
                 if let Some(old) = hashes.insert(info.id, hash).filter(|old| *old != hash) {
                     Arc::make_mut(&mut next.shards[usize::from(old[0])]).remove(&old);
                 }

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use router_proto::pb::{self, policy_event::Event};
 use tokio::sync::watch;
 
-use super::Policy;
+use super::{Policy, SnapshotBuilder};
 use crate::control::NodeClient;
 
 /// First wait before reopening a broken stream.
@@ -59,19 +59,18 @@ async fn stream_once(
 ) -> Result<(), tonic::Status> {
     let request = pb::WatchPolicyRequest { node_id: node_id.to_owned(), since_version: since };
     let mut events = client.watch_policy(request).await?.into_inner();
-    let mut pages: Vec<pb::SnapshotPage> = Vec::new();
+    let mut snapshot: Option<SnapshotBuilder> = None;
     while let Some(event) = events.message().await? {
         match event.event {
             Some(Event::Snapshot(page)) => {
                 if page.first {
-                    pages.clear();
+                    snapshot = Some(SnapshotBuilder::default());
                 }
                 let last = page.last;
-                pages.push(page);
-                if last {
+                snapshot.get_or_insert_with(SnapshotBuilder::default).add(page);
+                if last && let Some(builder) = snapshot.take() {
                     let started = std::time::Instant::now();
-                    let next = Policy::from_snapshot(&pages);
-                    pages.clear();
+                    let next = builder.finish();
                     tracing::info!(version = next.version, keys = next.key_count(), took = ?started.elapsed(), "policy snapshot applied");
                     publish(policy, loaded, next);
                 }
