@@ -5,11 +5,6 @@ use clap::Parser;
 use router_control_plane::{config::Config, server};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: usage ingestion allocates many small rows and statements per batch, where it is
-/// markedly cheaper than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()

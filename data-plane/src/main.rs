@@ -5,11 +5,6 @@ use clap::Parser;
 use router_data_plane::config::Config;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: the request path allocates and frees many small, short-lived buffers across
-/// threads, where it is markedly cheaper than glibc's malloc (see bench/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()

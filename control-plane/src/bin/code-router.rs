@@ -8,10 +8,6 @@ use rand::{Rng, distr::Alphanumeric};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-/// The same allocator as the stand-alone data plane and control plane.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Single-node Code Router: control plane (embedded SQLite) and one data plane.
 #[derive(Debug, Parser)]
 #[command(name = "code-router", version)]

@@ -35,6 +35,8 @@ use crate::{
     policy::{ChannelInfo, ModelInfo},
 };
 
+/// Request bodies up to this size are copied out of the connection's read buffer.
+const SMALL_BODY_BYTES: usize = 16 * 1024;
 /// Largest upstream answer read whole (non-streamed answers, errors).
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -139,7 +141,15 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        // A body that came in one piece is a slice of the connection's read buffer; the meter
+        // keeps the body until the answer ends (to count tokens locally if the upstream reports
+        // none), which would pin that whole buffer for as long as a stream lasts. A small body
+        // is copied out instead: a few hundred bytes per request rather than kilobytes per
+        // open stream.
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            Ok(if body.len() <= SMALL_BODY_BYTES { Bytes::copy_from_slice(&body) } else { body })
+        }
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(error) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,

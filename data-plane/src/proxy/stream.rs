@@ -17,7 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::{
     meter::{Meter, Outcome, Produced},
-    usage::{self, Dialect, StreamUsage},
+    usage::{self, Dialect, EventUsage, StreamUsage},
 };
 
 /// Most answer bytes kept for counting tokens locally when the upstream reports no usage.
@@ -217,9 +217,12 @@ impl MeteredStream {
         self.parser.push(chunk);
         let mut out = BytesMut::new();
         while let Some(event) = self.parser.next_event() {
-            if !event.data.is_empty() {
-                self.usage.observe(usage::from_event(&event.data, self.dialect));
-            }
+            let event_usage = if event.data.is_empty() {
+                EventUsage::None
+            } else {
+                usage::from_event(&event.data, self.dialect)
+            };
+            self.usage.observe(event_usage);
             if is_terminal(&event, self.dialect) {
                 // Billed and reported before the terminal event goes out.
                 if !out.is_empty() {
@@ -229,7 +232,12 @@ impl MeteredStream {
                 self.ready.push_back(event.raw);
                 continue;
             }
-            if self.strip_injected_usage && self.dialect == Dialect::OpenAi && is_injected_usage(&event) {
+            // Only a chunk carrying usage can be the injected one: the rest skip the parse.
+            if self.strip_injected_usage
+                && self.dialect == Dialect::OpenAi
+                && matches!(event_usage, EventUsage::Total(_))
+                && is_injected_usage(&event)
+            {
                 continue;
             }
             if !event.data.is_empty() {
