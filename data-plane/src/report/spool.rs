@@ -26,6 +26,8 @@ const HEADER: usize = 8;
 const MAX_RECORD: u32 = 1 << 20;
 /// Bytes the reader takes from a segment per `read(2)`.
 const READ_BUFFER: usize = 64 * 1024;
+/// The file whose lock marks the directory as in use.
+const LOCK: &str = "lock";
 /// Where the sender's progress is remembered between runs.
 const CHECKPOINT: &str = "checkpoint";
 
@@ -64,6 +66,8 @@ struct Writer {
 
 /// An append-only spool directory.
 pub struct Spool {
+    /// Held (an exclusive `flock`) while the spool is open.
+    _lock: File,
     dir: PathBuf,
     writer: Mutex<Writer>,
     /// Bytes held by every segment on disk.
@@ -74,8 +78,18 @@ pub struct Spool {
 
 impl Spool {
     /// Opens `dir` (created if missing) and starts a fresh segment after every existing one.
+    /// Fails when another process (a second data plane, or one still draining) holds it: two
+    /// writers in one directory would take each other's segments and acknowledgements.
     pub fn open(dir: &Path, cap: u64, segment_bytes: u64) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK))?;
+        lock.try_lock().map_err(|error| match error {
+            fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!("{} is in use by another data plane; give each its own --spool-dir", dir.display()),
+            ),
+            fs::TryLockError::Error(error) => error,
+        })?;
         let segments = segments(dir)?;
         let mut bytes = 0;
         for &seq in &segments {
@@ -93,6 +107,7 @@ impl Spool {
             frame: Vec::with_capacity(512),
         };
         Ok(Spool {
+            _lock: lock,
             dir: dir.to_owned(),
             writer: Mutex::new(writer),
             bytes: AtomicU64::new(bytes),
@@ -378,6 +393,17 @@ mod tests {
         let mut reader = Reader::new(dir, from);
         let records = reader.read(usize::MAX, end).unwrap();
         (records.into_iter().map(|r| String::from_utf8(r).unwrap()).collect(), reader.position())
+    }
+
+    #[test]
+    fn a_spool_directory_has_one_writer_at_a_time() {
+        let dir = dir("one-writer");
+        let first = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let error = Spool::open(&dir, 1 << 20, 1 << 20).err().expect("a second writer is refused");
+        assert_eq!(error.kind(), io::ErrorKind::ResourceBusy);
+        assert!(error.to_string().contains("another data plane"), "{error}");
+        drop(first);
+        Spool::open(&dir, 1 << 20, 1 << 20).expect("free again once the first is closed");
     }
 
     #[test]
