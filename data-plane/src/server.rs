@@ -52,13 +52,30 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()>) -> anyhow::Resu
             .context("cannot start a worker thread")?;
         finished.push(finished_one);
     }
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, waiting for in-flight requests");
+    // A worker that ends before the shutdown (its runtime could not start, say) takes the data
+    // plane down with a clear error rather than leaving part of the connections unserved.
+    let mut workers = futures::future::select_all(finished);
+    let (result, rest) = tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutting down: no new connections, waiting for in-flight requests");
+            (Ok(()), None)
+        }
+        (ended, _, rest) = &mut workers => {
+            let error = match ended {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) | Err(_) => anyhow::anyhow!("a worker thread stopped on its own"),
+            };
+            tracing::error!("a worker thread ended early; shutting down");
+            (Err(error), Some(rest))
+        }
+    };
     let _ = stop.send(true);
-    for finished_one in finished {
-        finished_one.await.unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread died")))?;
+    for worker in rest.unwrap_or_else(|| workers.into_inner()) {
+        if let Ok(Err(error)) = worker.await {
+            tracing::error!(error = format!("{error:#}"), "a worker thread failed");
+        }
     }
-    Ok(())
+    result
 }
 
 /// `workers` listening sockets on `address`, all on the port the first one got.
