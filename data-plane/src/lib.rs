@@ -24,6 +24,9 @@ use tokio::sync::watch;
 
 use crate::{app::App, config::Config, policy::Policy};
 
+/// Longest a stopping data plane waits for its last usage reports to be acknowledged.
+const DRAIN_REPORTS: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a data plane until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     config.validate()?;
@@ -61,7 +64,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         metrics: Arc::new(metrics::Metrics::default()),
         loaded,
     };
+    let reporter = app.reporter.clone();
     server::serve(app, shutdown).await?;
+    // Deliver the last requests' usage before going (bounded): billing stays prompt and the
+    // leases they settled are released.
+    if !reporter.drained(DRAIN_REPORTS).await {
+        tracing::warn!(left = reporter.depth(), "usage reports left in the spool for the next start");
+    }
     let _ = stop.send(true);
     Ok(())
 }

@@ -62,6 +62,8 @@ struct Shared {
     depth: AtomicU64,
     /// Wakes the sender when a report is spooled.
     wake: Notify,
+    /// Wakes whoever waits for the spool to drain, after each acknowledgement.
+    acked: Notify,
 }
 
 /// Spools reports and delivers them; cheap to clone.
@@ -102,7 +104,12 @@ impl Reporter {
             tracing::info!(backlog, dir = %spool_dir.display(), "replaying the usage spool");
         }
         Ok(Reporter {
-            shared: Arc::new(Shared { spool, depth: AtomicU64::new(backlog), wake: Notify::new() }),
+            shared: Arc::new(Shared {
+                spool,
+                depth: AtomicU64::new(backlog),
+                wake: Notify::new(),
+                acked: Notify::new(),
+            }),
         })
     }
 
@@ -124,6 +131,23 @@ impl Reporter {
     /// Reports accepted and not yet acknowledged.
     pub fn depth(&self) -> u64 {
         self.shared.depth.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every report is acknowledged, for at most `timeout`; whether it was.
+    /// (What is left stays in the spool and goes out on the next start.)
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let acked = self.shared.acked.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            if self.depth() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, acked).await.is_err() {
+                return self.depth() == 0;
+            }
+        }
     }
 }
 

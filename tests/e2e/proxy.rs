@@ -438,6 +438,42 @@ async fn stream_chunks_arrive_while_the_upstream_is_still_producing() {
     assert_eq!(records[0]["output_tokens"].as_i64(), Some(5));
 }
 
+/// SIGTERM: every worker stops accepting at once, a stream in flight runs to its end, its usage
+/// is delivered before the exit, and the process exits once nothing is in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_stops_accepting_and_lets_streams_in_flight_finish() {
+    let mut gw = Gateway::start(Backend::Sqlite, &["--workers", "3", "--shutdown-grace", "30"]).await;
+    let release = Arc::new(Notify::new());
+    gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
+    let mut stream = post_stream(
+        &gw.url("/v1/chat/completions"),
+        &[("authorization", &gw.bearer())],
+        &chat("gpt-4o-mini", true),
+    )
+    .await
+    .unwrap();
+    assert!(stream.next_chunk().await.is_some());
+
+    gw.dp.process.signal_terminate().unwrap();
+    let health = gw.url("/healthz");
+    let refused =
+        eventually(Duration::from_secs(5), || async { get(&health, &[]).await.is_err().then_some(()) });
+    assert!(refused.await.is_some(), "new connections are still accepted after SIGTERM");
+    assert!(!gw.dp.process.has_exited(), "exited with a stream in flight");
+
+    release.notify_one();
+    let rest = stream.rest().await;
+    assert!(rest.contains("tok4") && rest.contains("[DONE]"), "{rest}");
+    let exited = eventually(Duration::from_secs(10), || {
+        let exited = gw.dp.process.has_exited();
+        async move { exited.then_some(()) }
+    });
+    assert!(exited.await.is_some(), "still running with nothing in flight");
+    // Delivered before the exit: the record is there without the data plane coming back.
+    let records = gw.usage(1).await;
+    assert_eq!(records[0]["status"], "ok");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_abandoned_and_usage_less_streams_are_billed_for_what_was_produced() {
     let gw = Gateway::start(Backend::Sqlite, &[]).await;

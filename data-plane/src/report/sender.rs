@@ -130,6 +130,7 @@ impl Session<'_> {
     fn acknowledge(&mut self, batch: &InFlight, deleted_before: &mut u64) {
         *self.acked = batch.end;
         self.shared.depth.fetch_sub(batch.records, Ordering::Relaxed);
+        self.shared.acked.notify_waiters();
         if batch.end.seq > *deleted_before {
             match self.shared.spool.delete_before(batch.end.seq) {
                 Ok(()) => *deleted_before = batch.end.seq,
