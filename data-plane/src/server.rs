@@ -1,6 +1,6 @@
 //! The HTTP server: routing, `x-request-id` and CORS on every answer, and a shutdown that
 //! stops accepting and lets in-flight requests and streams finish (bounded).
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -111,6 +111,7 @@ fn run_worker(
         .context("cannot start a worker runtime")?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
+        tokio::spawn(keep_timer_armed());
         let mut stopping = stopping;
         accept(app, listener, async move {
             let _ = stopping.wait_for(|stop| *stop).await;
@@ -118,6 +119,20 @@ fn run_worker(
         .await;
         Ok(())
     })
+}
+
+/// Keeps a timer due within a second on this worker's runtime, forever.
+///
+/// Tokio's timer wakes its driver (a `write(2)` to an eventfd, then an extra `epoll_wait`)
+/// whenever a new timer is due before the driver's next planned wake-up, and with no timer
+/// armed every new one is. Each request arms its own (first-byte and idle timeouts, seconds
+/// to minutes away), so without this each request on a quiet worker cost an extra wake-up.
+async fn keep_timer_armed() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
 }
 
 /// Accepts connections until `shutdown` completes, then drains for up to the grace.
