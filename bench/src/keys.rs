@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::cli::KeysArgs;
 use crate::procstat;
-use crate::report::round;
+use crate::report::{mib, round};
 use crate::scenario::stack::{self, ACCOUNT, Ctl};
 
 /// How long the request with the last key may keep failing after `/readyz` said ready.
@@ -244,10 +244,6 @@ async fn request_once(url: &Uri, method: Method, key: Option<&str>, body: Bytes)
     let status = response.status().as_u16();
     response.into_body().collect().await?;
     Ok(status)
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 impl Measured {

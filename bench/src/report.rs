@@ -69,6 +69,11 @@ pub fn summary_text(summary: &Summary) -> String {
     out
 }
 
+/// KiB (as `/proc` reports memory) in MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
 /// Rounds to 0.1 for readable JSON.
 pub fn round(value: f64) -> f64 {
     (value * 10.0).round() / 10.0

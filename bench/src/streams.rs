@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use crate::cli::{RunArgs, StreamsArgs};
 use crate::procstat;
+use crate::report::mib;
 use crate::scenario::stack;
 
 /// How long streams may take to open before the measurement goes ahead without the rest.
@@ -172,7 +173,7 @@ async fn hold(
     eprintln!(
         "{path}: {opened} open after {:.1} s ({open_at_sample} at once), RSS {:.1} MiB; waiting for the streams to end …",
         open_time.as_secs_f64(),
-        rss_all_open_kib as f64 / 1024.0
+        mib(rss_all_open_kib)
     );
 
     let (mut completed, mut failed) = (0, 0);
@@ -317,10 +318,6 @@ async fn stream_through(shared: &Shared, mut settle: Settle) -> Result<(), Strin
     }
     drop((open, permit));
     if done { Ok(()) } else { Err("stream ended without [DONE]".into()) }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 impl Held {

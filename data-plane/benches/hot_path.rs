@@ -63,7 +63,7 @@ fn policy() -> Policy {
         keys,
         ..pb::SnapshotPage::default()
     };
-    Policy::from_snapshot(&[page])
+    Policy::from_snapshot([page])
 }
 
 fn bearer(secret: &str) -> HeaderMap {

@@ -99,6 +99,21 @@ impl Gateway {
         format!("Bearer {}", self.key)
     }
 
+    /// Starts a chat stream whose upstream holds after its first chunk until the returned
+    /// `Notify` is notified.
+    pub async fn held_stream(&self) -> (Arc<Notify>, http_client::Streamed) {
+        let release = Arc::new(Notify::new());
+        self.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
+        let stream = post_stream(
+            &self.url("/v1/chat/completions"),
+            &[("authorization", &self.bearer())],
+            &chat("gpt-4o-mini", true),
+        )
+        .await
+        .unwrap();
+        (release, stream)
+    }
+
     /// Waits until the control plane holds `n` usage records; returns them (newest first).
     pub async fn usage(&self, n: usize) -> Vec<Value> {
         let records = eventually(Duration::from_secs(10), || async {
@@ -417,15 +432,7 @@ async fn refusals_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_chunks_arrive_while_the_upstream_is_still_producing() {
     let gw = Gateway::start(Backend::Sqlite, &[]).await;
-    let release = Arc::new(Notify::new());
-    gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
-    let mut stream = post_stream(
-        &gw.url("/v1/chat/completions"),
-        &[("authorization", &gw.bearer())],
-        &chat("gpt-4o-mini", true),
-    )
-    .await
-    .unwrap();
+    let (release, mut stream) = gw.held_stream().await;
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next_chunk())
         .await
         .expect("first chunk while upstream holds")
@@ -443,15 +450,7 @@ async fn stream_chunks_arrive_while_the_upstream_is_still_producing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_stops_accepting_and_lets_streams_in_flight_finish() {
     let mut gw = Gateway::start(Backend::Sqlite, &["--workers", "3", "--shutdown-grace", "30"]).await;
-    let release = Arc::new(Notify::new());
-    gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
-    let mut stream = post_stream(
-        &gw.url("/v1/chat/completions"),
-        &[("authorization", &gw.bearer())],
-        &chat("gpt-4o-mini", true),
-    )
-    .await
-    .unwrap();
+    let (release, mut stream) = gw.held_stream().await;
     assert!(stream.next_chunk().await.is_some());
 
     gw.dp.process.signal_terminate().unwrap();
@@ -493,12 +492,7 @@ async fn broken_abandoned_and_usage_less_streams_are_billed_for_what_was_produce
     assert!(router_tests::nanos(&records[0]["cost"]) > 0);
 
     // The client walks away mid-stream.
-    let release = Arc::new(Notify::new());
-    gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
-    let mut stream =
-        post_stream(&gw.url("/v1/chat/completions"), &[("authorization", &auth)], &chat("gpt-4o-mini", true))
-            .await
-            .unwrap();
+    let (release, mut stream) = gw.held_stream().await;
     assert!(stream.next_chunk().await.is_some());
     drop(stream);
     let records = gw.usage(2).await;

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::{Measurement, Path};
 use crate::cli::RunArgs;
-use crate::report::{round, us};
+use crate::report::{mib, round, us};
 
 /// Data-plane latency minus forwarder latency at p50, p99 and p99.9, in µs.
 pub fn added(row: &[Measurement]) -> Option<[f64; 3]> {
@@ -132,8 +132,8 @@ pub fn render(
     let _ = writeln!(
         out,
         "\ndata plane peak RSS (VmHWM): {:.1} MiB; forwarder: {:.1} MiB",
-        peak_rss_kib as f64 / 1024.0,
-        forwarder_rss_kib as f64 / 1024.0
+        mib(peak_rss_kib),
+        mib(forwarder_rss_kib)
     );
     out
 }

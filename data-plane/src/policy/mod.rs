@@ -148,10 +148,10 @@ impl Policy {
     }
 
     /// Builds a policy from a whole snapshot (all its pages).
-    pub fn from_snapshot(pages: &[pb::SnapshotPage]) -> Policy {
+    pub fn from_snapshot(pages: impl IntoIterator<Item = pb::SnapshotPage>) -> Policy {
         let mut builder = SnapshotBuilder::default();
         for page in pages {
-            builder.add(page.clone());
+            builder.add(page);
         }
         builder.finish()
     }
@@ -243,7 +243,7 @@ mod tests {
             keys: vec![a.clone(), b.clone()],
             ..Default::default()
         };
-        let policy = Policy::from_snapshot(&[snapshot]);
+        let policy = Policy::from_snapshot([snapshot]);
         assert_eq!((policy.version, policy.key_count()), (3, 2));
         assert_eq!(policy.key(&hash_of(&a)).map(|k| k.id), Some(1));
 

@@ -357,8 +357,7 @@ async fn read_answer(mut body: Incoming, idle: Duration) -> Result<Bytes, String
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err("no data within the idle timeout".into()),
-            Ok(None) if joined.is_empty() => return Ok(first.unwrap_or_default()),
-            Ok(None) => return Ok(joined.freeze()),
+            Ok(None) => return Ok(first.unwrap_or_else(|| joined.freeze())),
             Ok(Some(Err(error))) => return Err(error.to_string()),
             Ok(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else { continue };
@@ -366,14 +365,14 @@ async fn read_answer(mut body: Incoming, idle: Duration) -> Result<Bytes, String
                 if held + data.len() > MAX_ANSWER_BYTES {
                     return Err("the answer is too large".into());
                 }
-                match first.take() {
-                    None if joined.is_empty() => first = Some(data),
-                    earlier => {
-                        if let Some(earlier) = earlier {
-                            joined.extend_from_slice(&earlier);
-                        }
-                        joined.extend_from_slice(&data);
+                // `first` holds the answer while it is one piece; from the second on, `joined`.
+                if first.is_none() && joined.is_empty() {
+                    first = Some(data);
+                } else {
+                    if let Some(earlier) = first.take() {
+                        joined.extend_from_slice(&earlier);
                     }
+                    joined.extend_from_slice(&data);
                 }
             }
         }
