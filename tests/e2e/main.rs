@@ -25,6 +25,7 @@ mod admin;
 mod ledger;
 mod lifecycle;
 mod proxy;
+mod quickstart;
 mod quota;
 mod quota_dp;
 mod sdk;

@@ -160,8 +160,13 @@ pub struct Process {
 
 impl Process {
     /// Starts `command` capturing stderr (stdout is discarded).
-    pub fn spawn(mut command: Command) -> anyhow::Result<Process> {
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    pub fn spawn(command: Command) -> anyhow::Result<Process> {
+        Process::spawn_with_stdout(command, Stdio::null())
+    }
+
+    /// Starts `command` capturing stderr, its stdout going to `stdout`.
+    pub fn spawn_with_stdout(mut command: Command, stdout: Stdio) -> anyhow::Result<Process> {
+        command.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
         let mut child = command.spawn().context("cannot start process")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let log = Arc::new(Mutex::new(String::new()));
@@ -208,6 +213,29 @@ impl Process {
             }
             if start.elapsed() > timeout {
                 bail!("process did not exit within {timeout:?} of SIGTERM");
+            }
+            // Polling a child's exit status: there is no portable blocking wait with a deadline.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …) without waiting.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        Ok(())
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                bail!("process did not exit within {timeout:?}");
             }
             // Polling a child's exit status: there is no portable blocking wait with a deadline.
             std::thread::sleep(Duration::from_millis(20));
@@ -329,29 +357,12 @@ impl ControlPlane {
 
     /// Runs routerctl against this control plane.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("routerctl"))
-            .args(args)
-            .env("ROUTER_ENDPOINT", &self.endpoint)
-            .env("ROUTER_ADMIN_TOKEN", &self.admin_token)
-            .env_remove("ROUTER_JSON")
-            .output()
-            .expect("routerctl runs")
+        routerctl(&self.endpoint, &self.admin_token, args)
     }
 
     /// Runs `routerctl --json ARGS`, which must succeed, and parses its one JSON value.
     pub fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let output = self.ctl(&all);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "routerctl {args:?} failed: {}{}",
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("routerctl {args:?} printed no single JSON value ({e}): {stdout}"))
+        routerctl_json(&self.endpoint, &self.admin_token, args)
     }
 
     /// Runs routerctl expecting failure; returns its stderr.
@@ -368,6 +379,34 @@ impl ControlPlane {
         );
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
+}
+
+/// Runs routerctl against the control plane at `endpoint`.
+pub fn routerctl(endpoint: &str, admin_token: &str, args: &[&str]) -> Output {
+    Command::new(bin("routerctl"))
+        .args(args)
+        .env("ROUTER_ENDPOINT", endpoint)
+        .env("ROUTER_ADMIN_TOKEN", admin_token)
+        .env_remove("ROUTER_JSON")
+        .output()
+        .expect("routerctl runs")
+}
+
+/// Runs `routerctl --json ARGS` against `endpoint`, which must succeed, and parses its one
+/// JSON value.
+pub fn routerctl_json(endpoint: &str, admin_token: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let output = routerctl(endpoint, admin_token, &all);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "routerctl {args:?} failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("routerctl {args:?} printed no single JSON value ({e}): {stdout}"))
 }
 
 /// Adds `authorization: Bearer <token>` to every request.

@@ -1,12 +1,12 @@
 //! `code-router`: the single-node quickstart. One process runs a control plane on embedded
 //! SQLite and one data plane beside it, generates tokens when none are given, prints what to
 //! do next, and stops both on Ctrl-C.
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use rand::{Rng, distr::Alphanumeric};
+use router_startup::Runtime;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 /// Single-node Code Router: control plane (embedded SQLite) and one data plane.
 #[derive(Debug, Parser)]
@@ -42,25 +42,8 @@ fn token(prefix: &str) -> String {
 
 fn main() -> ExitCode {
     let args = Quickstart::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("ROUTER_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    router_startup::init_logging("warn");
+    router_startup::run(Runtime::MultiThread, run(args))
 }
 
 async fn run(args: Quickstart) -> anyhow::Result<()> {
@@ -97,35 +80,45 @@ async fn run(args: Quickstart) -> anyhow::Result<()> {
         "--spool-dir",
         &spool_dir,
     ])?;
-    let (stop, stopped) = watch::channel(false);
+    // Stopping order: the data plane first (it finishes what is in flight and delivers its
+    // last usage reports to the control plane), then the control plane. A second signal
+    // ends the process at once.
+    let (stop_data, data_stopped) = watch::channel(false);
+    let (stop_control, control_stopped) = watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = stop.send(true);
+        router_startup::shutdown_signal().await;
+        let _ = stop_data.send(true);
+        router_startup::shutdown_signal().await;
+        eprintln!("stopping now, without waiting for requests in flight");
+        std::process::exit(130);
     });
     let until = |mut receiver: watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|s| *s).await;
     };
-    let control_plane = tokio::spawn(router_control_plane::server::run(control, until(stopped.clone())));
+    let mut control_plane = tokio::spawn(router_control_plane::server::run(control, until(control_stopped)));
     // The data plane would cope with a control plane that is not up yet, but starting it once
     // the control plane listens spares the first reconnect (and its warnings).
-    for _ in 0..1500 {
-        if control_plane.is_finished() || tokio::net::TcpStream::connect(args.grpc_listen).await.is_ok() {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !control_plane.is_finished() && tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(args.grpc_listen).await.is_ok() {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if control_plane.is_finished() {
-        return control_plane.await?;
+        return (&mut control_plane).await?;
     }
-    let data_plane = tokio::spawn(router_data_plane::run(data, until(stopped.clone())));
-    banner(&args, &admin_token);
-    let (control, data) = tokio::join!(control_plane, data_plane);
-    control??;
+    let data_plane = tokio::spawn(router_data_plane::run(data, until(data_stopped)));
+    banner(&args, &admin_token, &node_token);
+    let data = data_plane.await;
+    let _ = stop_control.send(true);
+    let control = control_plane.await;
     data??;
+    control??;
     Ok(())
 }
 
-fn banner(args: &Quickstart, admin_token: &str) {
+fn banner(args: &Quickstart, admin_token: &str, node_token: &str) {
     let grpc = format!("http://{}", args.grpc_listen);
     let url = format!("http://{}", args.listen);
     println!(
@@ -134,6 +127,7 @@ fn banner(args: &Quickstart, admin_token: &str) {
   gateway (apps call this):   {url}/v1
   admin gRPC (routerctl):     {grpc}
   admin token:                {admin_token}
+  node token:                 {node_token}
   database:                   {database}
 
 Add a first channel, price, account and key (routerctl is target/release/routerctl, or
