@@ -18,6 +18,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one admin call may take; admin calls are small, so this only catches a hung server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The largest answer accepted.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// An AdminService client that sends the admin token with every request.
 pub type Admin = AdminServiceClient<InterceptedService<Channel, BearerAuth>>;
 
@@ -74,7 +77,8 @@ pub async fn connect(url: &str, token: &str) -> Result<Admin, Error> {
         .await
         .map_err(|_| unreachable(format!("no answer within {}s", HANDSHAKE_TIMEOUT.as_secs())))?
         .map_err(|error| unreachable(error_chain(&error)))?;
-    Ok(AdminServiceClient::with_interceptor(channel, auth))
+    // A page of 10,000 usage records can pass tonic's default 4 MiB.
+    Ok(AdminServiceClient::with_interceptor(channel, auth).max_decoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 #[cfg(test)]

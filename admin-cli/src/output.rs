@@ -26,12 +26,30 @@ pub trait Record: Serialize {
 pub struct Output {
     json: bool,
     out: Box<dyn Write>,
+    notes: Box<dyn Write>,
 }
 
 impl Output {
     /// Writes to stdout, as JSON when `json` is set.
     pub fn stdout(json: bool) -> Output {
-        Output { json, out: Box::new(io::stdout()) }
+        Output { json, out: Box::new(io::stdout()), notes: Box::new(io::stderr()) }
+    }
+
+    /// Writes results to `out` and notes to `notes` (for tests).
+    pub fn to(json: bool, out: Box<dyn Write>, notes: Box<dyn Write>) -> Output {
+        Output { json, out, notes }
+    }
+
+    /// Where results go, for output streamed piece by piece (flush when done).
+    pub fn writer(&mut self) -> &mut dyn Write {
+        &mut *self.out
+    }
+
+    /// Tells the user something beside the results (on stderr, so `--json` output stays one
+    /// value and a pipe gets only results).
+    pub fn note(&mut self, text: &str) -> Result<(), Error> {
+        writeln!(self.notes, "{text}")?;
+        Ok(())
     }
 
     /// Whether results are printed as JSON.
@@ -107,6 +125,12 @@ pub fn table<T: Record>(records: &[T]) -> String {
         })
         .collect();
     align(std::iter::once(&header).chain(&rows))
+}
+
+/// A table of `header` and `rows`, columns aligned.
+pub fn grid(header: &[String], rows: &[Vec<String>]) -> String {
+    let header = header.to_vec();
+    align(std::iter::once(&header).chain(rows))
 }
 
 fn align<'a>(rows: impl Iterator<Item = &'a Vec<String>> + Clone) -> String {

@@ -31,6 +31,8 @@ struct State {
     /// Encoded reply message, or the status to fail with, per RPC method.
     replies: HashMap<&'static str, Result<Vec<u8>, (Code, String)>>,
     calls: Vec<Call>,
+    /// Pages `export_usage` streams after its reply.
+    pages: Vec<pb::ListUsageResponse>,
 }
 
 /// An AdminService that checks the token, records every call and answers what it was told to.
@@ -84,10 +86,22 @@ impl Fake {
 }
 
 /// Implements every RPC by [`Fake::answer`]; a macro, because the trait has 31 methods.
+/// `export_usage` streams the `list_usage` reply once per page given to [`Fake::pages`].
 macro_rules! fake_admin_service {
     ($($method:ident: $request:ident -> $response:ident;)*) => {
         #[tonic::async_trait]
         impl AdminService for Fake {
+            type ExportUsageStream = futures::stream::Iter<std::vec::IntoIter<Result<pb::ListUsageResponse, Status>>>;
+
+            async fn export_usage(
+                &self,
+                request: Request<pb::ListUsageRequest>,
+            ) -> Result<Response<Self::ExportUsageStream>, Status> {
+                let pages = self.state().pages.clone();
+                let first: Response<pb::ListUsageResponse> = self.answer("export_usage", request)?;
+                let pages: Vec<_> = std::iter::once(first.into_inner()).chain(pages).map(Ok).collect();
+                Ok(Response::new(futures::stream::iter(pages)))
+            }
             $(
                 async fn $method(
                     &self,
@@ -131,6 +145,7 @@ fake_admin_service! {
     create_codes: CreateCodesRequest -> CreateCodesResponse;
     list_codes: ListCodesRequest -> ListCodesResponse;
     list_usage: ListUsageRequest -> ListUsageResponse;
+    summarize_usage: SummarizeUsageRequest -> UsageSummary;
     get_pricing: GetPricingRequest -> Pricing;
 }
 
@@ -337,4 +352,132 @@ async fn router_json_in_the_environment_selects_json() {
         let parsed = serde_json::from_str::<Value>(&stdout(&output)).is_ok();
         assert_eq!(parsed, json, "ROUTER_JSON={value:?}");
     }
+}
+
+fn usage_record(request_id: &str, cost_nanos: i64) -> pb::UsageRecord {
+    pb::UsageRecord {
+        request_id: request_id.into(),
+        key_id: 3,
+        account: "bob".into(),
+        model: "gpt-4o".into(),
+        channel: "oa".into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_nanos,
+        status: "ok".into(),
+        created_at_unix_micros: 1_796_083_200_000_000,
+        endpoint: "/v1/chat/completions".into(),
+        ..pb::UsageRecord::default()
+    }
+}
+
+#[tokio::test]
+async fn usage_pages_say_how_to_continue_on_stderr_only() {
+    let fake = Fake::default();
+    let page = pb::ListUsageResponse {
+        records: vec![usage_record("r2", 20), usage_record("r1", 10)],
+        next_before_request_id: Some("r1".into()),
+    };
+    fake.reply("list_usage", &page);
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(
+        &endpoint,
+        &["usage", "--json", "--limit", "2", "--model", "gpt-4o", "--since", "2026-12-01T00:00:00Z"],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let records: Value = serde_json::from_str(&stdout(&output)).expect("exactly one JSON value");
+    let ids: Vec<&str> =
+        records.as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["r2", "r1"]);
+    assert_eq!(records[0]["cost"], "0.00000002");
+    assert!(stderr(&output).contains("--before r1"), "{}", stderr(&output));
+    let request = &fake.calls()[0].request;
+    assert!(request.contains("limit: Some(2)") && request.contains("model: Some(\"gpt-4o\")"), "{request}");
+    assert!(request.contains("since_unix_micros: Some(1796083200000000)"), "{request}");
+
+    // The last page: nothing more to say.
+    fake.reply(
+        "list_usage",
+        &pb::ListUsageResponse { records: vec![usage_record("r0", 1)], ..Default::default() },
+    );
+    let output = routerctl(&endpoint, &["usage", "--before", "r1"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("r0") && stderr(&output).is_empty(), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn usage_limits_beyond_a_page_are_refused_before_any_call() {
+    let fake = Fake::default();
+    let endpoint = serve(&fake).await;
+    for args in [&["usage", "--limit", "20000"][..], &["usage", "--limit", "1000000"], &["usage", "--all"]] {
+        let output = routerctl(&endpoint, args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).starts_with("error: "), "{args:?}: {}", stderr(&output));
+        assert!(stdout(&output).is_empty());
+    }
+    let output = routerctl(&endpoint, &["usage", "--limit", "20000"]).await;
+    assert!(stderr(&output).contains("20000 is not in 1..=10000"), "{}", stderr(&output));
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn usage_all_streams_every_page_as_csv() {
+    let fake = Fake::default();
+    fake.reply(
+        "export_usage",
+        &pb::ListUsageResponse { records: vec![usage_record("r3", 3)], ..Default::default() },
+    );
+    fake.state().pages = vec![pb::ListUsageResponse {
+        records: vec![usage_record("r2", 2), usage_record("r1", 1_500_000_000)],
+        ..Default::default()
+    }];
+    let endpoint = serve(&fake).await;
+
+    let output = routerctl(&endpoint, &["usage", "--all", "--csv", "--account", "bob"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("request_id,key_id,account,model,channel,"), "{text}");
+    assert!(lines[1].starts_with("r3,3,bob,gpt-4o,oa,"), "{text}");
+    assert!(lines[3].contains(",1.5,ok,"), "amounts as decimal strings: {text}");
+    assert_eq!(fake.calls()[0].method, "export_usage");
+
+    let output = routerctl(&endpoint, &["usage", "--csv", "--json"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("choose one"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn usage_summary_is_a_table_or_a_json_array() {
+    let fake = Fake::default();
+    let bucket = |name: &str, cost_nanos: i64| pb::UsageBucket {
+        bucket: name.into(),
+        requests: 2,
+        input_tokens: 30,
+        cost_nanos,
+        ..pb::UsageBucket::default()
+    };
+    fake.reply(
+        "summarize_usage",
+        &pb::UsageSummary { buckets: vec![bucket("gpt-4o", 2_000_000_000), bucket("mini", 5)] },
+    );
+    let endpoint = serve(&fake).await;
+
+    let output =
+        routerctl(&endpoint, &["usage", "summary", "--by", "model", "--account", "bob", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Value = serde_json::from_str(&stdout(&output)).expect("exactly one JSON value");
+    assert_eq!(rows[0]["model"], "gpt-4o");
+    assert_eq!(rows[0]["cost"], "2");
+    assert_eq!(rows[1]["cost"], "0.000000005");
+    assert!(fake.calls()[0].request.contains("by: \"model\""), "{}", fake.calls()[0].request);
+
+    let output = routerctl(&endpoint, &["usage", "summary", "--by", "model"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("MODEL   REQUESTS  INPUT_TOKENS"), "{text}");
+    assert!(text.contains("gpt-4o  2         30"), "{text}");
 }

@@ -30,3 +30,4 @@ mod quota;
 mod quota_dp;
 mod sdk;
 mod security;
+mod usage;

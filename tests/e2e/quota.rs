@@ -85,20 +85,20 @@ fn now_micros() -> i64 {
 }
 
 /// A usage stream: batches go in, acknowledgements come out.
-struct UsageStream {
+pub(crate) struct UsageStream {
     batches: mpsc::Sender<pb::UsageBatch>,
     acks: tonic::Streaming<pb::UsageAck>,
 }
 
 impl UsageStream {
-    async fn open(node: &mut Node) -> UsageStream {
+    pub(crate) async fn open(node: &mut Node) -> UsageStream {
         let (batches, receiver) = mpsc::channel(256);
         let acks = node.report_usage(ReceiverStream::new(receiver)).await.unwrap().into_inner();
         UsageStream { batches, acks }
     }
 
     /// Sends a batch and waits for its acknowledgement.
-    async fn send(&mut self, batch: pb::UsageBatch) -> Result<pb::UsageAck, tonic::Status> {
+    pub(crate) async fn send(&mut self, batch: pb::UsageBatch) -> Result<pb::UsageAck, tonic::Status> {
         let id = batch.batch_id;
         self.batches.send(batch).await.unwrap();
         let ack = self.acks.message().await?.expect("an acknowledgement");
@@ -107,7 +107,7 @@ impl UsageStream {
     }
 }
 
-fn batch(batch_id: u64, node_id: &str, reports: Vec<pb::UsageReport>) -> pb::UsageBatch {
+pub(crate) fn batch(batch_id: u64, node_id: &str, reports: Vec<pb::UsageReport>) -> pb::UsageBatch {
     pb::UsageBatch { batch_id, node_id: node_id.into(), reports }
 }
 

@@ -5,13 +5,11 @@ use tonic::{Request, Response, Status};
 use super::{
     convert::{self, multiplier_from_pb, tariff_from_pb},
     feed::PolicyFeed,
+    usage::{self as usage_api, ExportStream},
 };
 use crate::{
     db::Db,
-    store::{
-        accounts, channels, codes, groups, keys, ledger, models, pricing,
-        usage::{self, UsageFilter},
-    },
+    store::{accounts, channels, codes, groups, keys, ledger, models, pricing, usage},
 };
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -303,16 +301,17 @@ impl AdminService for AdminApi {
     }
 
     async fn list_usage(&self, request: Request<pb::ListUsageRequest>) -> Answer<pb::ListUsageResponse> {
-        let r = request.into_inner();
-        let filter = UsageFilter {
-            account: r.account.as_deref(),
-            key_id: r.key_id,
-            limit: Some(list_limit(r.limit, usage::DEFAULT_LIMIT)),
-        };
-        let records = usage::list(&self.db, filter).await?;
-        Ok(Response::new(pb::ListUsageResponse {
-            records: records.into_iter().map(convert::usage_to_pb).collect(),
-        }))
+        usage_api::list(&self.db, request.into_inner().into()).await.map(Response::new)
+    }
+
+    type ExportUsageStream = ExportStream;
+
+    async fn export_usage(&self, request: Request<pb::ListUsageRequest>) -> Answer<ExportStream> {
+        usage_api::export(self.db.clone(), request.into_inner().into()).map(Response::new)
+    }
+
+    async fn summarize_usage(&self, request: Request<pb::SummarizeUsageRequest>) -> Answer<pb::UsageSummary> {
+        usage_api::summarize(&self.db, request.into_inner().try_into()?).await.map(Response::new)
     }
 
     async fn get_pricing(&self, _: Request<pb::GetPricingRequest>) -> Answer<pb::Pricing> {

@@ -4,3 +4,4 @@ pub mod auth;
 pub mod convert;
 pub mod feed;
 pub mod node;
+pub mod usage;

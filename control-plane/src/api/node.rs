@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, feed::PolicyFeed};
+use super::{convert, feed::PolicyFeed, usage as usage_api};
 use crate::{
     db::Db,
     store::{
@@ -254,11 +254,27 @@ impl NodeService for NodeApi {
         request: Request<pb::ListKeyUsageRequest>,
     ) -> Answer<pb::ListUsageResponse> {
         let r = request.into_inner();
-        let filter = UsageFilter { account: None, key_id: Some(r.key_id), limit: r.limit.map(i64::from) };
-        let records = usage::list(&self.db, filter).await?;
+        let filter =
+            UsageFilter { key_id: Some(r.key_id), limit: r.limit.map(i64::from), ..UsageFilter::default() };
+        let page = usage::list(&self.db, filter).await?;
         Ok(Response::new(pb::ListUsageResponse {
-            records: records.into_iter().map(convert::usage_to_pb).collect(),
+            records: page.records.into_iter().map(convert::usage_to_pb).collect(),
+            next_before_request_id: None,
         }))
+    }
+
+    async fn list_account_usage(
+        &self,
+        request: Request<pb::ListAccountUsageRequest>,
+    ) -> Answer<pb::ListUsageResponse> {
+        usage_api::list(&self.db, request.into_inner().try_into()?).await.map(Response::new)
+    }
+
+    async fn summarize_account_usage(
+        &self,
+        request: Request<pb::SummarizeAccountUsageRequest>,
+    ) -> Answer<pb::UsageSummary> {
+        usage_api::summarize(&self.db, request.into_inner().try_into()?).await.map(Response::new)
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Answer<pb::BalanceChange> {

@@ -140,8 +140,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    usage_records (id) {
-        id -> BigInt,
+    // Its primary key is `(created_at, request_id)` on PostgreSQL; SQLite keeps a row id too.
+    usage_records (request_id) {
         request_id -> Text,
         key_id -> BigInt,
         account_id -> BigInt,
