@@ -221,7 +221,8 @@ async fn reports_bill_once_and_move_every_counter(backend: Backend) {
     let records =
         usage::list(&t.db, UsageFilter { key_id: Some(key_id), limit: Some(100), ..UsageFilter::default() })
             .await
-            .unwrap();
+            .unwrap()
+            .records;
     assert_eq!(records.len(), 21);
     assert!(records.iter().all(|(r, _)| r.node_id == "node-a"));
     let first = records.iter().find(|(r, _)| r.request_id == "req-000").unwrap();
@@ -272,6 +273,6 @@ async fn invalid_batches_change_nothing(backend: Backend) {
     }
     let account = accounts::get_by_id(&t.db, account_id).await.unwrap();
     assert_eq!(account.balance, 10_000, "a refused batch records nothing, not even its valid reports");
-    let records = usage::list(&t.db, UsageFilter::default()).await.unwrap();
+    let records = usage::list(&t.db, UsageFilter::default()).await.unwrap().records;
     assert!(records.is_empty());
 }

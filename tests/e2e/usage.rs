@@ -70,6 +70,9 @@ fn to_pb(sent: &Sent) -> pb::UsageReport {
     }
 }
 
+/// Which of the sent records a filter keeps.
+type Keep = Box<dyn Fn(&Sent) -> bool>;
+
 /// Newest first, as listings order them.
 fn newest_first(mut sent: Vec<&Sent>) -> Vec<String> {
     sent.sort_by(|a, b| (b.created_at, &b.request_id).cmp(&(a.created_at, &a.request_id)));
@@ -186,7 +189,7 @@ async fn listing_pages_filters_and_export(backend: Backend) {
     let (since_text, until_text) = (time(since), time(until));
     let key_of_bob = sent.iter().find(|s| s.account == "bob").unwrap().key_id;
     let bob_key = key_of_bob.to_string();
-    let cases: Vec<(Vec<&str>, Box<dyn Fn(&Sent) -> bool>)> = vec![
+    let cases: Vec<(Vec<&str>, Keep)> = vec![
         (vec!["--model", "gpt-b"], Box::new(|s: &Sent| s.model == "gpt-b")),
         (vec!["--status", "upstream_error"], Box::new(|s: &Sent| s.status == "upstream_error")),
         (vec!["--account", "bob"], Box::new(|s: &Sent| s.account == "bob")),
