@@ -20,8 +20,8 @@ use crate::{
     endpoints::{account, catalog, json, text},
     proxy::{
         self, auth,
+        endpoint::Endpoint,
         error::{ApiError, ErrorCode},
-        upstream::Endpoint,
     },
 };
 

@@ -8,8 +8,8 @@ use std::{
 use bytes::Bytes;
 use router_proto::{Money, Multiplier, TokenUsage, cost, pb};
 
-use super::{tokenize, upstream::Endpoint};
-use crate::{metrics::Metrics, policy::ModelInfo, quota::Reservation, report::Reporter};
+use super::{endpoint::Endpoint, tokenize, usage};
+use crate::{app::App, metrics::Metrics, policy::ModelInfo, quota::Reservation, report::Reporter};
 
 /// Output tokens assumed for a request with no `max_tokens` on a model with no configured cap.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
@@ -52,19 +52,29 @@ pub fn estimate(
     cost(&model.tariff, &usage, multiplier).unwrap_or(Money::MAX)
 }
 
-/// Everything needed to bill one request when it ends; dropping it unfinished settles at zero.
-pub struct Meter {
+/// Whose request it is and how it is priced: what billing needs besides the answer.
+pub struct Bill {
     /// The request's id (also `x-request-id`).
     pub request_id: Arc<str>,
-    key_id: i64,
-    model: Arc<ModelInfo>,
-    multiplier: Multiplier,
-    endpoint: Endpoint,
+    /// The key that pays.
+    pub key_id: i64,
+    /// The model, as priced.
+    pub model: Arc<ModelInfo>,
+    /// The key's group multiplier.
+    pub multiplier: Multiplier,
+    /// The endpoint the client called.
+    pub endpoint: Endpoint,
+}
+
+/// Everything needed to bill one request when it ends; dropping it unfinished settles at zero.
+pub struct Meter {
+    bill: Bill,
     reservation: Option<Reservation>,
     reporter: Reporter,
     metrics: Arc<Metrics>,
     started: Instant,
     request_body: Bytes,
+    channel: Arc<str>,
 }
 
 /// What a finished request produced.
@@ -79,35 +89,26 @@ pub struct Produced {
 }
 
 impl Meter {
-    /// A meter for one request.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        request_id: Arc<str>,
-        key_id: i64,
-        model: Arc<ModelInfo>,
-        multiplier: Multiplier,
-        endpoint: Endpoint,
-        reservation: Reservation,
-        reporter: Reporter,
-        metrics: Arc<Metrics>,
-        request_body: Bytes,
-    ) -> Meter {
+    /// A meter for one request, holding its reservation until it is finished.
+    pub fn new(app: &App, bill: Bill, reservation: Reservation, request_body: Bytes) -> Meter {
         Meter {
-            request_id,
-            key_id,
-            model,
-            multiplier,
-            endpoint,
+            bill,
             reservation: Some(reservation),
-            reporter,
-            metrics,
+            reporter: app.reporter.clone(),
+            metrics: Arc::clone(&app.metrics),
             started: Instant::now(),
             request_body,
+            channel: Arc::from(""),
         }
     }
 
+    /// Notes the channel now being tried: the one the usage report names.
+    pub fn trying(&mut self, channel: &Arc<str>) {
+        self.channel = Arc::clone(channel);
+    }
+
     /// Bills the request and hands its usage report over.
-    pub fn finish(mut self, channel: &Arc<str>, outcome: Outcome, produced: Produced) {
+    pub fn finish(mut self, outcome: Outcome, produced: Produced) {
         let usage = match outcome {
             Outcome::UpstreamError => TokenUsage::default(),
             Outcome::Ok | Outcome::Incomplete => {
@@ -117,19 +118,19 @@ impl Meter {
         let cost = if outcome == Outcome::UpstreamError {
             Money::ZERO
         } else {
-            cost(&self.model.tariff, &usage, self.multiplier).unwrap_or_else(|error| {
-                tracing::error!(%error, request_id = %self.request_id, "cost overflow; billing the reservation");
+            cost(&self.bill.model.tariff, &usage, self.bill.multiplier).unwrap_or_else(|error| {
+                tracing::error!(%error, request_id = %self.bill.request_id, "cost overflow; billing the reservation");
                 self.reservation.as_ref().map_or(Money::ZERO, Reservation::amount)
             })
         };
         let lease_id = self.reservation.take().and_then(|r| r.settle(cost));
         let duration = self.started.elapsed();
         let report = pb::UsageReport {
-            request_id: self.request_id.to_string(),
-            key_id: self.key_id,
-            model: self.model.name.to_string(),
-            channel: channel.to_string(),
-            endpoint: self.endpoint.as_str().to_owned(),
+            request_id: self.bill.request_id.to_string(),
+            key_id: self.bill.key_id,
+            model: self.bill.model.name.to_string(),
+            channel: self.channel.to_string(),
+            endpoint: self.bill.endpoint.as_str().to_owned(),
             input_tokens: clamp(usage.input),
             cached_input_tokens: clamp(usage.cached_input),
             cache_write_tokens: clamp(usage.cache_write),
@@ -143,15 +144,21 @@ impl Meter {
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             lease_id,
         };
-        self.metrics.finished(self.endpoint.as_str(), &self.model.name, channel, outcome.as_str(), cost);
+        self.metrics.finished(
+            self.bill.endpoint.as_str(),
+            &self.bill.model.name,
+            &self.channel,
+            outcome.as_str(),
+            cost,
+        );
         if let Err(error) = self.reporter.record(report) {
-            tracing::error!(%error, request_id = %self.request_id, "usage report not recorded");
+            tracing::error!(%error, request_id = %self.bill.request_id, "usage report not recorded");
         }
     }
 
     fn count_locally(&self, raw_output: &[Bytes]) -> TokenUsage {
         let input = tokenize::count_json_strings(&self.request_body);
-        let text = super::stream::answer_text(raw_output, self.endpoint.dialect());
+        let text = usage::answer_text(raw_output, self.bill.endpoint.dialect());
         let output = tokenize::count(&text);
         TokenUsage { input, output, ..TokenUsage::default() }
     }

@@ -1,10 +1,12 @@
-//! The request body: the few fields the gateway reads (borrowed, the rest skipped unparsed) and
-//! the small splice it makes (a mapped model name, `stream_options`), copying every other
-//! top-level value through byte for byte.
+//! Step 2 of the request path, the request body: read size-limited, the few fields the gateway
+//! reads (borrowed, the rest skipped unparsed) and the small splice it makes (a mapped model
+//! name, `stream_options`), copying every other top-level value through byte for byte.
 use std::{borrow::Cow, fmt};
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use serde::{
     Deserialize, Deserializer,
     de::{MapAccess, Visitor},
@@ -12,6 +14,42 @@ use serde::{
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, ErrorCode};
+
+/// Request bodies up to this size are copied out of the connection's read buffer.
+const SMALL_BODY_BYTES: usize = 16 * 1024;
+
+/// The body, size-limited (413 at once on a declared `Content-Length` over the limit).
+pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidRequest,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        // A body that came in one piece is a slice of the connection's read buffer; the meter
+        // keeps the body until the answer ends (to count tokens locally if the upstream reports
+        // none), which would pin that whole buffer for as long as a stream lasts. A small body
+        // is copied out instead: a few hundred bytes per request rather than kilobytes per
+        // open stream.
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            Ok(if body.len() <= SMALL_BODY_BYTES { Bytes::copy_from_slice(&body) } else { body })
+        }
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            format!("cannot read the request body: {error}"),
+        )),
+    }
+}
 
 #[derive(Deserialize)]
 struct StreamOptions {

@@ -5,7 +5,6 @@
 use std::{
     collections::VecDeque,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -110,44 +109,6 @@ pub fn is_injected_usage(event: &Event) -> bool {
     serde_json::from_slice::<Chunk<'_>>(&event.data).is_ok_and(|c| c.choices.is_some_and(|c| c.is_empty()))
 }
 
-/// The text of an answer (stream payloads or a whole body), for counting tokens locally.
-pub fn answer_text(raw: &[Bytes], dialect: Dialect) -> String {
-    fn push_str(value: Option<&serde_json::Value>, text: &mut String) {
-        if let Some(s) = value.and_then(serde_json::Value::as_str) {
-            text.push_str(s);
-        }
-    }
-    let mut text = String::new();
-    for payload in raw {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else { continue };
-        match dialect {
-            Dialect::OpenAi => {
-                for choice in value["choices"].as_array().into_iter().flatten() {
-                    push_str(choice.get("text"), &mut text);
-                    for part in [&choice["delta"], &choice["message"]] {
-                        push_str(part.get("content"), &mut text);
-                        for call in part["tool_calls"].as_array().into_iter().flatten() {
-                            push_str(call["function"].get("arguments"), &mut text);
-                        }
-                    }
-                }
-            }
-            Dialect::Anthropic => {
-                push_str(value["delta"].get("text"), &mut text);
-                push_str(value["delta"].get("partial_json"), &mut text);
-                for block in value["content"].as_array().into_iter().flatten() {
-                    push_str(block.get("text"), &mut text);
-                }
-            }
-            Dialect::Responses => {
-                push_str(value.get("delta"), &mut text);
-                push_str(value.get("output_text"), &mut text);
-            }
-        }
-    }
-    text
-}
-
 /// The client-facing stream.
 pub struct MeteredStream {
     upstream: Incoming,
@@ -160,21 +121,21 @@ pub struct MeteredStream {
     kept: Vec<Bytes>,
     kept_bytes: usize,
     produced_content: bool,
-    meter: Option<(Meter, Arc<str>)>,
+    meter: Option<Meter>,
     first_byte: Duration,
     ready: VecDeque<Bytes>,
     done: bool,
 }
 
 impl MeteredStream {
-    /// Wraps an upstream stream; `meter` bills it when it ends.
+    /// Wraps an upstream stream in `dialect` (`first_byte` after it was asked); `meter` bills
+    /// it when it ends.
     pub fn new(
         upstream: Incoming,
         dialect: Dialect,
         strip_injected_usage: bool,
         idle_timeout: Duration,
         meter: Meter,
-        channel: Arc<str>,
         first_byte: Duration,
     ) -> MeteredStream {
         MeteredStream {
@@ -188,7 +149,7 @@ impl MeteredStream {
             kept: Vec::new(),
             kept_bytes: 0,
             produced_content: false,
-            meter: Some((meter, channel)),
+            meter: Some(meter),
             first_byte,
             ready: VecDeque::new(),
             done: false,
@@ -196,7 +157,7 @@ impl MeteredStream {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        if let Some((meter, channel)) = self.meter.take() {
+        if let Some(meter) = self.meter.take() {
             let produced = Produced {
                 usage: self.usage.get(),
                 raw_output: std::mem::take(&mut self.kept),
@@ -208,7 +169,7 @@ impl MeteredStream {
             } else {
                 outcome
             };
-            meter.finish(&channel, outcome, produced);
+            meter.finish(outcome, produced);
         }
     }
 
@@ -379,20 +340,5 @@ mod tests {
         let stop = parser.next_event().expect("event");
         assert!(is_terminal(&stop, Dialect::Anthropic) && !is_terminal(&stop, Dialect::OpenAi));
         assert!(is_injected_usage(&parser.next_event().expect("event")));
-    }
-
-    #[test]
-    fn extracts_answer_text_per_dialect() {
-        let openai = [
-            Bytes::from_static(br#"{"choices":[{"delta":{"content":"Hel"}}]}"#),
-            Bytes::from_static(br#"{"choices":[{"delta":{"content":"lo"}}]}"#),
-        ];
-        assert_eq!(answer_text(&openai, Dialect::OpenAi), "Hello");
-        let anthropic = [Bytes::from_static(
-            br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#,
-        )];
-        assert_eq!(answer_text(&anthropic, Dialect::Anthropic), "Hi");
-        let responses = [Bytes::from_static(br#"{"type":"response.output_text.delta","delta":"Yo"}"#)];
-        assert_eq!(answer_text(&responses, Dialect::Responses), "Yo");
     }
 }

@@ -10,8 +10,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use super::usage::Dialect;
-use crate::policy::{ChannelInfo, Protocol, catalog::ChannelKind};
+use super::endpoint::Endpoint;
+use crate::policy::{ChannelInfo, catalog::ChannelKind};
 
 /// The shared upstream client (connection pools per host, HTTP/1.1 and HTTP/2, TLS).
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -39,85 +39,15 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
         .build(https)
 }
 
-/// The proxied endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `POST /v1/chat/completions`.
-    ChatCompletions,
-    /// `POST /v1/completions`.
-    Completions,
-    /// `POST /v1/embeddings`.
-    Embeddings,
-    /// `POST /v1/responses`.
-    Responses,
-    /// `POST /v1/messages`.
-    Messages,
-    /// `POST /v1/messages/count_tokens` (free, unmetered).
-    CountTokens,
-}
-
-impl Endpoint {
-    /// The endpoint for a request path (query already removed).
-    pub fn from_path(path: &str) -> Option<Endpoint> {
-        Some(match path.trim_end_matches('/') {
-            "/v1/chat/completions" | "/chat/completions" => Endpoint::ChatCompletions,
-            "/v1/completions" | "/completions" => Endpoint::Completions,
-            "/v1/embeddings" | "/embeddings" => Endpoint::Embeddings,
-            "/v1/responses" | "/responses" => Endpoint::Responses,
-            "/v1/messages" => Endpoint::Messages,
-            "/v1/messages/count_tokens" => Endpoint::CountTokens,
-            _ => return None,
-        })
-    }
-
-    /// The path as clients call it (for usage records and metrics).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "/v1/chat/completions",
-            Endpoint::Completions => "/v1/completions",
-            Endpoint::Embeddings => "/v1/embeddings",
-            Endpoint::Responses => "/v1/responses",
-            Endpoint::Messages => "/v1/messages",
-            Endpoint::CountTokens => "/v1/messages/count_tokens",
-        }
-    }
-
-    /// Which channels can serve it.
-    pub fn protocol(self) -> Protocol {
-        match self {
-            Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
-            _ => Protocol::OpenAi,
-        }
-    }
-
-    /// How its answers report usage.
-    pub fn dialect(self) -> Dialect {
-        match self {
-            Endpoint::Messages | Endpoint::CountTokens => Dialect::Anthropic,
-            Endpoint::Responses => Dialect::Responses,
-            _ => Dialect::OpenAi,
-        }
-    }
-
-    /// Whether its protocol has `stream_options.include_usage` (the Responses API rejects it).
-    pub fn has_stream_usage_option(self) -> bool {
-        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
-    }
-
-    /// Whether errors use Anthropic's shape.
-    pub fn anthropic_errors(self) -> bool {
-        self.protocol() == Protocol::Anthropic
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat/completions",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Responses => "responses",
-            Endpoint::Messages => "v1/messages",
-            Endpoint::CountTokens => "v1/messages/count_tokens",
-        }
+/// The path of `endpoint` under a channel's base URL.
+fn path(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "chat/completions",
+        Endpoint::Completions => "completions",
+        Endpoint::Embeddings => "embeddings",
+        Endpoint::Responses => "responses",
+        Endpoint::Messages => "v1/messages",
+        Endpoint::CountTokens => "v1/messages/count_tokens",
     }
 }
 
@@ -127,10 +57,10 @@ pub fn url(channel: &ChannelInfo, endpoint: Endpoint, upstream_model: &str, quer
     let mut url = match channel.kind {
         ChannelKind::Azure => {
             let version = channel.api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
-            format!("{base}/openai/deployments/{upstream_model}/{}?api-version={version}", endpoint.suffix())
+            format!("{base}/openai/deployments/{upstream_model}/{}?api-version={version}", path(endpoint))
         }
         ChannelKind::OpenAi | ChannelKind::Gemini | ChannelKind::Anthropic => {
-            format!("{base}/{}", endpoint.suffix())
+            format!("{base}/{}", path(endpoint))
         }
     };
     if let Some(query) = query.filter(|q| !q.is_empty()) {

@@ -1,6 +1,8 @@
 //! Reading token usage from upstream answers: OpenAI chat/completions/embeddings bodies and
 //! stream chunks, Responses API bodies and events, Anthropic messages and events — normalized
-//! to the billing definitions of INTERFACE.md (`input` excludes cached and cache-write tokens).
+//! to the billing definitions of INTERFACE.md (`input` excludes cached and cache-write tokens);
+//! and, for answers that report none, the text to count locally.
+use bytes::Bytes;
 use router_proto::TokenUsage;
 use serde::Deserialize;
 
@@ -196,6 +198,44 @@ impl StreamUsage {
     }
 }
 
+/// The text of an answer (stream payloads or a whole body), for counting tokens locally.
+pub fn answer_text(raw: &[Bytes], dialect: Dialect) -> String {
+    fn push_str(value: Option<&serde_json::Value>, text: &mut String) {
+        if let Some(s) = value.and_then(serde_json::Value::as_str) {
+            text.push_str(s);
+        }
+    }
+    let mut text = String::new();
+    for payload in raw {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else { continue };
+        match dialect {
+            Dialect::OpenAi => {
+                for choice in value["choices"].as_array().into_iter().flatten() {
+                    push_str(choice.get("text"), &mut text);
+                    for part in [&choice["delta"], &choice["message"]] {
+                        push_str(part.get("content"), &mut text);
+                        for call in part["tool_calls"].as_array().into_iter().flatten() {
+                            push_str(call["function"].get("arguments"), &mut text);
+                        }
+                    }
+                }
+            }
+            Dialect::Anthropic => {
+                push_str(value["delta"].get("text"), &mut text);
+                push_str(value["delta"].get("partial_json"), &mut text);
+                for block in value["content"].as_array().into_iter().flatten() {
+                    push_str(block.get("text"), &mut text);
+                }
+            }
+            Dialect::Responses => {
+                push_str(value.get("delta"), &mut text);
+                push_str(value.get("output_text"), &mut text);
+            }
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +304,20 @@ mod tests {
         );
         assert!(mentions_usage(br#"{"usage" : {"a":1}}"#));
         assert!(!mentions_usage(br#"{"text":"\"usage\" is a word"}"#));
+    }
+
+    #[test]
+    fn extracts_answer_text_per_dialect() {
+        let openai = [
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"Hel"}}]}"#),
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"lo"}}]}"#),
+        ];
+        assert_eq!(answer_text(&openai, Dialect::OpenAi), "Hello");
+        let anthropic = [Bytes::from_static(
+            br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#,
+        )];
+        assert_eq!(answer_text(&anthropic, Dialect::Anthropic), "Hi");
+        let responses = [Bytes::from_static(br#"{"type":"response.output_text.delta","delta":"Yo"}"#)];
+        assert_eq!(answer_text(&responses, Dialect::Responses), "Yo");
     }
 }

@@ -1,0 +1,80 @@
+//! The proxied endpoints as clients call them: which path is which, the protocol it speaks,
+//! how its answers report usage and how its errors look.
+use super::usage::Dialect;
+use crate::policy::Protocol;
+
+/// The proxied endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/messages`.
+    Messages,
+    /// `POST /v1/messages/count_tokens` (free, unmetered).
+    CountTokens,
+}
+
+impl Endpoint {
+    /// The endpoint for a request path (query already removed).
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        Some(match path.trim_end_matches('/') {
+            "/v1/chat/completions" | "/chat/completions" => Endpoint::ChatCompletions,
+            "/v1/completions" | "/completions" => Endpoint::Completions,
+            "/v1/embeddings" | "/embeddings" => Endpoint::Embeddings,
+            "/v1/responses" | "/responses" => Endpoint::Responses,
+            "/v1/messages" => Endpoint::Messages,
+            "/v1/messages/count_tokens" => Endpoint::CountTokens,
+            _ => return None,
+        })
+    }
+
+    /// The path as clients call it (for usage records and metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Responses => "/v1/responses",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    /// Which channels can serve it.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
+            _ => Protocol::OpenAi,
+        }
+    }
+
+    /// How its answers report usage.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Dialect::Anthropic,
+            Endpoint::Responses => Dialect::Responses,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// Whether its protocol has `stream_options.include_usage` (the Responses API rejects it).
+    pub fn has_stream_usage_option(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+
+    /// Whether errors use Anthropic's shape.
+    pub fn anthropic_errors(self) -> bool {
+        self.protocol() == Protocol::Anthropic
+    }
+
+    /// Whether requests to it are billed (`count_tokens` is free and leaves no usage record).
+    pub fn is_billed(self) -> bool {
+        self != Endpoint::CountTokens
+    }
+}

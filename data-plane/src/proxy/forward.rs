@@ -1,0 +1,302 @@
+//! Steps 5–7 of the request path: try the planned channels in order until one answers, and
+//! hand that answer to the client — streamed through the meter, or read whole.
+//!
+//! One loop serves the billed endpoints and the free one (`count_tokens`, with no meter).
+//! A connect error, a timeout, a 5xx, 429, 408 or 401/403 (bad channel credentials) cools the
+//! channel down and moves on to the next, which is safe because nothing has reached the client
+//! yet; an upstream 400/404/413/422 is the request's own fault and is passed through, free.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header, request::Parts};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use super::{
+    endpoint::Endpoint,
+    error::{ApiError, ErrorCode},
+    meter::{Meter, Outcome, Produced},
+    request::{self, Fields},
+    route,
+    stream::MeteredStream,
+    upstream, usage,
+};
+use crate::{
+    app::App,
+    body::{ResponseBody, full},
+    policy::{ChannelInfo, ModelInfo},
+};
+
+/// Largest upstream answer read whole (non-streamed answers, errors).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// One admitted request on its way upstream: what every attempt of it reads.
+pub struct Attempt<'a> {
+    /// Shared state: the upstream client, cool-downs, timeouts, metrics.
+    pub app: &'a App,
+    /// The endpoint the client called.
+    pub endpoint: Endpoint,
+    /// The client's request head (protocol headers and query are passed on).
+    pub head: &'a Parts,
+    /// The client's body, as sent.
+    pub body: &'a Bytes,
+    /// What the gateway read of the body.
+    pub fields: &'a Fields<'a>,
+    /// The model, as priced.
+    pub model: &'a ModelInfo,
+    /// When the request arrived (for the latency the gateway adds).
+    pub started: Instant,
+}
+
+/// Why an attempt on a channel failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Timeout,
+    Unreachable,
+    Status(StatusCode),
+}
+
+impl Failure {
+    /// The error the client gets when every channel failed, the last one this way.
+    fn error(self) -> ApiError {
+        let (status, message) = match self {
+            Failure::Timeout => {
+                (StatusCode::GATEWAY_TIMEOUT, "every channel for this model timed out".to_owned())
+            }
+            Failure::Unreachable => {
+                (StatusCode::BAD_GATEWAY, "no channel for this model could be reached".to_owned())
+            }
+            Failure::Status(status) => (
+                StatusCode::BAD_GATEWAY,
+                format!("every channel for this model failed (last answered {status})"),
+            ),
+        };
+        ApiError::new(status, ErrorCode::UpstreamError, message)
+    }
+}
+
+/// Whether an upstream status is the request's own fault: passed through, never retried.
+fn is_request_fault(status: StatusCode) -> bool {
+    status.is_client_error() && !matches!(status.as_u16(), 401 | 403 | 408 | 429)
+}
+
+/// An upstream answer worth handing to the client, and how long its first byte took.
+type Answered = (Response<Incoming>, Duration);
+
+/// Tries `channels` (in the order [`route::plan`] gives) until one answers; `meter` bills the
+/// request (`None`: a free request, never billed).
+pub async fn forward(
+    attempt: &Attempt<'_>,
+    channels: &[Arc<ChannelInfo>],
+    mut meter: Option<Meter>,
+) -> Response<ResponseBody> {
+    let mut failure = Failure::Unreachable;
+    let mut sent_any = false;
+    for channel in route::plan(channels, &attempt.app.cool_downs) {
+        if let Some(meter) = &mut meter {
+            meter.trying(&channel.name);
+        }
+        let request = match attempt.upstream_request(&channel) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(channel = %channel.name, %error, "cannot build the upstream request");
+                failure = Failure::Unreachable;
+                continue;
+            }
+        };
+        if !sent_any {
+            attempt.app.metrics.added_latency(attempt.started.elapsed().as_secs_f64());
+            sent_any = true;
+        }
+        match attempt.send(&channel, request).await {
+            Ok(answered) => return attempt.deliver(answered, meter).await,
+            Err(why) => failure = why,
+        }
+    }
+    if let Some(meter) = meter {
+        meter.finish(Outcome::UpstreamError, Produced::default());
+    }
+    failure.error().response(attempt.endpoint.anthropic_errors())
+}
+
+impl Attempt<'_> {
+    /// The request for `channel`: its URL and credentials, the body with the channel's model
+    /// name and, on a stream whose protocol has it, the usage chunk asked for.
+    fn upstream_request(&self, channel: &ChannelInfo) -> anyhow::Result<Request<Full<Bytes>>> {
+        let upstream_model = channel.upstream_model(&self.model.name);
+        let renamed = (upstream_model != &*self.model.name).then_some(upstream_model);
+        let body = if renamed.is_some() || self.injects_usage() {
+            request::splice(self.body, renamed, self.injects_usage()).unwrap_or_else(|_| self.body.clone())
+        } else {
+            self.body.clone()
+        };
+        upstream::request(
+            channel,
+            self.endpoint,
+            upstream_model,
+            self.head.uri.query(),
+            &self.head.headers,
+            body,
+        )
+    }
+
+    /// Whether the gateway asks for a stream's usage chunk the client did not ask for.
+    fn injects_usage(&self) -> bool {
+        self.fields.stream && self.endpoint.has_stream_usage_option() && !self.fields.include_usage
+    }
+
+    /// Sends one attempt and sorts its outcome: an answer for the client, or a failure that
+    /// cools the channel down.
+    async fn send(&self, channel: &ChannelInfo, request: Request<Full<Bytes>>) -> Result<Answered, Failure> {
+        let app = self.app;
+        let sent = Instant::now();
+        let response = match tokio::time::timeout(app.config.first_byte_timeout, app.http.request(request))
+            .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::warn!(channel = %channel.name, %error, "upstream unreachable; trying the next channel");
+                app.cool_downs.failed(channel.id);
+                return Err(Failure::Unreachable);
+            }
+            Err(_) => {
+                tracing::warn!(channel = %channel.name, "upstream timed out; trying the next channel");
+                app.cool_downs.failed(channel.id);
+                return Err(Failure::Timeout);
+            }
+        };
+        let first_byte = sent.elapsed();
+        app.metrics.upstream_latency(first_byte.as_secs_f64());
+        let status = response.status();
+        if status.is_success() {
+            app.cool_downs.succeeded(channel.id);
+            return Ok((response, first_byte));
+        }
+        if is_request_fault(status) {
+            return Ok((response, first_byte));
+        }
+        tracing::warn!(channel = %channel.name, %status, "upstream failed; trying the next channel");
+        app.cool_downs.failed(channel.id);
+        Err(Failure::Status(status))
+    }
+
+    /// Hands an answer to the client: a stream event by event through the meter, anything
+    /// else read whole (and billed from its usage when it is a success).
+    async fn deliver(
+        &self,
+        (response, first_byte): Answered,
+        meter: Option<Meter>,
+    ) -> Response<ResponseBody> {
+        let (head, body) = response.into_parts();
+        let idle = self.app.config.idle_timeout;
+        let success = head.status.is_success();
+        let meter = match meter {
+            Some(meter) if success && self.fields.stream && is_event_stream(&head.headers) => {
+                let dialect = self.endpoint.dialect();
+                let stream = MeteredStream::new(body, dialect, self.injects_usage(), idle, meter, first_byte);
+                return client_response(head.status, &head.headers, BodyExt::boxed(stream));
+            }
+            meter => meter,
+        };
+        let answer = read_answer(body, idle).await;
+        let (outcome, produced) = match &answer {
+            Ok(answer) if success => {
+                let usage = usage::from_body(answer, self.endpoint.dialect());
+                (
+                    Outcome::Ok,
+                    Produced { usage, raw_output: vec![answer.clone()], first_byte: Some(first_byte) },
+                )
+            }
+            // The request's own fault, or an answer that broke off: free.
+            _ => (Outcome::UpstreamError, Produced::default()),
+        };
+        if let Some(meter) = meter {
+            meter.finish(outcome, produced);
+        }
+        match answer {
+            Ok(answer) => client_response(head.status, &head.headers, full(answer)),
+            // A refusal whose body broke off still reaches the client with its status.
+            Err(_) if !success => client_response(head.status, &head.headers, full(Bytes::new())),
+            Err(why) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::UpstreamError,
+                format!("the upstream answer broke off: {why}"),
+            )
+            .response(self.endpoint.anthropic_errors()),
+        }
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// Reads a whole upstream answer, giving up after `idle` without data. An answer that arrives
+/// in one piece (the usual small JSON body) is passed on without a copy.
+async fn read_answer(mut body: Incoming, idle: Duration) -> Result<Bytes, String> {
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err("no data within the idle timeout".into()),
+            Ok(None) => return Ok(first.unwrap_or_else(|| joined.freeze())),
+            Ok(Some(Err(error))) => return Err(error.to_string()),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue };
+                let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
+                if held + data.len() > MAX_ANSWER_BYTES {
+                    return Err("the answer is too large".into());
+                }
+                // `first` holds the answer while it is one piece; from the second on, `joined`.
+                if first.is_none() && joined.is_empty() {
+                    first = Some(data);
+                } else {
+                    if let Some(earlier) = first.take() {
+                        joined.extend_from_slice(&earlier);
+                    }
+                    joined.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Headers of an upstream answer never passed to the client.
+fn is_hop_header(name: &header::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+            | "x-request-id"
+            | "set-cookie"
+    )
+}
+
+/// The client's answer: the upstream's status and headers (less hop-by-hop ones) over `body`.
+fn client_response(
+    status: StatusCode,
+    upstream_headers: &HeaderMap,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in upstream_headers {
+        if !is_hop_header(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.entry(header::CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+    response
+}
