@@ -74,7 +74,8 @@ pub struct Meter {
     metrics: Arc<Metrics>,
     started: Instant,
     request_body: Bytes,
-    channel: Arc<str>,
+    /// The channel being tried (the last one tried, when all failed).
+    channel: Option<Arc<str>>,
 }
 
 /// What a finished request produced.
@@ -98,13 +99,13 @@ impl Meter {
             metrics: Arc::clone(&app.metrics),
             started: Instant::now(),
             request_body,
-            channel: Arc::from(""),
+            channel: None,
         }
     }
 
     /// Notes the channel now being tried: the one the usage report names.
     pub fn trying(&mut self, channel: &Arc<str>) {
-        self.channel = Arc::clone(channel);
+        self.channel = Some(Arc::clone(channel));
     }
 
     /// Bills the request and hands its usage report over.
@@ -124,12 +125,14 @@ impl Meter {
             })
         };
         let lease_id = self.reservation.take().and_then(|r| r.settle(cost));
+        // Every request is finished after a channel was tried (`forward` sees to that).
+        let channel = self.channel.take().unwrap_or_else(|| Arc::from(""));
         let duration = self.started.elapsed();
         let report = pb::UsageReport {
             request_id: self.bill.request_id.to_string(),
             key_id: self.bill.key_id,
             model: self.bill.model.name.to_string(),
-            channel: self.channel.to_string(),
+            channel: channel.to_string(),
             endpoint: self.bill.endpoint.as_str().to_owned(),
             input_tokens: clamp(usage.input),
             cached_input_tokens: clamp(usage.cached_input),
@@ -147,7 +150,7 @@ impl Meter {
         self.metrics.finished(
             self.bill.endpoint.as_str(),
             &self.bill.model.name,
-            &self.channel,
+            &channel,
             outcome.as_str(),
             cost,
         );
