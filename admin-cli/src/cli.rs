@@ -1,7 +1,7 @@
 //! The command line: global flags and the tree of subcommands.
 use clap::{ArgAction, Args, Parser, Subcommand, builder::FalseyValueParser};
 
-use crate::commands::{account, balance, channel, code, group, key, model, model_group, usage};
+use crate::commands::{account, balance, channel, code, group, key, model, model_group, setup, usage};
 
 /// routerctl: administer a Code Router control plane over gRPC.
 #[derive(Debug, Parser)]
@@ -87,6 +87,10 @@ pub enum Command {
     Usage(usage::UsageArgs),
     /// Show the public price table.
     Pricing,
+    /// Make the deployment's setup what a TOML file declares (one transaction).
+    Apply(setup::ApplyArgs),
+    /// Print the deployment's setup as a TOML file `apply` takes.
+    Export(setup::ExportArgs),
 }
 
 #[cfg(test)]

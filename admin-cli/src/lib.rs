@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod output;
+pub mod setup;
 
 use std::io;
 

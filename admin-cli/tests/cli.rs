@@ -147,6 +147,8 @@ fake_admin_service! {
     list_usage: ListUsageRequest -> ListUsageResponse;
     summarize_usage: SummarizeUsageRequest -> UsageSummary;
     get_pricing: GetPricingRequest -> Pricing;
+    apply_setup: ApplySetupRequest -> ApplySetupResponse;
+    export_setup: ExportSetupRequest -> Setup;
 }
 
 /// Serves `fake` on an ephemeral port and returns its endpoint.

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// No database connection could be had.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A dry run's transaction, rolled back on purpose after its changes were computed.
+    #[error("rolled back (dry run)")]
+    RolledBack,
 }
 
 /// Result of a storage operation.
@@ -71,6 +74,7 @@ impl From<StoreError> for Status {
                 tracing::error!(error = %e, "database unavailable");
                 Status::unavailable("database unavailable")
             }
+            StoreError::RolledBack => Status::aborted(error.to_string()),
         }
     }
 }

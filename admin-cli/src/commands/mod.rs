@@ -10,6 +10,7 @@ pub mod model;
 pub mod model_group;
 mod price;
 pub mod pricing;
+pub mod setup;
 pub mod usage;
 
 use crate::{cli::Command, client::Admin, error::Error, output::Output};
@@ -29,5 +30,7 @@ pub async fn run(command: Command, admin: &mut Admin, out: &mut Output) -> Resul
         Command::Code(command) => code::run(command, admin, out).await,
         Command::Usage(args) => usage::run(args, admin, out).await,
         Command::Pricing => pricing::run(admin, out).await,
+        Command::Apply(args) => setup::apply(args, admin, out).await,
+        Command::Export(args) => setup::export(args, admin, out).await,
     }
 }

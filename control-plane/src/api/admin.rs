@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     db::Db,
-    store::{accounts, channels, codes, groups, keys, ledger, models, pricing, usage},
+    store::{accounts, channels, codes, groups, keys, ledger, models, pricing, setup, usage},
 };
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -46,18 +46,7 @@ fn list_limit(limit: Option<u32>, default: i64) -> i64 {
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn add_channel(&self, request: Request<pb::AddChannelRequest>) -> Answer<pb::Channel> {
-        let r = request.into_inner();
-        let spec = channels::ChannelSpec {
-            name: r.name,
-            channel_type: r.r#type,
-            base_url: r.base_url,
-            api_key: r.api_key,
-            models: r.models,
-            priority: r.priority,
-            weight: r.weight,
-            model_map: r.model_map.into_iter().collect(),
-            api_version: r.api_version,
-        };
+        let spec = convert::channel_spec_from_pb(request.into_inner());
         let channel = channels::add(&self.db, spec).await?;
         self.changed(convert::channel_to_pb(channel, false))
     }
@@ -312,6 +301,24 @@ impl AdminService for AdminApi {
 
     async fn summarize_usage(&self, request: Request<pb::SummarizeUsageRequest>) -> Answer<pb::UsageSummary> {
         usage_api::summarize(&self.db, request.into_inner().try_into()?).await.map(Response::new)
+    }
+
+    async fn apply_setup(&self, request: Request<pb::ApplySetupRequest>) -> Answer<pb::ApplySetupResponse> {
+        let r = request.into_inner();
+        let declared = convert::setup_from_pb(r.setup.unwrap_or_default())?;
+        let options = setup::Options { dry_run: r.dry_run, prune: r.prune };
+        let applied = setup::apply(&self.db, &declared, options).await?;
+        let answer = pb::ApplySetupResponse {
+            version: applied.version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+            changes: applied.changes.into_iter().map(convert::change_to_pb).collect(),
+        };
+        if answer.version == 0 { Ok(Response::new(answer)) } else { self.changed(answer) }
+    }
+
+    async fn export_setup(&self, request: Request<pb::ExportSetupRequest>) -> Answer<pb::Setup> {
+        let with_secrets = request.into_inner().with_secrets;
+        let current = setup::export(&self.db).await?;
+        Ok(Response::new(convert::setup_to_pb(current, with_secrets)))
     }
 
     async fn get_pricing(&self, _: Request<pb::GetPricingRequest>) -> Answer<pb::Pricing> {

@@ -6,7 +6,7 @@ use tonic::Status;
 
 use crate::store::{
     accounts::Account,
-    channels::Channel,
+    channels::{Channel, ChannelSpec},
     codes::Code,
     groups::Group,
     keys::Key,
@@ -15,6 +15,7 @@ use crate::store::{
     models::{Model, ModelGroup},
     policy::{PolicyAccount, PolicyKey},
     pricing::PriceEntry,
+    setup::{self, Setup},
     usage::{Report, UsageRow},
 };
 
@@ -73,6 +74,150 @@ pub fn channel_to_pb(channel: Channel, reveal_key: bool) -> pb::Channel {
         api_version: channel.api_version,
         enabled: channel.enabled,
         created_at_unix_micros: channel.created_at,
+    }
+}
+
+/// What `channel add` (or a declared channel) asks for.
+pub fn channel_spec_from_pb(r: pb::AddChannelRequest) -> ChannelSpec {
+    ChannelSpec {
+        name: r.name,
+        channel_type: r.r#type,
+        base_url: r.base_url,
+        api_key: r.api_key,
+        models: r.models,
+        priority: r.priority,
+        weight: r.weight,
+        model_map: r.model_map.into_iter().collect(),
+        api_version: r.api_version,
+    }
+}
+
+/// A channel's settings in the form `channel add` takes; the upstream key only when asked.
+pub fn channel_spec_to_pb(spec: ChannelSpec, with_secret: bool) -> pb::AddChannelRequest {
+    pb::AddChannelRequest {
+        name: spec.name,
+        r#type: spec.channel_type,
+        base_url: spec.base_url,
+        api_key: if with_secret { spec.api_key } else { String::new() },
+        models: spec.models,
+        priority: spec.priority,
+        weight: spec.weight,
+        model_map: spec.model_map.into_iter().collect(),
+        api_version: spec.api_version,
+    }
+}
+
+/// A declared setup from the wire.
+pub fn setup_from_pb(setup: pb::Setup) -> Result<Setup, Status> {
+    let mut declared = Setup::default();
+    for channel in setup.channels {
+        let spec = channel.channel.map(channel_spec_from_pb).unwrap_or_default();
+        declared.channels.push(setup::DeclaredChannel { spec, enabled: channel.enabled });
+    }
+    for model in setup.models {
+        let tariff = tariff_from_pb(model.price.as_ref())?.ok_or_else(|| {
+            Status::invalid_argument(format!("model {:?}: a model needs a price (per token or per call)", model.name))
+        })?;
+        declared.models.push(setup::DeclaredModel {
+            name: model.name,
+            tariff,
+            max_output_tokens: model.max_output_tokens,
+        });
+    }
+    for group in setup.model_groups {
+        declared.model_groups.push(setup::DeclaredModelGroup {
+            tariff: tariff_from_pb(group.price.as_ref())?,
+            name: group.name,
+            members: group.models,
+        });
+    }
+    for group in setup.groups {
+        declared.groups.push(setup::DeclaredGroup {
+            multiplier: group.multiplier_micros.map(multiplier_from_pb).transpose()?,
+            reach: if group.models.is_empty() {
+                crate::store::groups::Reach::All
+            } else {
+                crate::store::groups::Reach::Only(group.models)
+            },
+            name: group.name,
+        });
+    }
+    for account in setup.accounts {
+        if account.balance_nanos.is_some() {
+            return Err(Status::invalid_argument(format!(
+                "account {:?}: a balance is never declared (use top-ups)",
+                account.name
+            )));
+        }
+        declared.accounts.push(setup::DeclaredAccount {
+            name: account.name,
+            group: account.group,
+            daily_limit: account.daily_limit_nanos,
+        });
+    }
+    Ok(declared)
+}
+
+/// The stored setup for the wire; channels' upstream keys only when asked.
+pub fn setup_to_pb(setup: Setup, with_secrets: bool) -> pb::Setup {
+    pb::Setup {
+        channels: setup
+            .channels
+            .into_iter()
+            .map(|c| pb::DeclaredChannel {
+                channel: Some(channel_spec_to_pb(c.spec, with_secrets)),
+                enabled: c.enabled,
+            })
+            .collect(),
+        models: setup
+            .models
+            .into_iter()
+            .map(|m| pb::SetModelRequest {
+                price: Some(tariff_to_pb(&m.tariff)),
+                name: m.name,
+                max_output_tokens: m.max_output_tokens,
+            })
+            .collect(),
+        model_groups: setup
+            .model_groups
+            .into_iter()
+            .map(|g| pb::AddModelGroupRequest {
+                price: g.tariff.as_ref().map(tariff_to_pb),
+                name: g.name,
+                models: g.members,
+            })
+            .collect(),
+        groups: setup
+            .groups
+            .into_iter()
+            .map(|g| pb::AddGroupRequest {
+                multiplier_micros: g.multiplier.map(Multiplier::micros),
+                models: match g.reach {
+                    crate::store::groups::Reach::All => Vec::new(),
+                    crate::store::groups::Reach::Only(models) => models,
+                },
+                name: g.name,
+            })
+            .collect(),
+        accounts: setup
+            .accounts
+            .into_iter()
+            .map(|a| pb::AddAccountRequest {
+                name: a.name,
+                group: a.group,
+                balance_nanos: None,
+                daily_limit_nanos: a.daily_limit,
+            })
+            .collect(),
+    }
+}
+
+/// What applying did to one item, for the wire.
+pub fn change_to_pb(change: setup::Change) -> pb::SetupChange {
+    pb::SetupChange {
+        kind: change.kind.as_str().to_owned(),
+        name: change.name,
+        action: change.action.as_str().to_owned(),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
 pub const CHANNEL_TYPES: [&str; 4] = ["openai", "anthropic", "azure", "gemini"];
 
 /// A channel as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = channels, treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Channel {
@@ -156,9 +156,9 @@ fn encode_map(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Adds a channel.
-pub async fn add(db: &Db, spec: ChannelSpec) -> StoreResult<Channel> {
-    let mut channel = Channel {
+/// The row a new channel gets (enabled, not yet stamped with a version), checked.
+pub fn new_row(spec: ChannelSpec, now: i64) -> StoreResult<Channel> {
+    let channel = Channel {
         id: 0,
         name: spec.name,
         channel_type: spec.channel_type,
@@ -171,9 +171,15 @@ pub async fn add(db: &Db, spec: ChannelSpec) -> StoreResult<Channel> {
         api_version: spec.api_version.filter(|v| !v.is_empty()),
         enabled: true,
         version: 0,
-        created_at: now_micros(),
+        created_at: now,
     };
     validate(&channel)?;
+    Ok(channel)
+}
+
+/// Adds a channel.
+pub async fn add(db: &Db, spec: ChannelSpec) -> StoreResult<Channel> {
+    let mut channel = new_row(spec, now_micros())?;
     write_tx!(db, |conn| {
         channel.version = conn.bump_policy_version().await?;
         let name = channel.name.clone();

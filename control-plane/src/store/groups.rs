@@ -17,7 +17,7 @@ use crate::{
 pub const DEFAULT_GROUP: &str = "default";
 
 /// A token group as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = token_groups, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Group {
     /// Row id.
@@ -80,7 +80,8 @@ pub async fn add(db: &Db, name: &str, multiplier: Option<Multiplier>, reach: Rea
     })
 }
 
-fn reach_columns(reach: Reach) -> StoreResult<(bool, String)> {
+/// The `all_models` and `models` columns for a reach, checked.
+pub fn reach_columns(reach: Reach) -> StoreResult<(bool, String)> {
     Ok(match reach {
         Reach::All => (true, json_list(&[])),
         Reach::Only(models) => {

@@ -75,7 +75,7 @@ pub fn tariff_of(
 }
 
 /// A model with its own price.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = models, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct Model {
     /// Row id.
@@ -117,7 +117,7 @@ impl Model {
 }
 
 /// A model group.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = model_groups, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct ModelGroup {
     /// Row id.
@@ -163,13 +163,31 @@ impl ModelGroup {
     }
 }
 
-/// Sets a model's price (creating the model if needed).
-pub async fn set(db: &Db, name: &str, tariff: &Tariff, max_output_tokens: Option<i64>) -> StoreResult<Model> {
+/// Checks a model's name, price and output cap; returns the price's columns.
+pub fn check_model(name: &str, tariff: &Tariff, max_output_tokens: Option<i64>) -> StoreResult<PriceColumns> {
     check_name("model", name)?;
     if max_output_tokens.is_some_and(|n| n <= 0) {
         return Err(StoreError::invalid("max output tokens must be positive"));
     }
-    let price = PriceColumns::from_tariff(Some(tariff))?;
+    PriceColumns::from_tariff(Some(tariff))
+}
+
+/// Checks a model group's name and members; returns the members cleaned.
+pub fn check_model_group(name: &str, members: &[String]) -> StoreResult<Vec<String>> {
+    check_name("model group", name)?;
+    let members = clean_names("model", members)?;
+    if members.is_empty() {
+        return Err(StoreError::invalid("a model group needs at least one model"));
+    }
+    if members.iter().any(|m| m == name) {
+        return Err(StoreError::invalid("a model group cannot contain itself"));
+    }
+    Ok(members)
+}
+
+/// Sets a model's price (creating the model if needed).
+pub async fn set(db: &Db, name: &str, tariff: &Tariff, max_output_tokens: Option<i64>) -> StoreResult<Model> {
+    let price = check_model(name, tariff, max_output_tokens)?;
     let billing = price.billing.unwrap_or("tokens");
     write_tx!(db, |conn| {
         let clash: i64 =
@@ -228,14 +246,7 @@ pub async fn add_group(
     members: &[String],
     tariff: Option<&Tariff>,
 ) -> StoreResult<ModelGroup> {
-    check_name("model group", name)?;
-    let members = clean_names("model", members)?;
-    if members.is_empty() {
-        return Err(StoreError::invalid("a model group needs at least one model"));
-    }
-    if members.iter().any(|m| m == name) {
-        return Err(StoreError::invalid("a model group cannot contain itself"));
-    }
+    let members = check_model_group(name, members)?;
     let price = PriceColumns::from_tariff(tariff)?;
     write_tx!(db, |conn| {
         let clash: i64 = models::table.filter(models::name.eq(name)).count().get_result(conn).await?;
