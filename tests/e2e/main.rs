@@ -30,4 +30,5 @@ mod quota;
 mod quota_dp;
 mod sdk;
 mod security;
+mod setup;
 mod usage;

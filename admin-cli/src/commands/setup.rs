@@ -62,7 +62,8 @@ fn about_an_item(code: Code) -> bool {
 /// Runs `apply`.
 pub async fn apply(args: ApplyArgs, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
     let parsed = Parsed::parse(&args.file, read(&args.file)?)?;
-    let request = pb::ApplySetupRequest { setup: Some(parsed.to_proto()?), dry_run: args.dry_run, prune: args.prune };
+    let request =
+        pb::ApplySetupRequest { setup: Some(parsed.to_proto()?), dry_run: args.dry_run, prune: args.prune };
     // The error names the item; its line is only known here.
     let answer = match admin.apply_setup(request).await {
         Ok(answer) => answer.into_inner(),

@@ -219,11 +219,15 @@ impl Parsed {
         let base = Path::new(&self.path).parent().unwrap_or(Path::new(""));
         let mut setup = pb::Setup::default();
         for item in &self.file.channel {
-            let fail = |message: String| self.at(item.name.span(), format!("channel {:?}: {message}", item.name.get_ref()));
+            let fail = |message: String| {
+                self.at(item.name.span(), format!("channel {:?}: {message}", item.name.get_ref()))
+            };
             setup.channels.push(channel_to_proto(item, base).map_err(fail)?);
         }
         for item in &self.file.model {
-            let fail = |message: String| self.at(item.name.span(), format!("model {:?}: {message}", item.name.get_ref()));
+            let fail = |message: String| {
+                self.at(item.name.span(), format!("model {:?}: {message}", item.name.get_ref()))
+            };
             let price = price_to_proto(
                 item.input_price,
                 item.output_price,
@@ -257,11 +261,17 @@ impl Parsed {
             });
         }
         for item in &self.file.group {
-            let fail = |message: &str| self.at(item.name.span(), format!("group {:?}: {message}", item.name.get_ref()));
+            let fail = |message: &str| {
+                self.at(item.name.span(), format!("group {:?}: {message}", item.name.get_ref()))
+            };
             let models = match (item.all_models, &item.models) {
-                (Some(true), Some(_)) => return Err(fail("give either models or all_models = true, not both")),
+                (Some(true), Some(_)) => {
+                    return Err(fail("give either models or all_models = true, not both"));
+                }
                 (Some(false), None) => return Err(fail("all_models = false needs a list of models")),
-                (_, Some(models)) if models.is_empty() => return Err(fail("models is empty (say all_models = true)")),
+                (_, Some(models)) if models.is_empty() => {
+                    return Err(fail("models is empty (say all_models = true)"));
+                }
                 (_, models) => models.clone().unwrap_or_default(),
             };
             setup.groups.push(pb::AddGroupRequest {
@@ -312,7 +322,9 @@ fn price_to_proto(
     per_call: Option<Amount>,
 ) -> Result<Option<pb::Price>, String> {
     let billing = match (per_call, input, output) {
-        (Some(_), _, _) if input.is_some() || output.is_some() || cached_input.is_some() || cache_write.is_some() => {
+        (Some(_), _, _)
+            if input.is_some() || output.is_some() || cached_input.is_some() || cache_write.is_some() =>
+        {
             return Err("per_call cannot be combined with token prices".into());
         }
         (Some(price), None, None) => pb::price::Billing::PerCallNanos(price.0.nanos()),
@@ -334,7 +346,9 @@ type PriceFields = (Option<Amount>, Option<Amount>, Option<Amount>, Option<Amoun
 fn price_fields(price: Option<&pb::Price>) -> PriceFields {
     match price.and_then(|p| p.billing.as_ref()) {
         None => (None, None, None, None, None),
-        Some(pb::price::Billing::PerCallNanos(nanos)) => (None, None, None, None, values::amount(Some(*nanos))),
+        Some(pb::price::Billing::PerCallNanos(nanos)) => {
+            (None, None, None, None, values::amount(Some(*nanos)))
+        }
         Some(pb::price::Billing::Tokens(t)) => (
             values::amount(Some(t.input_nanos)),
             values::amount(Some(t.output_nanos)),
@@ -436,7 +450,8 @@ pub fn from_proto(setup: pb::Setup, with_secrets: bool) -> SetupFile {
 
 /// The file's text: the same setup always gives the same bytes.
 pub fn render(file: &SetupFile) -> Result<String, Error> {
-    let body = toml::to_string(file).map_err(|e| Error::Invalid(format!("cannot write the setup as TOML: {e}")))?;
+    let body =
+        toml::to_string(file).map_err(|e| Error::Invalid(format!("cannot write the setup as TOML: {e}")))?;
     Ok(format!("{HEADER}\n{body}"))
 }
 

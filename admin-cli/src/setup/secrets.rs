@@ -13,7 +13,8 @@ pub fn resolve(value: &str, base: &Path) -> Result<String, String> {
     }
     if let Some(path) = value.strip_prefix("file:") {
         let path = base.join(path);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let text = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
         return Ok(text.to_owned());
     }
@@ -23,8 +24,10 @@ pub fn resolve(value: &str, base: &Path) -> Result<String, String> {
 /// The environment variable `export` names for a channel's key: `ROUTER_CHANNEL_<NAME>_KEY`,
 /// the name upper-cased with every other character than a letter or digit as `_`.
 pub fn channel_key_var(channel: &str) -> String {
-    let name: String =
-        channel.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let name: String = channel
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
     format!("ROUTER_CHANNEL_{name}_KEY")
 }
 

@@ -59,12 +59,18 @@ fn a_complete_file_becomes_the_request() {
     assert_eq!(channel.weight, None);
     assert_eq!(channel.model_map["gpt-4o"], "gpt-4o-2024-08-06");
     assert_eq!(setup.channels[0].enabled, None);
-    let Some(pb::price::Billing::Tokens(tokens)) = setup.models[0].price.as_ref().and_then(|p| p.billing.clone())
+    let Some(pb::price::Billing::Tokens(tokens)) = setup.models[0].price.as_ref().and_then(|p| p.billing)
     else {
         panic!("not per token")
     };
-    assert_eq!((tokens.input_nanos, tokens.output_nanos, tokens.cached_input_nanos), (150_000_000, 600_000_000, Some(75_000_000)));
-    assert_eq!(setup.models[1].price.as_ref().and_then(|p| p.billing.clone()), Some(pb::price::Billing::PerCallNanos(40_000_000)));
+    assert_eq!(
+        (tokens.input_nanos, tokens.output_nanos, tokens.cached_input_nanos),
+        (150_000_000, 600_000_000, Some(75_000_000))
+    );
+    assert_eq!(
+        setup.models[1].price.as_ref().and_then(|p| p.billing),
+        Some(pb::price::Billing::PerCallNanos(40_000_000))
+    );
     assert_eq!(setup.groups[0].multiplier_micros, Some(800_000));
     assert_eq!(setup.accounts[0].daily_limit_nanos, Some(2_000_000_000));
     assert_eq!(setup.accounts[0].balance_nanos, None);
@@ -76,7 +82,10 @@ fn bad_files_name_the_line() {
     let message = error(text);
     assert!(message.starts_with("setup.toml:3:"), "{message}");
     assert!(message.contains("as a string"), "{message}");
-    assert!(error("[[model]]\nname = \"m\"\ninput_price = \"0.0000000001\"\noutput_price = \"1\"\n").starts_with("setup.toml:3:"));
+    assert!(
+        error("[[model]]\nname = \"m\"\ninput_price = \"0.0000000001\"\noutput_price = \"1\"\n")
+            .starts_with("setup.toml:3:")
+    );
     let message = error("[[channel]]\nname = \"c\"\nbogus = 1\n");
     assert!(message.starts_with("setup.toml:3:"), "{message}");
     assert!(error("[[alias]]\nname = \"c\"\n").contains("alias"));
@@ -87,9 +96,13 @@ fn bad_files_name_the_line() {
     assert!(message.starts_with("setup.toml:2:"), "{message}");
     let channel = "[[channel]]\nname = \"c\"\ntype = \"bedrock\"\nbase_url = \"https://x\"\napi_key = \"k\"\nmodels = [\"m\"]\n";
     assert!(error(channel).contains("unknown type"));
-    let channel = channel.replace("bedrock", "openai").replace("\"k\"", "\"env:ROUTERCTL_SURELY_UNSET_VARIABLE\"");
+    let channel =
+        channel.replace("bedrock", "openai").replace("\"k\"", "\"env:ROUTERCTL_SURELY_UNSET_VARIABLE\"");
     let message = error(&channel);
-    assert!(message.starts_with("setup.toml:2:") && message.contains("ROUTERCTL_SURELY_UNSET_VARIABLE"), "{message}");
+    assert!(
+        message.starts_with("setup.toml:2:") && message.contains("ROUTERCTL_SURELY_UNSET_VARIABLE"),
+        "{message}"
+    );
 }
 
 #[test]

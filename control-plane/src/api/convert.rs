@@ -116,7 +116,10 @@ pub fn setup_from_pb(setup: pb::Setup) -> Result<Setup, Status> {
     }
     for model in setup.models {
         let tariff = tariff_from_pb(model.price.as_ref())?.ok_or_else(|| {
-            Status::invalid_argument(format!("model {:?}: a model needs a price (per token or per call)", model.name))
+            Status::invalid_argument(format!(
+                "model {:?}: a model needs a price (per token or per call)",
+                model.name
+            ))
         })?;
         declared.models.push(setup::DeclaredModel {
             name: model.name,

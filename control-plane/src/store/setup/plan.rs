@@ -24,36 +24,30 @@ use crate::{
 };
 
 /// Applies `setup` on `conn`, inside the transaction the caller holds.
-pub fn run<'a, C: SetupTx>(
-    conn: &'a mut C,
-    setup: &'a Setup,
-    prune: bool,
-) -> impl Future<Output = StoreResult<Applied>> + Send + 'a {
-    async move {
-        check_unique(setup)?;
-        let state = conn.load_state().await?;
-        let mut run = Run { conn, version: None, changes: Vec::new(), now: now_micros() };
-        for group in &setup.groups {
-            run.group(group, &state).await.map_err(about(Kind::Group, &group.name))?;
-        }
-        for account in &setup.accounts {
-            run.account(account, &state).await.map_err(about(Kind::Account, &account.name))?;
-        }
-        check_models(setup, &state, prune)?;
-        for group in &setup.model_groups {
-            run.model_group(group, &state).await.map_err(about(Kind::ModelGroup, &group.name))?;
-        }
-        for model in &setup.models {
-            run.model(model, &state).await.map_err(about(Kind::Model, &model.name))?;
-        }
-        for channel in &setup.channels {
-            run.channel(channel, &state).await.map_err(about(Kind::Channel, &channel.spec.name))?;
-        }
-        if prune {
-            run.prune(setup, &state).await?;
-        }
-        Ok(Applied { changes: run.changes, version: run.version })
+pub async fn run<C: SetupTx>(conn: &mut C, setup: &Setup, prune: bool) -> StoreResult<Applied> {
+    check_unique(setup)?;
+    let state = conn.load_state().await?;
+    let mut run = Run { conn, version: None, changes: Vec::new(), now: now_micros() };
+    for group in &setup.groups {
+        run.group(group, &state).await.map_err(about(Kind::Group, &group.name))?;
     }
+    for account in &setup.accounts {
+        run.account(account, &state).await.map_err(about(Kind::Account, &account.name))?;
+    }
+    check_models(setup, &state, prune)?;
+    for group in &setup.model_groups {
+        run.model_group(group, &state).await.map_err(about(Kind::ModelGroup, &group.name))?;
+    }
+    for model in &setup.models {
+        run.model(model, &state).await.map_err(about(Kind::Model, &model.name))?;
+    }
+    for channel in &setup.channels {
+        run.channel(channel, &state).await.map_err(about(Kind::Channel, &channel.spec.name))?;
+    }
+    if prune {
+        run.prune(setup, &state).await?;
+    }
+    Ok(Applied { changes: run.changes, version: run.version })
 }
 
 /// One apply in progress.
@@ -99,7 +93,10 @@ fn check_unique(setup: &Setup) -> StoreResult<()> {
     for (kind, names) in lists {
         let mut seen = HashSet::new();
         if let Some(name) = names.into_iter().find(|name| !seen.insert(*name)) {
-            return Err(StoreError::invalid(format!("{} {name:?} is declared more than once", kind.as_str())));
+            return Err(StoreError::invalid(format!(
+                "{} {name:?} is declared more than once",
+                kind.as_str()
+            )));
         }
     }
     Ok(())
@@ -115,14 +112,20 @@ fn check_models(setup: &Setup, state: &State, prune: bool) -> StoreResult<()> {
     let mut models: HashSet<&str> = declared_models.clone();
     if !prune {
         groups.extend(
-            state.model_groups.iter().filter(|g| !declared_groups.contains(g.name.as_str())).map(|g| (g.name.as_str(), g.members())),
+            state
+                .model_groups
+                .iter()
+                .filter(|g| !declared_groups.contains(g.name.as_str()))
+                .map(|g| (g.name.as_str(), g.members())),
         );
         models.extend(state.models.iter().map(|m| m.name.as_str()));
     }
     let mut owner: HashMap<String, &str> = HashMap::new();
     for (group, members) in &groups {
         if models.contains(group) {
-            return Err(StoreError::Conflict(format!("model group {group:?}: {group:?} is the name of a model")));
+            return Err(StoreError::Conflict(format!(
+                "model group {group:?}: {group:?} is the name of a model"
+            )));
         }
         for member in members {
             if let Some(other) = owner.insert(member.trim().to_owned(), group) {
@@ -271,10 +274,26 @@ impl<C: SetupTx> Run<'_, C> {
         let model_groups = named(setup.model_groups.iter().map(|g| g.name.as_str()).collect());
         let groups = named(setup.groups.iter().map(|g| g.name.as_str()).collect());
         let mut doomed: Vec<(Kind, i64, &str)> = Vec::new();
-        doomed.extend(state.channels.iter().filter(|c| !channels.contains(&c.name)).map(|c| (Kind::Channel, c.id, c.name.as_str())));
-        doomed.extend(state.models.iter().filter(|m| !models.contains(&m.name)).map(|m| (Kind::Model, m.id, m.name.as_str())));
         doomed.extend(
-            state.model_groups.iter().filter(|g| !model_groups.contains(&g.name)).map(|g| (Kind::ModelGroup, g.id, g.name.as_str())),
+            state
+                .channels
+                .iter()
+                .filter(|c| !channels.contains(&c.name))
+                .map(|c| (Kind::Channel, c.id, c.name.as_str())),
+        );
+        doomed.extend(
+            state
+                .models
+                .iter()
+                .filter(|m| !models.contains(&m.name))
+                .map(|m| (Kind::Model, m.id, m.name.as_str())),
+        );
+        doomed.extend(
+            state
+                .model_groups
+                .iter()
+                .filter(|g| !model_groups.contains(&g.name))
+                .map(|g| (Kind::ModelGroup, g.id, g.name.as_str())),
         );
         doomed.extend(
             state
@@ -326,7 +345,11 @@ pub fn declared(state: State) -> Setup {
             .models
             .into_iter()
             .filter_map(|m| {
-                Some(DeclaredModel { tariff: m.tariff()?, max_output_tokens: m.max_output_tokens, name: m.name })
+                Some(DeclaredModel {
+                    tariff: m.tariff()?,
+                    max_output_tokens: m.max_output_tokens,
+                    name: m.name,
+                })
             })
             .collect(),
         model_groups: state
