@@ -9,6 +9,7 @@ pub mod app;
 pub mod body;
 pub mod config;
 pub mod control;
+pub mod convert;
 pub mod endpoints;
 pub mod metrics;
 pub mod policy;

@@ -1,0 +1,144 @@
+//! Protocol conversion: a client's protocol served through an upstream that speaks another.
+//!
+//! Pure functions and state machines (no I/O, no async, no policy) between the wire types of
+//! Anthropic Messages, OpenAI Chat Completions and the OpenAI Responses API:
+//! - [`Conversion::MessagesToChat`]: Claude Code and the anthropic SDK on OpenAI-compatible
+//!   upstreams ([`messages_chat`]);
+//! - [`Conversion::ResponsesToChat`]: Codex CLI and the openai SDK's Responses API on Chat-only
+//!   upstreams;
+//! - [`Conversion::ChatToMessages`]: the openai SDK's chat on Anthropic upstreams.
+//!
+//! Each direction converts the request, the whole answer, the stream (event by event, nothing
+//! held back) and upstream errors. What the target cannot express is a [`ConvertError`] naming
+//! the field; what is dropped is dropped only where that is safe, and each direction's module
+//! doc says which fields and why.
+//!
+//! Usage follows INTERFACE.md: a converted Chat or Responses answer counts every prompt token in
+//! `prompt_tokens` / `input_tokens` with the cache reads in `cached_tokens`; a converted Messages
+//! answer has `input_tokens` = prompt − cached and the cached ones in `cache_read_input_tokens`
+//! — the same figures the data plane bills from the upstream's own usage.
+mod chat_stream;
+mod error;
+pub mod messages_chat;
+mod sse;
+#[cfg(test)]
+mod testing;
+mod usage;
+mod wire;
+
+use bytes::BytesMut;
+
+pub use error::ConvertError;
+
+/// A client protocol served through an upstream that speaks another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// An Anthropic Messages client on an OpenAI Chat Completions upstream.
+    MessagesToChat,
+    /// An OpenAI Chat Completions client on an Anthropic Messages upstream.
+    ChatToMessages,
+    /// An OpenAI Responses client on an OpenAI Chat Completions upstream.
+    ResponsesToChat,
+}
+
+/// What the request conversion needs to know beyond the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Name to put in the upstream body (after alias and model map).
+    pub upstream_model: &'a str,
+    /// Fills a required `max_tokens` the client left out (0: the model has no declared cap).
+    pub max_output_tokens: u64,
+}
+
+/// What a stream's (or a whole answer's) conversion needs to know of its request.
+#[derive(Debug, Clone, Default)]
+pub struct StreamContext {
+    /// The model as the client asked for it.
+    pub model: String,
+    /// The request id (ids of the converted answer are derived from it).
+    pub id: String,
+}
+
+impl Conversion {
+    /// Client request body → upstream request body. For a streamed request to a Chat upstream
+    /// it sets `stream_options.include_usage: true`.
+    pub fn request(self, body: &[u8], target: &Target<'_>) -> Result<Vec<u8>, ConvertError> {
+        match self {
+            Conversion::MessagesToChat => messages_chat::request(body, target),
+            Conversion::ChatToMessages | Conversion::ResponsesToChat => {
+                Err(ConvertError::unsupported("", "this conversion is not available yet"))
+            }
+        }
+    }
+
+    /// Whole upstream 200 answer → the client's answer.
+    pub fn answer(self, body: &[u8]) -> Result<Vec<u8>, ConvertError> {
+        match self {
+            Conversion::MessagesToChat => messages_chat::answer(body),
+            Conversion::ChatToMessages | Conversion::ResponsesToChat => {
+                Err(ConvertError::unsupported("", "this conversion is not available yet"))
+            }
+        }
+    }
+
+    /// Upstream error answer (any shape, any status) → the client's error shape, the upstream's
+    /// message kept word for word.
+    pub fn error(self, status: u16, body: &[u8]) -> Vec<u8> {
+        let upstream = error::UpstreamError::read(status, body);
+        match self {
+            Conversion::MessagesToChat => upstream.anthropic_body(),
+            Conversion::ChatToMessages | Conversion::ResponsesToChat => upstream.openai_body(),
+        }
+    }
+
+    /// A state machine for one streamed answer.
+    pub fn stream(self, context: StreamContext) -> StreamConverter {
+        let inner = match self {
+            Conversion::MessagesToChat => Inner::MessagesChat(messages_chat::stream(context)),
+            Conversion::ChatToMessages | Conversion::ResponsesToChat => Inner::Unavailable,
+        };
+        StreamConverter { inner }
+    }
+}
+
+/// A state machine turning one upstream stream into the client's, event by event.
+pub struct StreamConverter {
+    inner: Inner,
+}
+
+enum Inner {
+    MessagesChat(messages_chat::Stream),
+    Unavailable,
+}
+
+impl StreamConverter {
+    /// One upstream SSE event (its `event:` name and joined `data:`; both empty for a
+    /// comment/keep-alive, which becomes the client protocol's ping) → client SSE bytes
+    /// appended to `out` (possibly none, possibly several events). Never buffers beyond the
+    /// event: what can be sent is sent.
+    pub fn event(&mut self, name: Option<&[u8]>, data: &[u8], out: &mut BytesMut) {
+        match &mut self.inner {
+            Inner::MessagesChat(stream) => stream.event(name, data, out),
+            Inner::Unavailable => {}
+        }
+    }
+
+    /// The upstream stream ended without its terminal event, or broke: a client-protocol error
+    /// event closing the stream (e.g. Anthropic `event: error`, Responses `response.failed`).
+    /// A Chat stream that already gave its `finish_reason` lacks only its usage chunk or
+    /// `[DONE]`: it is closed as the complete answer it is.
+    pub fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        match &mut self.inner {
+            Inner::MessagesChat(stream) => stream.fail(message, out),
+            Inner::Unavailable => {}
+        }
+    }
+
+    /// Whether the client's stream has had its terminal event (nothing more will be written).
+    pub fn is_finished(&self) -> bool {
+        match &self.inner {
+            Inner::MessagesChat(stream) => stream.is_finished(),
+            Inner::Unavailable => true,
+        }
+    }
+}
