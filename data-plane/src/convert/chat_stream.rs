@@ -61,7 +61,15 @@ impl<W: Writer> ChatStream<W> {
     /// A stream whose generated tool-call ids (for upstreams that send none) start with
     /// `id_prefix`.
     pub fn new(writer: W, id_prefix: String) -> ChatStream<W> {
-        ChatStream { writer, id_prefix, started: false, done: false, calls: Vec::new(), finish: None, usage: None }
+        ChatStream {
+            writer,
+            id_prefix,
+            started: false,
+            done: false,
+            calls: Vec::new(),
+            finish: None,
+            usage: None,
+        }
     }
 
     /// Whether the client's stream is closed.

@@ -259,9 +259,15 @@ mod tests {
         let vllm = br#"{"object":"error","message":"max_tokens must be at least 1","type":"BadRequestError","param":null,"code":400}"#;
         let e = UpstreamError::read(400, vllm);
         assert_eq!((e.message.as_str(), e.code.as_deref()), ("max_tokens must be at least 1", Some("400")));
-        assert_eq!(UpstreamError::read(422, br#"{"detail":[{"msg":"field required"}]}"#).message, "field required");
+        assert_eq!(
+            UpstreamError::read(422, br#"{"detail":[{"msg":"field required"}]}"#).message,
+            "field required"
+        );
         assert_eq!(UpstreamError::read(404, br#"{"detail":"Not Found"}"#).message, "Not Found");
-        assert_eq!(UpstreamError::read(502, b"<html>Bad Gateway</html>\n").message, "<html>Bad Gateway</html>");
+        assert_eq!(
+            UpstreamError::read(502, b"<html>Bad Gateway</html>\n").message,
+            "<html>Bad Gateway</html>"
+        );
         assert_eq!(UpstreamError::read(503, b"").message, "the upstream answered HTTP 503 with no message");
     }
 
@@ -272,12 +278,18 @@ mod tests {
         assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "rate_limit_error");
         assert_eq!(body["error"]["message"], "Rate limit reached for requests");
-        let e = UpstreamError::read(529, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
+        let e = UpstreamError::read(
+            529,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
         let body = json(&e.openai_body());
         assert_eq!(body["error"]["message"], "Overloaded");
         assert_eq!(body["error"]["type"], "server_error");
         assert_eq!(body["error"]["code"], "overloaded_error");
-        let e = UpstreamError::read(401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#);
+        let e = UpstreamError::read(
+            401,
+            br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        );
         assert_eq!(json(&e.openai_body())["error"]["type"], "authentication_error");
         assert_eq!(json(&e.anthropic_body())["error"]["type"], "authentication_error");
         let e = UpstreamError::read(400, br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#);

@@ -39,7 +39,8 @@ pub fn events(bytes: &[u8]) -> Events {
     while let Some(event) = parser.next_event() {
         let name = event.name.map(|n| String::from_utf8_lossy(&n).into_owned());
         if event.data.is_empty() && name.is_none() {
-            let comment = String::from_utf8_lossy(&event.raw).trim().trim_start_matches(':').trim().to_owned();
+            let comment =
+                String::from_utf8_lossy(&event.raw).trim().trim_start_matches(':').trim().to_owned();
             events.push((Some(":".to_owned()), Value::String(comment)));
             continue;
         }
@@ -75,5 +76,6 @@ pub fn fixture(name: &str) -> Vec<u8> {
 
 /// Parses JSON bytes.
 pub fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }

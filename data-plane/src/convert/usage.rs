@@ -50,9 +50,10 @@ mod tests {
     fn mapped_usage_bills_what_the_upstream_usage_bills() {
         let upstream = br#"{"usage":{"prompt_tokens":1200,"completion_tokens":80,"prompt_tokens_details":{"cached_tokens":1000}}}"#;
         let billed = from_body(upstream, Dialect::OpenAi).expect("usage");
-        let parsed: chat::Usage =
-            serde_json::from_value(serde_json::from_slice::<serde_json::Value>(upstream).expect("json")["usage"].clone())
-                .expect("usage");
+        let parsed: chat::Usage = serde_json::from_value(
+            serde_json::from_slice::<serde_json::Value>(upstream).expect("json")["usage"].clone(),
+        )
+        .expect("usage");
         let client = serde_json::json!({"usage": chat_to_messages(&parsed)}).to_string();
         assert_eq!(from_body(client.as_bytes(), Dialect::Anthropic), Some(billed));
         assert_eq!(billed, TokenUsage { input: 200, cached_input: 1000, cache_write: 0, output: 80 });

@@ -22,7 +22,11 @@ pub fn request(body: &[u8], target: &Target<'_>) -> Result<Vec<u8>, ConvertError
     if let Some(system) = &request.system {
         let text = joined_text(system, "system")?;
         if !text.is_empty() {
-            messages.push(chat::Message { role: "system".into(), content: Some(TextOr::Text(text)), ..Default::default() });
+            messages.push(chat::Message {
+                role: "system".into(),
+                content: Some(TextOr::Text(text)),
+                ..Default::default()
+            });
         }
     }
     for (i, message) in request.messages.iter().enumerate() {
@@ -121,7 +125,10 @@ fn media_part<'a>(block: &'a Block<'a>, field: &str) -> Result<Part<'a>, Convert
     };
     let data_url = || -> Result<String, ConvertError> {
         let media_type = source.media_type.as_deref().unwrap_or("application/octet-stream");
-        let data = source.data.as_deref().ok_or_else(|| ConvertError::invalid(format!("{field}.source.data"), "is required"))?;
+        let data = source
+            .data
+            .as_deref()
+            .ok_or_else(|| ConvertError::invalid(format!("{field}.source.data"), "is required"))?;
         Ok(format!("data:{media_type};base64,{data}"))
     };
     match (block.kind.as_ref(), source.kind.as_ref()) {
@@ -131,8 +138,15 @@ fn media_part<'a>(block: &'a Block<'a>, field: &str) -> Result<Part<'a>, Convert
             ..Default::default()
         }),
         ("image", "url") => {
-            let url = source.url.as_deref().ok_or_else(|| ConvertError::invalid(format!("{field}.source.url"), "is required"))?;
-            Ok(Part { kind: "image_url".into(), image_url: Some(chat::ImageUrl { url: url.into(), detail: None }), ..Default::default() })
+            let url = source
+                .url
+                .as_deref()
+                .ok_or_else(|| ConvertError::invalid(format!("{field}.source.url"), "is required"))?;
+            Ok(Part {
+                kind: "image_url".into(),
+                image_url: Some(chat::ImageUrl { url: url.into(), detail: None }),
+                ..Default::default()
+            })
         }
         ("document", "base64") => Ok(Part {
             kind: "file".into(),
@@ -144,12 +158,17 @@ fn media_part<'a>(block: &'a Block<'a>, field: &str) -> Result<Part<'a>, Convert
             ..Default::default()
         }),
         ("document", "text") => {
-            let data = source.data.as_deref().ok_or_else(|| ConvertError::invalid(format!("{field}.source.data"), "is required"))?;
+            let data = source
+                .data
+                .as_deref()
+                .ok_or_else(|| ConvertError::invalid(format!("{field}.source.data"), "is required"))?;
             Ok(text_part(data.into()))
         }
         (_, kind) => Err(ConvertError::unsupported(
             format!("{field}.source.type"),
-            format_args!("`{kind}` cannot be converted to {TARGET} (base64 or URL images, base64 or text documents only)"),
+            format_args!(
+                "`{kind}` cannot be converted to {TARGET} (base64 or URL images, base64 or text documents only)"
+            ),
         )),
     }
 }
@@ -163,9 +182,18 @@ fn convert_message<'a>(
         TextOr::Text(text) => {
             let role = match message.role.as_ref() {
                 "user" | "assistant" => message.role.clone(),
-                other => return Err(ConvertError::invalid(format!("messages[{i}].role"), format_args!("unknown role `{other}`"))),
+                other => {
+                    return Err(ConvertError::invalid(
+                        format!("messages[{i}].role"),
+                        format_args!("unknown role `{other}`"),
+                    ));
+                }
             };
-            out.push(chat::Message { role, content: Some(TextOr::Text(Cow::Borrowed(text))), ..Default::default() });
+            out.push(chat::Message {
+                role,
+                content: Some(TextOr::Text(Cow::Borrowed(text))),
+                ..Default::default()
+            });
             return Ok(());
         }
         TextOr::Items(blocks) => blocks,
@@ -176,11 +204,17 @@ fn convert_message<'a>(
             out.push(assistant_message(blocks, i)?);
             Ok(())
         }
-        other => Err(ConvertError::invalid(format!("messages[{i}].role"), format_args!("unknown role `{other}`"))),
+        other => {
+            Err(ConvertError::invalid(format!("messages[{i}].role"), format_args!("unknown role `{other}`")))
+        }
     }
 }
 
-fn user_message<'a>(blocks: &'a [Block<'a>], i: usize, out: &mut Vec<chat::Message<'a>>) -> Result<(), ConvertError> {
+fn user_message<'a>(
+    blocks: &'a [Block<'a>],
+    i: usize,
+    out: &mut Vec<chat::Message<'a>>,
+) -> Result<(), ConvertError> {
     let mut parts = Vec::new();
     let mut result_images = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
@@ -201,11 +235,15 @@ fn user_message<'a>(blocks: &'a [Block<'a>], i: usize, out: &mut Vec<chat::Messa
                         for (k, item) in items.iter().enumerate() {
                             match item.kind.as_ref() {
                                 "text" => texts.push(item.text.as_deref().unwrap_or("")),
-                                "image" | "document" => result_images.push(media_part(item, &format!("{field}.content[{k}]"))?),
+                                "image" | "document" => {
+                                    result_images.push(media_part(item, &format!("{field}.content[{k}]"))?)
+                                }
                                 other => {
                                     return Err(ConvertError::unsupported(
                                         format!("{field}.content[{k}].type"),
-                                        format_args!("`{other}` in a tool result cannot be converted to {TARGET}"),
+                                        format_args!(
+                                            "`{other}` in a tool result cannot be converted to {TARGET}"
+                                        ),
                                     ));
                                 }
                             }
@@ -231,7 +269,11 @@ fn user_message<'a>(blocks: &'a [Block<'a>], i: usize, out: &mut Vec<chat::Messa
     // A Chat `tool` message holds text only: a result's images follow in the next user turn.
     result_images.append(&mut parts);
     if !result_images.is_empty() {
-        out.push(chat::Message { role: "user".into(), content: content(result_images), ..Default::default() });
+        out.push(chat::Message {
+            role: "user".into(),
+            content: content(result_images),
+            ..Default::default()
+        });
     }
     Ok(())
 }
@@ -248,8 +290,14 @@ fn assistant_message<'a>(blocks: &'a [Block<'a>], i: usize) -> Result<chat::Mess
             // Encrypted by Anthropic, readable by no Chat upstream.
             "redacted_thinking" => {}
             "tool_use" => {
-                let id = block.id.as_deref().ok_or_else(|| ConvertError::invalid(format!("{field}.id"), "is required"))?;
-                let name = block.name.as_deref().ok_or_else(|| ConvertError::invalid(format!("{field}.name"), "is required"))?;
+                let id = block
+                    .id
+                    .as_deref()
+                    .ok_or_else(|| ConvertError::invalid(format!("{field}.id"), "is required"))?;
+                let name = block
+                    .name
+                    .as_deref()
+                    .ok_or_else(|| ConvertError::invalid(format!("{field}.name"), "is required"))?;
                 calls.push(chat::ToolCall {
                     id: id.into(),
                     kind: "function".into(),
@@ -351,20 +399,29 @@ fn convert_tools<'a>(tools: &'a [messages::Tool<'a>]) -> Result<Vec<chat::Tool<'
 fn empty_schema() -> &'static RawValue {
     static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
     // A JSON literal: the fallback is never taken.
-    EMPTY.get_or_init(|| RawValue::from_string(EMPTY_SCHEMA.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    EMPTY.get_or_init(|| {
+        RawValue::from_string(EMPTY_SCHEMA.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    })
 }
 
 /// `tool_choice` → Chat's `tool_choice` and `parallel_tool_calls`.
-fn convert_tool_choice(choice: &messages::ToolChoice<'_>) -> Result<(Option<Box<RawValue>>, Option<bool>), ConvertError> {
+fn convert_tool_choice(
+    choice: &messages::ToolChoice<'_>,
+) -> Result<(Option<Box<RawValue>>, Option<bool>), ConvertError> {
     let value = match choice.kind.as_ref() {
         "auto" => serde_json::json!("auto"),
         "any" => serde_json::json!("required"),
         "none" => serde_json::json!("none"),
         "tool" => {
-            let name = choice.name.as_deref().ok_or_else(|| ConvertError::invalid("tool_choice.name", "is required"))?;
+            let name = choice
+                .name
+                .as_deref()
+                .ok_or_else(|| ConvertError::invalid("tool_choice.name", "is required"))?;
             serde_json::json!({"type": "function", "function": {"name": name}})
         }
-        other => return Err(ConvertError::invalid("tool_choice.type", format_args!("unknown type `{other}`"))),
+        other => {
+            return Err(ConvertError::invalid("tool_choice.type", format_args!("unknown type `{other}`")));
+        }
     };
     let raw = serde_json::value::to_raw_value(&value).map_err(|e| ConvertError::invalid("tool_choice", e))?;
     Ok((Some(raw), choice.disable_parallel_tool_use.filter(|d| *d).map(|_| false)))

@@ -82,8 +82,14 @@ fn refuses_what_chat_cannot_express_naming_the_field() {
             json!({"model": "m", "max_tokens": 9, "messages": user, "output_config": {"format": {"type": "grammar"}}}),
             "output_config.format.type",
         ),
-        (json!({"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]}), "messages[0].role"),
-        (json!({"model": "m", "max_tokens": 9, "messages": user, "tool_choice": {"type": "tool"}}), "tool_choice.name"),
+        (
+            json!({"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 9, "messages": user, "tool_choice": {"type": "tool"}}),
+            "tool_choice.name",
+        ),
     ];
     for (body, field) in cases {
         let error = convert_value(body.clone()).expect_err(&body.to_string());
@@ -110,7 +116,9 @@ fn converts_tool_choice_and_structured_output() {
     assert_eq!(named["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
     assert!(named.get("parallel_tool_calls").is_none());
     let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
-    let structured = base(json!({"output_config": {"format": {"type": "json_schema", "schema": schema}, "effort": "high"}}));
+    let structured = base(
+        json!({"output_config": {"format": {"type": "json_schema", "schema": schema}, "effort": "high"}}),
+    );
     assert_eq!(
         structured["response_format"],
         json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}})
@@ -145,5 +153,8 @@ fn keeps_documents_and_empty_tool_turns() {
 #[test]
 fn compacts_json_outside_strings_only() {
     assert!(matches!(compact_json(r#"{"a":1}"#), Cow::Borrowed(_)));
-    assert_eq!(compact_json("{ \"a b\" : [1, 2],\n \"c\\\" d\": \" x \" }"), "{\"a b\":[1,2],\"c\\\" d\":\" x \"}");
+    assert_eq!(
+        compact_json("{ \"a b\" : [1, 2],\n \"c\\\" d\": \" x \" }"),
+        "{\"a b\":[1,2],\"c\\\" d\":\" x \"}"
+    );
 }
