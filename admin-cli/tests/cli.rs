@@ -146,6 +146,7 @@ fake_admin_service! {
     list_codes: ListCodesRequest -> ListCodesResponse;
     list_usage: ListUsageRequest -> ListUsageResponse;
     summarize_usage: SummarizeUsageRequest -> UsageSummary;
+    list_quarantined_usage: ListQuarantinedUsageRequest -> ListQuarantinedUsageResponse;
     get_pricing: GetPricingRequest -> Pricing;
     apply_setup: ApplySetupRequest -> ApplySetupResponse;
     export_setup: ExportSetupRequest -> Setup;

@@ -49,8 +49,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
             tracing::error!(%error, "the tokenizer did not load; /readyz stays unready");
         }
     });
-    let reporter = report::Reporter::start(node.clone(), node_id.clone(), &config.spool_dir, stopped.clone())
-        .map_err(|e| anyhow::anyhow!("cannot open the usage spool in {}: {e}", config.spool_dir.display()))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let reporter = report::Reporter::start(
+        node.clone(),
+        node_id.clone(),
+        &config.spool_dir,
+        Arc::clone(&metrics),
+        stopped.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the usage spool in {}: {e}", config.spool_dir.display()))?;
     let quota = quota::Quota::new(node.clone(), node_id.clone(), reporter.clone(), stopped.clone());
 
     let app = App {
@@ -62,7 +69,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         cool_downs: Arc::default(),
         quota,
         reporter,
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
         loaded,
     };
     let reporter = app.reporter.clone();

@@ -20,6 +20,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     endpoint: &'static str,
     code: &'static str,
@@ -35,6 +40,9 @@ pub struct Metrics {
     billed: Counter,
     policy_version: Gauge,
     spool_depth: Gauge,
+    usage_adjusted: Family<ChannelLabels, Counter>,
+    reports_quarantined: Counter,
+    reports_set_aside: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -55,6 +63,9 @@ impl Default for Metrics {
         let billed = Counter::default();
         let policy_version = Gauge::default();
         let spool_depth = Gauge::default();
+        let usage_adjusted = Family::<ChannelLabels, Counter>::default();
+        let reports_quarantined = Counter::default();
+        let reports_set_aside = Counter::default();
         registry.register("requests", "Requests forwarded upstream, by outcome", requests.clone());
         registry.register("refusals", "Requests refused before reaching an upstream", refusals.clone());
         registry.register(
@@ -74,6 +85,21 @@ impl Default for Metrics {
             "Usage reports not yet acknowledged by the control plane",
             spool_depth.clone(),
         );
+        registry.register(
+            "usage_adjusted",
+            "Requests whose upstream reported more usage than the request allowed, by channel",
+            usage_adjusted.clone(),
+        );
+        registry.register(
+            "usage_reports_quarantined",
+            "Usage reports the control plane refused as invalid and set aside in its quarantine",
+            reports_quarantined.clone(),
+        );
+        registry.register(
+            "usage_reports_set_aside",
+            "Usage reports refused by the control plane, set aside in the spool's quarantine file",
+            reports_set_aside.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -83,6 +109,9 @@ impl Default for Metrics {
             billed,
             policy_version,
             spool_depth,
+            usage_adjusted,
+            reports_quarantined,
+            reports_set_aside,
         }
     }
 }
@@ -102,6 +131,21 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         let nanos = u64::try_from(cost.nanos()).unwrap_or(0);
         self.billed.inc_by(nanos);
+    }
+
+    /// A channel's upstream reported usage beyond what the request allowed.
+    pub fn usage_adjusted(&self, channel: &Arc<str>) {
+        self.usage_adjusted.get_or_create(&ChannelLabels { channel: Arc::clone(channel) }).inc();
+    }
+
+    /// The control plane quarantined `count` reports of an acknowledged batch.
+    pub fn reports_quarantined(&self, count: u64) {
+        self.reports_quarantined.inc_by(count);
+    }
+
+    /// A report the control plane keeps refusing was set aside locally.
+    pub fn report_set_aside(&self) {
+        self.reports_set_aside.inc();
     }
 
     /// A request was refused by a check.

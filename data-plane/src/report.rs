@@ -27,7 +27,7 @@ use router_proto::pb;
 use tokio::sync::{Notify, watch};
 
 use self::spool::{AppendError, Reader, Spool};
-use crate::control::NodeClient;
+use crate::{control::NodeClient, metrics::Metrics};
 
 /// How often the spool is flushed to the disk.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(50);
@@ -64,6 +64,8 @@ struct Shared {
     wake: Notify,
     /// Wakes whoever waits for the spool to drain, after each acknowledgement.
     acked: Notify,
+    /// Counts quarantined and set-aside reports.
+    metrics: Arc<Metrics>,
 }
 
 /// Spools reports and delivers them; cheap to clone.
@@ -79,16 +81,17 @@ impl Reporter {
         client: NodeClient,
         node_id: String,
         spool_dir: &Path,
+        metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<Reporter> {
-        let reporter = Reporter::open(spool_dir, SPOOL_CAP_BYTES)?;
+        let reporter = Reporter::open(spool_dir, SPOOL_CAP_BYTES, metrics)?;
         let acked = reporter.shared.spool.load_checkpoint();
         tokio::spawn(sender::deliver(client, node_id, Arc::clone(&reporter.shared), acked, shutdown.clone()));
         tokio::spawn(sync_periodically(Arc::clone(&reporter.shared), shutdown));
         Ok(reporter)
     }
 
-    fn open(spool_dir: &Path, cap: u64) -> io::Result<Reporter> {
+    fn open(spool_dir: &Path, cap: u64, metrics: Arc<Metrics>) -> io::Result<Reporter> {
         let spool = Spool::open(spool_dir, cap, SEGMENT_BYTES)?;
         let mut reader = Reader::new(spool_dir, spool.load_checkpoint());
         let end = spool.end();
@@ -109,6 +112,7 @@ impl Reporter {
                 depth: AtomicU64::new(backlog),
                 wake: Notify::new(),
                 acked: Notify::new(),
+                metrics,
             }),
         })
     }

@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 }
 
 mod admin;
+mod hostile;
 mod ledger;
 mod lifecycle;
 mod proxy;

@@ -19,7 +19,7 @@ on_both_backends!(
     nodes_share_the_room,
     concurrent_grants_never_exceed_the_balance,
     reports_are_billed_exactly_once,
-    invalid_batches_are_refused_whole,
+    invalid_reports_are_quarantined_and_the_rest_acked,
     sigkill_mid_batch_loses_and_doubles_nothing,
 );
 
@@ -417,29 +417,77 @@ async fn reports_are_billed_exactly_once(backend: Backend) {
     assert_eq!(after.records[0]["channel"], "up");
 }
 
-async fn invalid_batches_are_refused_whole(backend: Backend) {
+async fn invalid_reports_are_quarantined_and_the_rest_acked(backend: Backend) {
     let db = TestDb::create(backend).await.unwrap();
     let cp = ControlPlane::start(&db).unwrap();
     cp.json(&["account", "add", "ida", "--balance", "5"]);
+    cp.json(&["account", "add", "ovo", "--balance", "5"]);
     let key_id = key(&cp, &["--account", "ida"]);
+    let big_key = key(&cp, &["--account", "ovo"]);
     let mut node = plane(&cp).await;
-    let good = report(random_name(20), key_id, 1_000, None);
+    let good = [report(random_name(20), key_id, 1_000, None), report(random_name(20), key_id, 2_000, None)];
     let negative = report(random_name(20), key_id, -5, None);
-    let mut usage = UsageStream::open(&mut node).await;
-    let refused = usage.send(batch(1, "n1", vec![good.clone(), negative])).await.unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    let mut usage = UsageStream::open(&mut node).await;
     let unknown_key = report(random_name(20), key_id + 1_000, 5, None);
-    let refused = usage.send(batch(2, "n1", vec![good.clone(), unknown_key])).await.unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(
-        cp.json(&["usage", "--account", "ida"]).as_array().unwrap().is_empty(),
-        "nothing of it was recorded"
-    );
-    // The stream that refused a batch ended; a new one works.
+    let lie =
+        pb::UsageReport { output_tokens: 4_500_000_000_000_000, ..report(random_name(20), key_id, 7, None) };
+    // Two reports whose costs sum past i64: the first fits the balance, the second never can.
+    let huge = i64::MAX;
+    let overflowing =
+        [report(random_name(20), big_key, huge, None), report(random_name(20), big_key, huge, None)];
+    let reports = vec![
+        good[0].clone(),
+        negative.clone(),
+        overflowing[0].clone(),
+        unknown_key.clone(),
+        lie.clone(),
+        overflowing[1].clone(),
+        good[1].clone(),
+    ];
     let mut usage = UsageStream::open(&mut node).await;
-    let ack = usage.send(batch(3, "n1", vec![good])).await.unwrap();
-    assert_eq!((ack.recorded, ack.duplicates), (1, 0));
+    let ack = usage.send(batch(1, "n1", reports.clone())).await.unwrap();
+    assert_eq!((ack.recorded, ack.duplicates, ack.quarantined), (3, 0, 4), "{ack:?}");
+    let recorded: Vec<String> = cp
+        .json(&["usage", "--account", "ida"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recorded.len(), 2);
+    assert!(good.iter().all(|g| recorded.contains(&g.request_id)), "{recorded:?}");
+    let ida = cp.json(&["account", "show", "ida"]);
+    assert_eq!(nanos(&ida["balance"]), 5 * UNIT - 3_000, "the good reports were billed, once");
+    let ovo = cp.json(&["account", "show", "ovo"]);
+    assert_eq!(nanos(&ovo["balance"]), 5 * UNIT - huge, "the one that fits the balance is billed");
+    // The quarantine keeps each refused report, its reason and its fields.
+    let quarantined = cp.json(&["usage", "--quarantined"]);
+    let quarantined = quarantined.as_array().unwrap();
+    assert_eq!(quarantined.len(), 4, "{quarantined:?}");
+    let reason = |id: &str| {
+        let entry =
+            quarantined.iter().find(|q| q["request_id"] == id).unwrap_or_else(|| panic!("{id} quarantined"));
+        assert_eq!(entry["node_id"], "n1");
+        entry["reason"].as_str().unwrap().to_owned()
+    };
+    assert!(reason(&negative.request_id).contains("negative"));
+    assert!(reason(&unknown_key.request_id).contains("unknown key"));
+    assert!(reason(&lie.request_id).contains("more than any request can use"));
+    assert!(reason(&overflowing[1].request_id).contains("overflow"));
+    let entry = quarantined.iter().find(|q| q["request_id"] == *lie.request_id).unwrap();
+    assert_eq!(entry["output_tokens"], 4_500_000_000_000_000_i64, "the raw report is kept");
+    let text = String::from_utf8(cp.ctl(&["usage", "--quarantined"]).stdout).unwrap();
+    assert!(text.contains(&lie.request_id) && text.contains("REASON"), "{text}");
+    // A replay (the acknowledgement lost) doubles nothing, in the records or the quarantine.
+    let ack = usage.send(batch(2, "n1", reports)).await.unwrap();
+    assert_eq!((ack.recorded, ack.duplicates, ack.quarantined), (0, 3, 4), "{ack:?}");
+    assert_eq!(cp.json(&["usage", "--quarantined"]).as_array().unwrap().len(), 4);
+    assert_eq!(nanos(&cp.json(&["account", "show", "ida"])["balance"]), 5 * UNIT - 3_000);
+    // Only a batch over the size limit is refused whole, and the stream then ends with that
+    // error, never with OK and no acknowledgement.
+    let oversized: Vec<pb::UsageReport> =
+        (0..10_001).map(|i| report(format!("{}-{i}", random_name(8)), key_id, 1, None)).collect();
+    let refused = usage.send(batch(3, "n1", oversized)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
 }
 
 async fn sigkill_mid_batch_loses_and_doubles_nothing(backend: Backend) {

@@ -33,15 +33,20 @@ const UNIT: i64 = 1_000_000_000;
 
 /// A control plane with a priced model (0.1 a token: a request costs about 1.6 and reserves
 /// about 6) served by a mock upstream.
-struct Setup {
+pub(crate) struct Setup {
     #[allow(dead_code)]
-    db: TestDb,
-    cp: ControlPlane,
-    mock: MockUpstream,
+    pub(crate) db: TestDb,
+    pub(crate) cp: ControlPlane,
+    pub(crate) mock: MockUpstream,
 }
 
 impl Setup {
     async fn start(backend: Backend) -> Setup {
+        Setup::start_priced(backend, "100000").await
+    }
+
+    /// The same with every token price of `gpt-4o-mini` at `price` per 1M tokens.
+    pub(crate) async fn start_priced(backend: Backend, price: &str) -> Setup {
         let db = TestDb::create(backend).await.unwrap();
         let cp = ControlPlane::start(&db).unwrap();
         let mock = MockUpstream::start(5).await;
@@ -65,17 +70,17 @@ impl Setup {
             "set",
             "gpt-4o-mini",
             "--input-price",
-            "100000",
+            price,
             "--output-price",
-            "100000",
+            price,
             "--cached-input-price",
-            "100000",
+            price,
         ]);
         Setup { db, cp, mock }
     }
 
     /// An account and a key on it; returns the key's secret.
-    fn key(&self, account: &str, account_args: &[&str], key_args: &[&str]) -> String {
+    pub(crate) fn key(&self, account: &str, account_args: &[&str], key_args: &[&str]) -> String {
         let mut args = vec!["account", "add", account];
         args.extend_from_slice(account_args);
         self.cp.json(&args);
@@ -88,16 +93,16 @@ impl Setup {
         self.db.dir.join(name)
     }
 
-    async fn data_plane(&self, spool: &str) -> DataPlane {
+    pub(crate) async fn data_plane(&self, spool: &str) -> DataPlane {
         DataPlane::start(&self.cp, &self.spool(spool), &[]).await.unwrap()
     }
 
-    fn balance(&self, account: &str) -> i64 {
+    pub(crate) fn balance(&self, account: &str) -> i64 {
         nanos(&self.cp.json(&["account", "show", account])["balance"])
     }
 
     /// Waits until `n` usage records exist for the account (and no more arrive); returns them.
-    async fn records(&self, account: &str, n: usize) -> Vec<Value> {
+    pub(crate) async fn records(&self, account: &str, n: usize) -> Vec<Value> {
         let found = eventually(Duration::from_secs(15), || async {
             let records = self.cp.json(&["usage", "--account", account, "--limit", "10000"]);
             let records = records.as_array().cloned().unwrap_or_default();
@@ -114,7 +119,7 @@ impl Setup {
     }
 
     /// Σ cost of the records == Σ usage debits in the ledger == the balance change.
-    fn assert_books(&self, account: &str, start_balance: i64, records: &[Value]) -> i64 {
+    pub(crate) fn assert_books(&self, account: &str, start_balance: i64, records: &[Value]) -> i64 {
         let billed: i64 = records.iter().map(|r| nanos(&r["cost"])).sum();
         let ledger = self.cp.json(&["ledger", "--account", account, "--limit", "10000"]);
         let debits: i64 = ledger
@@ -142,7 +147,7 @@ async fn chat(dp: &str, key: &str) -> http_client::Answer {
 }
 
 /// Waits until the data plane knows the key (policy propagation) and serves it.
-async fn first_ok(dp: &str, key: &str) {
+pub(crate) async fn first_ok(dp: &str, key: &str) {
     let served =
         eventually(Duration::from_secs(5), || async { (chat(dp, key).await.status == 200).then_some(()) })
             .await;

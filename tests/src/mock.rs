@@ -31,6 +31,8 @@ pub enum Mode {
     HoldAfterFirstChunk(Arc<Notify>),
     /// Streams send two chunks and then break the connection.
     BreakStream,
+    /// Proper answers whose usage claims this many output tokens (a lying upstream).
+    ClaimOutputTokens(u64),
 }
 
 /// One request the mock received.
@@ -144,10 +146,14 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
     let stream = body["stream"].as_bool().unwrap_or(false);
     let include_usage = with_usage && body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
     let text = words(state.chunks);
+    let claimed = match mode {
+        Mode::ClaimOutputTokens(claimed) => claimed,
+        _ => text.len() as u64,
+    };
     let (events, content_type): (Vec<String>, _) = match path.as_str() {
         p if p.ends_with("/chat/completions") || p.ends_with("/completions") => {
             let chat = p.ends_with("/chat/completions");
-            let usage = json!({"prompt_tokens": 11, "completion_tokens": text.len(), "total_tokens": 11 + text.len(),
+            let usage = json!({"prompt_tokens": 11, "completion_tokens": claimed, "total_tokens": 11 + claimed,
                 "prompt_tokens_details": {"cached_tokens": 3}});
             if !stream {
                 let choice = if chat {
@@ -185,8 +191,8 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
             return json_response(200, &value);
         }
         p if p.ends_with("/responses") => {
-            let usage = json!({"input_tokens": 13, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": text.len(),
-                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13 + text.len()});
+            let usage = json!({"input_tokens": 13, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": claimed,
+                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13 + claimed});
             let mut response = json!({"id": "resp_mock", "object": "response", "created_at": 1, "status": "completed", "model": model,
                 "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
                     "content": [{"type": "output_text", "text": text.concat(), "annotations": []}]}],
@@ -213,7 +219,7 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
             return json_response(200, &json!({"input_tokens": 42}));
         }
         p if p.ends_with("/v1/messages") => {
-            let usage = json!({"input_tokens": 17, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2, "output_tokens": text.len()});
+            let usage = json!({"input_tokens": 17, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2, "output_tokens": claimed});
             if !stream {
                 let mut value = json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                     "content": [{"type": "text", "text": text.concat()}], "stop_reason": "end_turn", "stop_sequence": null});
@@ -243,7 +249,7 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
                 "event: content_block_stop\ndata: {}\n\n",
                 json!({"type": "content_block_stop", "index": 0})
             ));
-            let delta_usage = if with_usage { json!({"output_tokens": text.len()}) } else { json!({}) };
+            let delta_usage = if with_usage { json!({"output_tokens": claimed}) } else { json!({}) };
             events.push(format!("event: message_delta\ndata: {}\n\n", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": delta_usage})));
             events.push(format!("event: message_stop\ndata: {}\n\n", json!({"type": "message_stop"})));
             (events, "text/event-stream")

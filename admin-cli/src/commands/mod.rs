@@ -10,6 +10,7 @@ pub mod model;
 pub mod model_group;
 mod price;
 pub mod pricing;
+pub mod quarantine;
 pub mod setup;
 pub mod usage;
 

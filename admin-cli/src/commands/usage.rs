@@ -76,6 +76,9 @@ pub struct ListArgs {
     /// Print CSV (a header row, then one row per record) instead of a table.
     #[arg(long)]
     pub csv: bool,
+    /// Reports the control plane refused as invalid and set aside, instead of usage records.
+    #[arg(long, conflicts_with_all = ["account", "key_id", "since", "until", "model", "status", "before", "all", "csv"])]
+    pub quarantined: bool,
 }
 
 /// Runs `usage` or `usage summary`.
@@ -103,6 +106,9 @@ impl ListArgs {
 
 /// Lists one page of records, newest first, or with `--all` streams every one as CSV.
 async fn list(args: ListArgs, admin: &mut Admin, out: &mut Output) -> Result<(), Error> {
+    if args.quarantined {
+        return super::quarantine::run(args.limit, admin, out).await;
+    }
     if args.csv && out.is_json() {
         return Err(Error::Invalid("--csv and --json are two different outputs: choose one".into()));
     }
@@ -175,6 +181,7 @@ pub struct UsageView {
     status: String,
     duration_ms: i64,
     created_at: String,
+    usage_adjusted: bool,
 }
 
 impl UsageView {
@@ -195,6 +202,7 @@ impl UsageView {
             status: record.status.clone(),
             duration_ms: record.duration_ms,
             created_at: output::time(record.created_at_unix_micros),
+            usage_adjusted: record.usage_adjusted,
         }
     }
 }
@@ -215,6 +223,7 @@ impl Record for UsageView {
         "cost",
         "status",
         "duration_ms",
+        "usage_adjusted",
     ];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
@@ -233,6 +242,7 @@ impl Record for UsageView {
             ("status", self.status.clone()),
             ("duration_ms", self.duration_ms.to_string()),
             ("created_at", self.created_at.clone()),
+            ("usage_adjusted", self.usage_adjusted.to_string()),
         ]
     }
 }
@@ -336,6 +346,7 @@ mod tests {
             created_at_unix_micros: 0,
             endpoint: "/v1/chat/completions".into(),
             duration_ms: 812,
+            usage_adjusted: true,
         };
         assert_eq!(
             serde_json::to_value(UsageView::new(&record)).expect("views serialize"),
@@ -344,7 +355,7 @@ mod tests {
                 "channel": "oa", "endpoint": "/v1/chat/completions", "input_tokens": 1000,
                 "cached_input_tokens": 200, "cache_write_tokens": 0, "output_tokens": 50,
                 "cost": "0.00325", "status": "ok", "duration_ms": 812,
-                "created_at": "1970-01-01T00:00:00Z",
+                "created_at": "1970-01-01T00:00:00Z", "usage_adjusted": true,
             })
         );
     }

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     db::Db,
-    store::{accounts, channels, codes, groups, keys, ledger, models, pricing, setup, usage},
+    store::{accounts, channels, codes, groups, keys, ledger, models, pricing, quarantine, setup, usage},
 };
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -319,6 +319,17 @@ impl AdminService for AdminApi {
         let with_secrets = request.into_inner().with_secrets;
         let current = setup::export(&self.db).await?;
         Ok(Response::new(convert::setup_to_pb(current, with_secrets)))
+    }
+
+    async fn list_quarantined_usage(
+        &self,
+        request: Request<pb::ListQuarantinedUsageRequest>,
+    ) -> Answer<pb::ListQuarantinedUsageResponse> {
+        let limit = list_limit(request.into_inner().limit, usage::DEFAULT_LIMIT);
+        let rows = quarantine::list(&self.db, limit).await?;
+        Ok(Response::new(pb::ListQuarantinedUsageResponse {
+            reports: rows.into_iter().map(convert::quarantined_to_pb).collect(),
+        }))
     }
 
     async fn get_pricing(&self, _: Request<pb::GetPricingRequest>) -> Answer<pb::Pricing> {

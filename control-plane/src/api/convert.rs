@@ -15,6 +15,7 @@ use crate::store::{
     models::{Model, ModelGroup},
     policy::{PolicyAccount, PolicyKey},
     pricing::PriceEntry,
+    quarantine::QuarantineRow,
     setup::{self, Setup},
     usage::{Report, UsageRow},
 };
@@ -337,6 +338,7 @@ pub fn usage_to_pb((row, account): (UsageRow, String)) -> pb::UsageRecord {
         created_at_unix_micros: row.created_at,
         endpoint: row.endpoint,
         duration_ms: row.duration_ms,
+        usage_adjusted: row.usage_adjusted,
     }
 }
 
@@ -381,6 +383,46 @@ pub fn report_from_pb(report: pb::UsageReport) -> Report {
         duration_ms: report.duration_ms,
         first_byte_ms: report.first_byte_ms,
         lease_id: report.lease_id.filter(|id| !id.is_empty()),
+        usage_adjusted: report.usage_adjusted,
+    }
+}
+
+/// A report back on the wire: what the quarantine keeps of a refused one.
+pub fn report_to_pb(report: &Report) -> pb::UsageReport {
+    pb::UsageReport {
+        request_id: report.request_id.clone(),
+        key_id: report.key_id,
+        model: report.model.clone(),
+        channel: report.channel.clone(),
+        endpoint: report.endpoint.clone(),
+        input_tokens: report.input_tokens,
+        cached_input_tokens: report.cached_input_tokens,
+        cache_write_tokens: report.cache_write_tokens,
+        output_tokens: report.output_tokens,
+        cost_nanos: report.cost,
+        status: report.status.clone(),
+        created_at_unix_micros: report.created_at,
+        duration_ms: report.duration_ms,
+        first_byte_ms: report.first_byte_ms,
+        lease_id: report.lease_id.clone(),
+        usage_adjusted: report.usage_adjusted,
+    }
+}
+
+/// A quarantined report for the wire (its report decoded again; undecodable: empty).
+pub fn quarantined_to_pb(row: QuarantineRow) -> pb::QuarantinedReport {
+    use prost::Message;
+    let report = pb::UsageReport::decode(row.report.as_slice()).unwrap_or_else(|_| pb::UsageReport {
+        request_id: row.request_id,
+        key_id: row.key_id,
+        ..pb::UsageReport::default()
+    });
+    pb::QuarantinedReport {
+        id: row.id,
+        reason: row.reason,
+        node_id: row.node_id,
+        received_at_unix_micros: row.received_at,
+        report: Some(report),
     }
 }
 

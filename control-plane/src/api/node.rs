@@ -13,6 +13,7 @@ use crate::{
     store::{
         accounts, codes, keys, leases, now_micros,
         policy::{self, PolicyChanges},
+        quarantine,
         usage::{self, UsageFilter},
     },
 };
@@ -130,9 +131,10 @@ async fn send_all(
     Ok(())
 }
 
-/// Records each batch of a usage stream in turn and acknowledges it once committed. A batch
-/// that cannot be recorded ends the stream with its error: `InvalidArgument` means no retry
-/// will ever succeed (the sender should set the batch aside), anything else is transient.
+/// Records each batch of a usage stream in turn and acknowledges it once committed. Reports
+/// refused as invalid are quarantined and the rest recorded, so a batch is acknowledged unless
+/// the database fails; then (and on shutdown) the stream ends with an error status, never
+/// with OK and a batch left unacknowledged.
 async fn ingest_batches(
     db: Db,
     mut batches: Streaming<pb::UsageBatch>,
@@ -141,38 +143,64 @@ async fn ingest_batches(
 ) {
     loop {
         let batch = tokio::select! {
-            batch = batches.message() => batch,
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            batch = batches.message() => Some(batch),
+            _ = shutdown.wait_for(|stop| *stop) => None,
             () = acks.closed() => return,
         };
         let batch = match batch {
-            Ok(Some(batch)) => batch,
-            Ok(None) => return,
-            Err(status) => {
+            None => {
+                let _ = acks.send(Err(Status::unavailable("the control plane is shutting down"))).await;
+                return;
+            }
+            Some(Ok(Some(batch))) => batch,
+            Some(Ok(None)) => return,
+            Some(Err(status)) => {
                 tracing::debug!(%status, "usage stream broke");
                 return;
             }
         };
-        let reports: Vec<usage::Report> = batch.reports.into_iter().map(convert::report_from_pb).collect();
-        match usage::ingest(&db, &batch.node_id, &reports, now_micros()).await {
-            Ok(done) => {
-                tracing::debug!(node = %batch.node_id, batch = batch.batch_id, recorded = done.recorded, duplicates = done.duplicates, "usage batch");
-                let ack = pb::UsageAck {
-                    batch_id: batch.batch_id,
-                    recorded: done.recorded,
-                    duplicates: done.duplicates,
-                };
-                if acks.send(Ok(ack)).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(node = %batch.node_id, batch = batch.batch_id, %error, "usage batch refused");
-                let _ = acks.send(Err(error.into())).await;
-                return;
-            }
+        let answer = ingest_batch(&db, batch).await;
+        if let Err(status) = &answer {
+            tracing::warn!(%status, "usage batch not recorded");
+        }
+        let failed = answer.is_err();
+        if acks.send(answer).await.is_err() || failed {
+            return;
         }
     }
+}
+
+/// Records one batch, quarantining what it refuses; the acknowledgement.
+async fn ingest_batch(db: &Db, batch: pb::UsageBatch) -> Result<pb::UsageAck, Status> {
+    let reports: Vec<usage::Report> = batch.reports.into_iter().map(convert::report_from_pb).collect();
+    let now = now_micros();
+    let done = usage::ingest(db, &batch.node_id, &reports, now).await?;
+    let refused: Vec<quarantine::Refused<'_>> = done
+        .refused
+        .iter()
+        .map(|(index, reason)| {
+            let report = &reports[*index];
+            quarantine::Refused {
+                request_id: &report.request_id,
+                key_id: report.key_id,
+                reason,
+                raw: prost::Message::encode_to_vec(&convert::report_to_pb(report)),
+            }
+        })
+        .collect();
+    for entry in &refused {
+        tracing::warn!(node = %batch.node_id, request_id = %entry.request_id, key_id = entry.key_id, reason = %entry.reason, "usage report refused; quarantined");
+    }
+    // After the records: if this fails the batch is sent again, its good reports are then
+    // duplicates and its bad ones are refused (and quarantined) again.
+    quarantine::put(db, &batch.node_id, &refused, now).await?;
+    tracing::debug!(node = %batch.node_id, batch = batch.batch_id, recorded = done.recorded, duplicates = done.duplicates, quarantined = refused.len(), "usage batch");
+    Ok(pb::UsageAck {
+        batch_id: batch.batch_id,
+        recorded: done.recorded,
+        duplicates: done.duplicates,
+        quarantined: u32::try_from(refused.len()).unwrap_or(u32::MAX),
+    })
 }
 
 #[tonic::async_trait]

@@ -57,6 +57,8 @@ pub struct NewUsage {
     pub node_id: String,
     /// Unix micros.
     pub created_at: i64,
+    /// The upstream's usage was not believed.
+    pub usage_adjusted: bool,
 }
 
 /// A ledger entry to insert.
@@ -258,6 +260,7 @@ impl Dialect for AsyncPgConnection {
              FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
                AS v(id, total, floor, day, day_total) \
              WHERE a.id = v.id AND a.balance >= v.floor \
+               AND a.spent_today <= 9223372036854775807 - v.day_total \
              RETURNING a.id, a.balance",
         )
         .bind::<Array<BigInt>, _>(column(|d| d.account_id))
@@ -279,7 +282,8 @@ impl Dialect for AsyncPgConnection {
                spent_day = GREATEST(k.spent_day, v.day) \
              FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) \
                AS v(id, total, day, day_total) \
-             WHERE k.id = v.id",
+             WHERE k.id = v.id AND k.spent <= 9223372036854775807 - v.total \
+               AND k.spent_today <= 9223372036854775807 - v.day_total",
         )
         .bind::<Array<BigInt>, _>(column(|k| k.key_id))
         .bind::<Array<BigInt>, _>(column(|k| k.total))

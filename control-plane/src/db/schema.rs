@@ -158,6 +158,20 @@ diesel::table! {
         first_byte_ms -> BigInt,
         node_id -> Text,
         created_at -> BigInt,
+        usage_adjusted -> Bool,
+    }
+}
+
+diesel::table! {
+    usage_quarantine (id) {
+        id -> BigInt,
+        digest -> Text,
+        node_id -> Text,
+        request_id -> Text,
+        key_id -> BigInt,
+        reason -> Text,
+        report -> Binary,
+        received_at -> BigInt,
     }
 }
 
@@ -192,5 +206,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     redemption_codes,
     ledger,
     usage_records,
+    usage_quarantine,
     leases,
 );

@@ -29,8 +29,12 @@ pub fn generate_secret() -> String {
 
 /// The stored form of a secret: hex SHA-256 (the secret is high-entropy, so no slow hash).
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(secret.as_bytes())
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A key as stored.

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod models;
 pub mod policy;
 pub mod pricing;
+pub mod quarantine;
 pub mod setup;
 pub mod usage;
 

@@ -26,6 +26,11 @@ use crate::{
 pub const MAX_BATCH_REPORTS: usize = 10_000;
 /// Longest request id accepted.
 const MAX_REQUEST_ID_BYTES: usize = 128;
+/// Longest model, channel, endpoint, status or lease id accepted.
+const MAX_TEXT_BYTES: usize = 1024;
+/// More tokens of one kind than any request can use (the largest context windows are a few
+/// million tokens): a report claiming this many is not believable, whoever computed it.
+pub const MAX_REPORT_TOKENS: i64 = 1_000_000_000;
 
 /// One finished request as a data plane reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,6 +65,8 @@ pub struct Report {
     pub first_byte_ms: i64,
     /// The lease the request was reserved from.
     pub lease_id: Option<String>,
+    /// The upstream's usage was not believed and the local count was billed.
+    pub usage_adjusted: bool,
 }
 
 impl Report {
@@ -83,6 +90,29 @@ impl Report {
         if let Some((field, _)) = numbers.iter().find(|(_, value)| *value < 0) {
             return Err(StoreError::invalid(format!("report {id:?}: {field} must not be negative")));
         }
+        if let Some((field, value)) = numbers[..4].iter().find(|(_, value)| *value > MAX_REPORT_TOKENS) {
+            return Err(StoreError::invalid(format!(
+                "report {id:?}: {field} {value} is more than any request can use ({MAX_REPORT_TOKENS})"
+            )));
+        }
+        if self.created_at < 0 {
+            return Err(StoreError::invalid(format!("report {id:?}: created_at must not be negative")));
+        }
+        let texts = [
+            ("model", self.model.as_str()),
+            ("channel", self.channel.as_str()),
+            ("endpoint", self.endpoint.as_str()),
+            ("status", self.status.as_str()),
+            ("lease_id", self.lease_id.as_deref().unwrap_or_default()),
+        ];
+        // PostgreSQL refuses NUL in text: a report carrying one could never be stored.
+        if let Some((field, _)) =
+            texts.iter().find(|(_, text)| text.len() > MAX_TEXT_BYTES || text.chars().any(char::is_control))
+        {
+            return Err(StoreError::invalid(format!(
+                "report {id:?}: {field} must be at most {MAX_TEXT_BYTES} bytes without control characters"
+            )));
+        }
         Ok(())
     }
 
@@ -99,12 +129,15 @@ impl Report {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ingested {
     /// Reports recorded now.
     pub recorded: u32,
     /// Reports whose request id was recorded before (or earlier in the same batch).
     pub duplicates: u32,
+    /// Reports refused as invalid, by their index in the batch, with the reason: no retry
+    /// could record them, and nothing of them was recorded (the caller quarantines them).
+    pub refused: Vec<(usize, String)>,
 }
 
 /// What a batch's newly recorded, billed requests change: account debits (with their ledger
@@ -164,27 +197,68 @@ fn changes<'a>(billed: impl Iterator<Item = (&'a Report, i64)>, now: i64) -> Cha
 }
 
 /// Records a batch of reports from data plane `node_id` at time `now` (unix micros), exactly
-/// once per request id, in one transaction. Refuses the whole batch when a report is invalid
-/// or names an unknown key: retrying cannot fix that.
+/// once per request id. Reports that can never be recorded (invalid, naming an unknown key, or
+/// whose cost would overflow a balance or counter) are refused one by one and the rest are
+/// recorded: one poison report never blocks the others. Only a batch over the size limit is
+/// refused whole; any other error is transient and nothing of the batch is acknowledged.
 pub async fn ingest(db: &Db, node_id: &str, reports: &[Report], now: i64) -> StoreResult<Ingested> {
     if reports.len() > MAX_BATCH_REPORTS {
         return Err(StoreError::invalid(format!("a batch carries at most {MAX_BATCH_REPORTS} reports")));
     }
-    reports.iter().try_for_each(Report::check)?;
+    let mut refused = Vec::new();
+    let mut valid: Vec<(usize, &Report)> = Vec::with_capacity(reports.len());
+    for (index, report) in reports.iter().enumerate() {
+        match report.check() {
+            Ok(()) => valid.push((index, report)),
+            Err(error) => refused.push((index, error.to_string())),
+        }
+    }
+    // Usually one transaction. When a report spoils it (unknown key, overflow), the batch is
+    // halved until each such report stands alone: every other report is still recorded.
+    let mut recorded = 0;
+    let mut parts: Vec<&[(usize, &Report)]> = vec![&valid];
+    while let Some(part) = parts.pop() {
+        match record(db, node_id, part, now).await {
+            Ok(count) => recorded += count,
+            Err(error @ (StoreError::Invalid(_) | StoreError::Conflict(_))) => match part {
+                [] => {}
+                [(index, _)] => refused.push((*index, error.to_string())),
+                _ => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            },
+            Err(error) => return Err(error),
+        }
+    }
+    refused.sort_unstable();
+    let duplicates = reports.len() - recorded - refused.len();
+    Ok(Ingested {
+        recorded: u32::try_from(recorded).unwrap_or(u32::MAX),
+        duplicates: u32::try_from(duplicates).unwrap_or(u32::MAX),
+        refused,
+    })
+}
+
+/// Records checked reports in one transaction; refuses them all when one names an unknown
+/// key or a sum would overflow. Returns how many were recorded now.
+async fn record(db: &Db, node_id: &str, reports: &[(usize, &Report)], now: i64) -> StoreResult<usize> {
+    if reports.is_empty() {
+        return Ok(0);
+    }
     // First of each request id, ordered by it: UUIDv7 ids sort by time, which gives the ledger
     // a natural order, and every transaction takes unique-index locks in the same order.
     let mut unique: Vec<&Report> = Vec::with_capacity(reports.len());
     let mut seen = HashSet::with_capacity(reports.len());
-    for report in reports {
+    for (_, report) in reports {
         if seen.insert(report.request_id.as_str()) {
             unique.push(report);
         }
     }
     unique.sort_by(|a, b| a.request_id.cmp(&b.request_id));
     let key_ids: Vec<i64> = unique.iter().map(|r| r.key_id).collect::<BTreeSet<_>>().into_iter().collect();
-    let total = u32::try_from(reports.len()).unwrap_or(u32::MAX);
-
-    let recorded = write_tx!(db, |conn| {
+    write_tx!(db, |conn| {
         let owners: HashMap<i64, i64> = api_keys::table
             .filter(api_keys::id.eq_any(&key_ids))
             .select((api_keys::id, api_keys::account_id))
@@ -217,6 +291,7 @@ pub async fn ingest(db: &Db, node_id: &str, reports: &[Report], now: i64) -> Sto
                 first_byte_ms: r.first_byte_ms,
                 node_id: node_id.to_owned(),
                 created_at: r.time(now),
+                usage_adjusted: r.usage_adjusted,
             })
             .collect();
         let fresh: HashSet<String> = conn.insert_usage(rows).await?.into_iter().collect();
@@ -234,9 +309,7 @@ pub async fn ingest(db: &Db, node_id: &str, reports: &[Report], now: i64) -> Sto
         // A lease may have ended already: then there is nothing left to lower.
         conn.spend_leases(changes.leases, now).await?;
         Ok(fresh.len())
-    })?;
-    let recorded = u32::try_from(recorded).unwrap_or(u32::MAX);
-    Ok(Ingested { recorded, duplicates: total - recorded })
+    })
 }
 
 #[cfg(test)]
@@ -265,6 +338,13 @@ mod tests {
         assert!(report("a", 1, -1, 0, None).check().is_err());
         assert!(Report { output_tokens: -1, ..report("a", 1, 0, 0, None) }.check().is_err());
         assert!(Report { first_byte_ms: -1, ..report("a", 1, 0, 0, None) }.check().is_err());
+        let claimed = 4_500_000_000_000_000;
+        assert!(Report { output_tokens: claimed, ..report("a", 1, 0, 0, None) }.check().is_err());
+        assert!(Report { cached_input_tokens: claimed, ..report("a", 1, 0, 0, None) }.check().is_err());
+        assert!(Report { output_tokens: MAX_REPORT_TOKENS, ..report("a", 1, 0, 0, None) }.check().is_ok());
+        assert!(Report { model: "m\0".into(), ..report("a", 1, 0, 0, None) }.check().is_err());
+        assert!(Report { status: "x".repeat(2000), ..report("a", 1, 0, 0, None) }.check().is_err());
+        assert!(Report { created_at: -1, ..report("a", 1, 0, 0, None) }.check().is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::{
 use bytes::Bytes;
 use router_proto::{Money, Multiplier, TokenUsage, cost, pb};
 
-use super::{endpoint::Endpoint, tokenize, usage};
+use super::{endpoint::Endpoint, sanity::Bounds, tokenize, usage};
 use crate::{app::App, metrics::Metrics, policy::ModelInfo, quota::Reservation, report::Reporter};
 
 /// Output tokens assumed for a request with no `max_tokens` on a model with no configured cap.
@@ -64,6 +64,8 @@ pub struct Bill {
     pub multiplier: Multiplier,
     /// The endpoint the client called.
     pub endpoint: Endpoint,
+    /// What the request allowed: usage reported beyond it is not believed.
+    pub bounds: Bounds,
 }
 
 /// Everything needed to bill one request when it ends; dropping it unfinished settles at zero.
@@ -110,10 +112,14 @@ impl Meter {
 
     /// Bills the request and hands its usage report over.
     pub fn finish(mut self, outcome: Outcome, produced: Produced) {
-        let usage = match outcome {
-            Outcome::UpstreamError => TokenUsage::default(),
+        let (usage, adjusted) = match outcome {
+            Outcome::UpstreamError => (TokenUsage::default(), false),
             Outcome::Ok | Outcome::Incomplete => {
-                produced.usage.unwrap_or_else(|| self.count_locally(&produced.raw_output))
+                let checked = self
+                    .bill
+                    .bounds
+                    .check(&self.request_body, produced.usage, || self.count_locally(&produced.raw_output));
+                (checked.usage, checked.adjusted)
             }
         };
         let cost = if outcome == Outcome::UpstreamError {
@@ -127,6 +133,10 @@ impl Meter {
         let lease_id = self.reservation.take().and_then(|r| r.settle(cost));
         // Every request is finished after a channel was tried (`forward` sees to that).
         let channel = self.channel.take().unwrap_or_else(|| Arc::from(""));
+        if adjusted {
+            tracing::warn!(request_id = %self.bill.request_id, channel = %channel, reported = ?produced.usage, billed = ?usage, "usage beyond what the request allowed; billed from the local count, capped");
+            self.metrics.usage_adjusted(&channel);
+        }
         let duration = self.started.elapsed();
         let report = pb::UsageReport {
             request_id: self.bill.request_id.to_string(),
@@ -146,6 +156,7 @@ impl Meter {
                 .first_byte
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             lease_id,
+            usage_adjusted: adjusted,
         };
         self.metrics.finished(
             self.bill.endpoint.as_str(),

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod meter;
 pub mod request;
 pub mod route;
+pub mod sanity;
 pub mod stream;
 pub mod tokenize;
 pub mod upstream;
@@ -93,7 +94,12 @@ async fn serve(
     let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
     })?;
-    let bill = Bill { request_id, key_id: caller.key.id, model: Arc::clone(model), multiplier, endpoint };
+    // What the upstream may report is bounded by what the request allowed.
+    let output_cap =
+        fields.max_output_tokens.or(model.max_output_tokens).unwrap_or(meter::DEFAULT_MAX_OUTPUT_TOKENS);
+    let bounds = sanity::Bounds::new(body.len(), output_cap.saturating_mul(fields.choices));
+    let bill =
+        Bill { request_id, key_id: caller.key.id, model: Arc::clone(model), multiplier, endpoint, bounds };
     let meter = Meter::new(app, bill, reservation, body.clone());
     // Steps 5–7: forward, answer, bill.
     Ok(forward::forward(&attempt, channels, Some(meter)).await)

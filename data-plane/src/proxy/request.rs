@@ -65,6 +65,8 @@ struct Raw<'a> {
     max_completion_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
     stream_options: Option<StreamOptions>,
+    n: Option<u64>,
+    best_of: Option<u64>,
 }
 
 /// What the gateway needs to know of a request body.
@@ -78,6 +80,8 @@ pub struct Fields<'a> {
     pub max_output_tokens: Option<u64>,
     /// Whether the client itself asked for a usage chunk in its stream.
     pub include_usage: bool,
+    /// Answers generated, each up to the output cap (`n`, `best_of`; at least 1).
+    pub choices: u64,
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -95,6 +99,7 @@ pub fn fields(body: &[u8]) -> Result<Fields<'_>, ApiError> {
         stream: raw.stream.unwrap_or(false),
         max_output_tokens: raw.max_tokens.or(raw.max_completion_tokens).or(raw.max_output_tokens),
         include_usage: raw.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        choices: raw.n.max(raw.best_of).unwrap_or(1).max(1),
     })
 }
 
@@ -178,6 +183,9 @@ mod tests {
         assert!(f.stream);
         assert_eq!(f.max_output_tokens, Some(64));
         assert!(!f.include_usage);
+        assert_eq!(f.choices, 1);
+        assert_eq!(fields(br#"{"model":"m","n":3,"best_of":5}"#).expect("valid").choices, 5);
+        assert_eq!(fields(br#"{"model":"m","n":0}"#).expect("valid").choices, 1);
         assert_eq!(
             fields(br#"{"model":"m","max_completion_tokens":9}"#).expect("valid").max_output_tokens,
             Some(9)

@@ -30,6 +30,9 @@ const READ_BUFFER: usize = 64 * 1024;
 const LOCK: &str = "lock";
 /// Where the sender's progress is remembered between runs.
 const CHECKPOINT: &str = "checkpoint";
+/// Reports the control plane refused for good, kept (in the segments' record format) for an
+/// operator to look at; never read back by the sender.
+pub const SET_ASIDE: &str = "quarantine.spool";
 
 /// A position in the spool: a segment and a byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -212,6 +215,20 @@ impl Spool {
             self.bytes.fetch_sub(len, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Keeps one record the control plane refuses for good in the set-aside file, synced, so
+    /// that the sender can go past it.
+    pub fn set_aside(&self, payload: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(payload.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "usage report too large"))?;
+        let mut frame = Vec::with_capacity(HEADER + payload.len());
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(&crc32(payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        let mut file = OpenOptions::new().create(true).append(true).open(self.dir.join(SET_ASIDE))?;
+        file.write_all(&frame)?;
+        file.sync_data()
     }
 
     /// Remembers that everything before `position` is acknowledged.
@@ -467,6 +484,30 @@ mod tests {
         let (records, position) = read_all(&dir, Position::default(), spool.end());
         assert_eq!(records, ["whole one", "whole two", "whole three"]);
         assert_eq!(position, spool.end());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn set_aside_records_are_kept_apart_in_the_record_format() {
+        let dir = dir("set-aside");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        append(&spool, "kept");
+        spool.set_aside(b"poison one").unwrap();
+        spool.set_aside(b"poison two").unwrap();
+        let (records, _) = read_all(&dir, Position::default(), spool.end());
+        assert_eq!(records, ["kept"], "the sender never reads set-aside records again");
+        let bytes = fs::read(dir.join(SET_ASIDE)).unwrap();
+        let mut reader = BufReader::new(&bytes[..]);
+        let mut header = [0u8; HEADER];
+        let mut found = Vec::new();
+        while read_full(&mut reader, &mut header).unwrap() {
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let mut payload = vec![0; len];
+            assert!(read_full(&mut reader, &mut payload).unwrap());
+            assert_eq!(crc32(&payload).to_le_bytes(), header[4..]);
+            found.push(String::from_utf8(payload).unwrap());
+        }
+        assert_eq!(found, ["poison one", "poison two"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

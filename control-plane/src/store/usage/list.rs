@@ -55,6 +55,8 @@ pub struct UsageRow {
     pub node_id: String,
     /// Unix micros.
     pub created_at: i64,
+    /// The upstream's usage was not believed and the local count was billed.
+    pub usage_adjusted: bool,
 }
 
 /// Where a record sits in the listing order.

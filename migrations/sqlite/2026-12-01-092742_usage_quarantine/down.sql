@@ -1,0 +1,2 @@
+DROP TABLE usage_quarantine;
+ALTER TABLE usage_records DROP COLUMN usage_adjusted;
