@@ -42,7 +42,7 @@ on_both_backends!(
     refills_add_to_the_lease_they_name,
     unusable_keys_get_nothing_and_free_their_leases,
     reports_bill_once_and_move_every_counter,
-    invalid_batches_change_nothing,
+    invalid_reports_are_refused_alone,
 );
 
 /// An account with `balance` and one key with the given limits; returns (account id, key id).
@@ -256,7 +256,7 @@ async fn reports_bill_once_and_move_every_counter(backend: Backend) {
     assert_eq!(sum, balance);
 }
 
-async fn invalid_batches_change_nothing(backend: Backend) {
+async fn invalid_reports_are_refused_alone(backend: Backend) {
     let t = TestDb::create(backend).await;
     let (account_id, key_id) = setup(&t.db, 10_000, None, None, None).await;
     let now = now_micros();
@@ -266,13 +266,19 @@ async fn invalid_batches_change_nothing(backend: Backend) {
         vec![good.clone(), Report { output_tokens: -5, ..report("neg-tokens", key_id, 1, now, None) }],
         vec![good.clone(), report("", key_id, 1, now, None)],
         vec![good.clone(), report("ghost", 987_654, 1, now, None)],
+        vec![
+            Report { output_tokens: 4_500_000_000_000_000, ..report("lie", key_id, 1, now, None) },
+            good.clone(),
+        ],
     ];
-    for batch in &bad_batches {
-        let error = usage::ingest(&t.db, "a", batch, now).await.unwrap_err();
-        assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
+    for (n, batch) in bad_batches.iter().enumerate() {
+        let done = usage::ingest(&t.db, "a", batch, now).await.unwrap();
+        let bad = usize::from(batch[0].request_id != "good");
+        assert_eq!(done.refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [bad], "{done:?}");
+        assert_eq!((done.recorded, done.duplicates), (u32::from(n == 0), u32::from(n > 0)), "{done:?}");
     }
     let account = accounts::get_by_id(&t.db, account_id).await.unwrap();
-    assert_eq!(account.balance, 10_000, "a refused batch records nothing, not even its valid reports");
+    assert_eq!(account.balance, 10_000 - 10, "the valid report is billed, once; the invalid ones not at all");
     let records = usage::list(&t.db, UsageFilter::default()).await.unwrap().records;
-    assert!(records.is_empty());
+    assert_eq!(records.len(), 1);
 }
