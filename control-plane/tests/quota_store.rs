@@ -273,7 +273,7 @@ async fn invalid_reports_are_refused_alone(backend: Backend) {
     ];
     for (n, batch) in bad_batches.iter().enumerate() {
         let done = usage::ingest(&t.db, "a", batch, now).await.unwrap();
-        let bad = usize::from(batch[0].request_id != "good");
+        let bad = usize::from(batch[0].request_id == "good");
         assert_eq!(done.refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [bad], "{done:?}");
         assert_eq!((done.recorded, done.duplicates), (u32::from(n == 0), u32::from(n > 0)), "{done:?}");
     }
