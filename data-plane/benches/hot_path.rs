@@ -7,13 +7,17 @@
 //! - `sse`: one streamed event through the SSE parser and the usage reader (an OpenAI content
 //!   chunk, OpenAI's final usage chunk, Anthropic's `message_delta`);
 //! - `usage`: usage from a whole (non-streamed) answer;
-//! - `cost`: the cost of one request.
+//! - `cost`: the cost of one request;
+//! - `convert`: protocol conversion — one streamed event through each stream converter (what a
+//!   converted stream adds per chunk), and the recorded Claude Code and Codex request bodies.
 
 use std::hint::black_box;
 
+use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use router_data_plane::{
+    convert::{Conversion, StreamContext, Target},
     policy::Policy,
     proxy::{
         auth::authenticate,
@@ -246,5 +250,58 @@ fn cost(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, key, request_body, sse, body_usage, cost);
+/// A Chat content chunk, as DeepSeek sends it.
+const CHAT_CONTENT: &[u8] = br#"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"deepseek-chat","choices":[{"index":0,"delta":{"content":" queues whisper"},"logprobs":null,"finish_reason":null}]}"#;
+/// A Chat tool-call arguments chunk.
+const CHAT_ARGUMENTS: &[u8] = br#"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"deepseek-chat","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"tion\": \"Par"}}]},"finish_reason":null}]}"#;
+/// An Anthropic text delta.
+const ANTHROPIC_TEXT: &[u8] =
+    br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" queues whisper"}}"#;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/convert/fixtures").join(name);
+    std::fs::read(&path).expect("fixture")
+}
+
+fn convert(c: &mut Criterion) {
+    let mut group = c.benchmark_group("convert");
+    let context =
+        || StreamContext { model: "client-model".into(), id: "0193c7a2".into(), ..StreamContext::default() };
+    for (name, conversion, start, chunk) in [
+        ("messages<-chat text chunk", Conversion::MessagesToChat, CHAT_CONTENT, CHAT_CONTENT),
+        ("messages<-chat tool arguments chunk", Conversion::MessagesToChat, CHAT_CONTENT, CHAT_ARGUMENTS),
+        ("responses<-chat text chunk", Conversion::ResponsesToChat, CHAT_CONTENT, CHAT_CONTENT),
+        ("chat<-messages text delta", Conversion::ChatToMessages, ANTHROPIC_TEXT, ANTHROPIC_TEXT),
+    ] {
+        group.bench_function(format!("{name}: one event"), |b| {
+            b.iter_batched_ref(
+                || {
+                    // A stream already under way: its opening events are out.
+                    let mut converter = conversion.stream(context());
+                    converter.event(None, start, &mut BytesMut::new());
+                    (converter, BytesMut::with_capacity(1024))
+                },
+                |(converter, out)| {
+                    converter.event(None, black_box(chunk), out);
+                    out.len()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let target = Target { upstream_model: "deepseek-chat", max_output_tokens: 8192 };
+    for (name, conversion, body) in [
+        ("claude code request", Conversion::MessagesToChat, fixture("claude-code.request.json")),
+        ("codex request", Conversion::ResponsesToChat, fixture("codex.request.json")),
+    ] {
+        assert!(conversion.request(&body, &target).is_ok());
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format!("{name} ({} B)", body.len()), |b| {
+            b.iter(|| conversion.request(black_box(&body), &target))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, key, request_body, sse, body_usage, cost, convert);
 criterion_main!(benches);

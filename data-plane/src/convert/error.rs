@@ -113,6 +113,17 @@ fn code_text(code: Option<&RawValue>) -> Option<String> {
 }
 
 impl UpstreamError {
+    /// A failure of the upstream's stream, described by the gateway.
+    pub fn new(message: String) -> UpstreamError {
+        UpstreamError {
+            status: 502,
+            message,
+            kind: None,
+            code: Some("upstream_error".to_owned()),
+            param: None,
+        }
+    }
+
     /// Reads an error body: OpenAI's `{"error":{…}}`, Anthropic's `{"type":"error","error":{…}}`,
     /// `{"error":"…"}`, vLLM's `{"object":"error","message":…}`, FastAPI's `{"detail":…}`, or
     /// anything else (its text becomes the message).

@@ -5,8 +5,9 @@
 //! - [`Conversion::MessagesToChat`]: Claude Code and the anthropic SDK on OpenAI-compatible
 //!   upstreams ([`messages_chat`]);
 //! - [`Conversion::ResponsesToChat`]: Codex CLI and the openai SDK's Responses API on Chat-only
-//!   upstreams;
-//! - [`Conversion::ChatToMessages`]: the openai SDK's chat on Anthropic upstreams.
+//!   upstreams ([`responses_chat`]);
+//! - [`Conversion::ChatToMessages`]: the openai SDK's chat on Anthropic upstreams
+//!   ([`chat_messages`]).
 //!
 //! Each direction converts the request, the whole answer, the stream (event by event, nothing
 //! held back) and upstream errors. What the target cannot express is a [`ConvertError`] naming
@@ -17,13 +18,13 @@
 //! `prompt_tokens` / `input_tokens` with the cache reads in `cached_tokens`; a converted Messages
 //! answer has `input_tokens` = prompt − cached and the cached ones in `cache_read_input_tokens`
 //! — the same figures the data plane bills from the upstream's own usage.
-// Wire types and helpers the Chat → Messages and Responses → Chat directions use land with
-// them; until then some are unused.
-#![allow(dead_code)]
-
+pub mod chat_messages;
 mod chat_stream;
 mod error;
 pub mod messages_chat;
+pub mod responses_chat;
+#[cfg(test)]
+mod roundtrip_tests;
 mod sse;
 #[cfg(test)]
 mod testing;
@@ -61,27 +62,49 @@ pub struct StreamContext {
     pub model: String,
     /// The request id (ids of the converted answer are derived from it).
     pub id: String,
+    /// Responses → Chat: the request's `custom` tools, whose calls go back as
+    /// `custom_tool_call` items (see [`Conversion::context`]).
+    pub custom_tools: Vec<String>,
+    /// Chat → Messages: whether the client asked for a usage chunk
+    /// (`stream_options.include_usage`) at the end of its stream.
+    pub include_usage: bool,
 }
 
 impl Conversion {
+    /// The context a request's answer is converted in: the model as the client asked for it,
+    /// the request id, and what the answer's conversion needs to know of the client's body.
+    pub fn context(self, body: &[u8], model: impl Into<String>, id: impl Into<String>) -> StreamContext {
+        let mut context = StreamContext { model: model.into(), id: id.into(), ..StreamContext::default() };
+        match self {
+            Conversion::ResponsesToChat => context.custom_tools = responses_chat::custom_tools(body),
+            Conversion::ChatToMessages => context.include_usage = chat_messages::include_usage(body),
+            Conversion::MessagesToChat => {}
+        }
+        context
+    }
+
     /// Client request body → upstream request body. For a streamed request to a Chat upstream
     /// it sets `stream_options.include_usage: true`.
     pub fn request(self, body: &[u8], target: &Target<'_>) -> Result<Vec<u8>, ConvertError> {
         match self {
             Conversion::MessagesToChat => messages_chat::request(body, target),
-            Conversion::ChatToMessages | Conversion::ResponsesToChat => {
-                Err(ConvertError::unsupported("", "this conversion is not available yet"))
-            }
+            Conversion::ResponsesToChat => responses_chat::request(body, target),
+            Conversion::ChatToMessages => chat_messages::request(body, target),
         }
     }
 
-    /// Whole upstream 200 answer → the client's answer.
+    /// Whole upstream 200 answer → the client's answer. Responses → Chat needs the request's
+    /// custom tools to answer their calls as such: use [`Conversion::answer_in`] there.
     pub fn answer(self, body: &[u8]) -> Result<Vec<u8>, ConvertError> {
+        self.answer_in(body, &StreamContext::default())
+    }
+
+    /// Whole upstream 200 answer → the client's answer, in the request's context.
+    pub fn answer_in(self, body: &[u8], context: &StreamContext) -> Result<Vec<u8>, ConvertError> {
         match self {
             Conversion::MessagesToChat => messages_chat::answer(body),
-            Conversion::ChatToMessages | Conversion::ResponsesToChat => {
-                Err(ConvertError::unsupported("", "this conversion is not available yet"))
-            }
+            Conversion::ResponsesToChat => responses_chat::answer(body, context),
+            Conversion::ChatToMessages => chat_messages::answer(body),
         }
     }
 
@@ -99,7 +122,11 @@ impl Conversion {
     pub fn stream(self, context: StreamContext) -> StreamConverter {
         let inner = match self {
             Conversion::MessagesToChat => Inner::MessagesChat(messages_chat::stream(context)),
-            Conversion::ChatToMessages | Conversion::ResponsesToChat => Inner::Unavailable,
+            Conversion::ResponsesToChat => Inner::ResponsesChat(responses_chat::stream(context)),
+            Conversion::ChatToMessages => {
+                let include_usage = context.include_usage;
+                Inner::ChatMessages(chat_messages::stream(context, include_usage))
+            }
         };
         StreamConverter { inner }
     }
@@ -110,10 +137,12 @@ pub struct StreamConverter {
     inner: Inner,
 }
 
+// One converter per stream, made once: boxing the larger ones would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Inner {
     MessagesChat(messages_chat::Stream),
-    Unavailable,
+    ResponsesChat(responses_chat::Stream),
+    ChatMessages(chat_messages::Stream),
 }
 
 impl StreamConverter {
@@ -124,7 +153,8 @@ impl StreamConverter {
     pub fn event(&mut self, name: Option<&[u8]>, data: &[u8], out: &mut BytesMut) {
         match &mut self.inner {
             Inner::MessagesChat(stream) => stream.event(name, data, out),
-            Inner::Unavailable => {}
+            Inner::ResponsesChat(stream) => stream.event(name, data, out),
+            Inner::ChatMessages(stream) => stream.event(name, data, out),
         }
     }
 
@@ -135,7 +165,8 @@ impl StreamConverter {
     pub fn fail(&mut self, message: &str, out: &mut BytesMut) {
         match &mut self.inner {
             Inner::MessagesChat(stream) => stream.fail(message, out),
-            Inner::Unavailable => {}
+            Inner::ResponsesChat(stream) => stream.fail(message, out),
+            Inner::ChatMessages(stream) => stream.fail(message, out),
         }
     }
 
@@ -143,7 +174,8 @@ impl StreamConverter {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::MessagesChat(stream) => stream.is_finished(),
-            Inner::Unavailable => true,
+            Inner::ResponsesChat(stream) => stream.is_finished(),
+            Inner::ChatMessages(stream) => stream.is_finished(),
         }
     }
 }

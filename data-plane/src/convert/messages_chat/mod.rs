@@ -43,7 +43,7 @@ mod request;
 mod stream;
 
 pub use answer::answer;
-pub use request::request;
+pub use request::{compact_json, request};
 pub use stream::{Stream, stream};
 
 /// The Chat `finish_reason` → the Messages `stop_reason`.

@@ -248,6 +248,9 @@ pub struct Response<'a> {
     /// `chatcmpl-…`.
     #[serde(borrow, default)]
     pub id: Cow<'a, str>,
+    /// When it was made (Unix seconds).
+    #[serde(default)]
+    pub created: Option<u64>,
     /// The model that answered.
     #[serde(borrow, default)]
     pub model: Cow<'a, str>,

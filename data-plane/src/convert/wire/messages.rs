@@ -266,9 +266,6 @@ pub struct Event<'a> {
     /// `message_delta`: cumulative usage.
     #[serde(default)]
     pub usage: Option<Usage>,
-    /// `error`.
-    #[serde(borrow, default)]
-    pub error: Option<&'a RawValue>,
 }
 
 /// A delta of any type, flat.

@@ -3,6 +3,7 @@
 //! byte for byte. Tagged unions are flat structs with a `type` string so nothing is buffered.
 pub mod chat;
 pub mod messages;
+pub mod responses;
 
 use std::{borrow::Cow, fmt, marker::PhantomData};
 
