@@ -100,3 +100,23 @@ pub fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
+
+/// A Chat stream chunk's SSE bytes.
+pub fn chunk(value: Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+/// The events' names.
+pub fn names(events: &Events) -> Vec<&str> {
+    events.iter().map(|(name, _)| name.as_deref().unwrap_or("")).collect()
+}
+
+/// Expected events from a fixture: an array of `[name, data]`.
+pub fn golden(name: &str) -> Events {
+    json(&fixture(name))
+        .as_array()
+        .map(|pairs| {
+            pairs.iter().map(|pair| (pair[0].as_str().map(str::to_owned), pair[1].clone())).collect()
+        })
+        .unwrap_or_default()
+}

@@ -8,6 +8,7 @@ use crate::convert::{
     wire::{
         TextOr,
         chat::{self, Part},
+        empty_object, empty_schema,
         messages::{self, Block, Source, SourceField},
     },
 };
@@ -16,21 +17,6 @@ const TARGET: &str = "Anthropic Messages";
 
 /// The output cap when neither the client nor the model gives one.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-fn static_json(cell: &'static std::sync::OnceLock<Box<RawValue>>, json: &str) -> &'static RawValue {
-    // JSON literals: the fallback is never taken.
-    cell.get_or_init(|| RawValue::from_string(json.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()))
-}
-
-fn empty_object() -> &'static RawValue {
-    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    static_json(&EMPTY, "{}")
-}
-
-fn empty_schema() -> &'static RawValue {
-    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    static_json(&EMPTY, r#"{"type":"object","properties":{}}"#)
-}
 
 fn is_zero(value: Option<&RawValue>) -> bool {
     value.is_none_or(|v| matches!(v.get(), "0" | "0.0" | "null"))

@@ -47,16 +47,11 @@ pub fn tool_input(arguments: &str, field: impl FnOnce() -> String) -> Result<Box
 
 /// Converts a whole Chat answer.
 pub fn answer(body: &[u8]) -> Result<Vec<u8>, ConvertError> {
-    let response: chat::Response<'_> = serde_json::from_slice(body)
-        .map_err(|e| ConvertError::invalid("", format_args!("the upstream answer is not valid: {e}")))?;
-    let choice = response
-        .choices
-        .first()
-        .ok_or_else(|| ConvertError::invalid("choices", "the upstream answer has no choice"))?;
+    let response = chat::Response::parse(body)?;
+    let choice = &response.choices[0];
     let message = &choice.message;
     let mut content = Vec::new();
-    let reasoning = message.reasoning_content.as_deref().or(message.reasoning.as_deref());
-    if let Some(thinking) = reasoning.filter(|r| !r.is_empty()) {
+    if let Some(thinking) = message.reasoning_text() {
         content.push(Block::Thinking { thinking });
     }
     match &message.content {

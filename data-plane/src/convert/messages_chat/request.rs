@@ -8,6 +8,7 @@ use crate::convert::{
     wire::{
         TextOr,
         chat::{self, Part},
+        empty_schema,
         messages::{self, Block},
     },
 };
@@ -367,11 +368,8 @@ pub fn compact_json(json: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// An empty object schema, for tools that declare none.
-const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
-
 fn convert_tools<'a>(tools: &'a [messages::Tool<'a>]) -> Result<Vec<chat::Tool<'a>>, ConvertError> {
-    let empty: &'static RawValue = empty_schema();
+    let empty = empty_schema();
     tools
         .iter()
         .enumerate()
@@ -394,14 +392,6 @@ fn convert_tools<'a>(tools: &'a [messages::Tool<'a>]) -> Result<Vec<chat::Tool<'
             )),
         })
         .collect()
-}
-
-fn empty_schema() -> &'static RawValue {
-    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    // A JSON literal: the fallback is never taken.
-    EMPTY.get_or_init(|| {
-        RawValue::from_string(EMPTY_SCHEMA.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
-    })
 }
 
 /// `tool_choice` → Chat's `tool_choice` and `parallel_tool_calls`.

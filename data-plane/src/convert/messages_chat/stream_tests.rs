@@ -3,28 +3,10 @@ use serde_json::{Value, json};
 
 use crate::convert::{
     Conversion,
-    testing::{Events, assert_split_invariant, context, convert_events, fixture, json},
+    testing::{assert_split_invariant, chunk, context, convert_events, fixture, golden, names},
 };
 
 const CONVERSION: Conversion = Conversion::MessagesToChat;
-
-fn golden(name: &str) -> Events {
-    let expected = json(&fixture(name));
-    expected
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|pair| (pair[0].as_str().map(str::to_owned), pair[1].clone()))
-        .collect()
-}
-
-fn chunk(value: Value) -> String {
-    format!("data: {value}\n\n")
-}
-
-fn names(events: &Events) -> Vec<&str> {
-    events.iter().map(|(name, _)| name.as_deref().unwrap_or("")).collect()
-}
 
 #[test]
 fn converts_a_text_stream_with_cached_usage() {

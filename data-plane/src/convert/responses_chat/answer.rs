@@ -11,17 +11,12 @@ use crate::convert::{
 /// Converts a whole Chat answer; calls to the request's custom tools (`context.custom_tools`)
 /// become `custom_tool_call` items.
 pub fn answer(body: &[u8], context: &StreamContext) -> Result<Vec<u8>, ConvertError> {
-    let response: chat::Response<'_> = serde_json::from_slice(body)
-        .map_err(|e| ConvertError::invalid("", format_args!("the upstream answer is not valid: {e}")))?;
-    let choice = response
-        .choices
-        .first()
-        .ok_or_else(|| ConvertError::invalid("choices", "the upstream answer has no choice"))?;
+    let response = chat::Response::parse(body)?;
+    let choice = &response.choices[0];
     let message = &choice.message;
     let base = response.id.strip_prefix("chatcmpl-").unwrap_or(&response.id);
     let mut output = Vec::new();
-    let reasoning = message.reasoning_content.as_deref().or(message.reasoning.as_deref());
-    if let Some(text) = reasoning.filter(|r| !r.is_empty()) {
+    if let Some(text) = message.reasoning_text() {
         output
             .push(Item::Reasoning { id: format!("rs_{base}"), summary: vec![Summary::new(text.to_owned())] });
     }

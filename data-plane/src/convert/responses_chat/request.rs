@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 
 use crate::convert::{
     ConvertError, Target,
-    wire::{TextOr, chat, responses},
+    wire::{TextOr, chat, responses, static_json},
 };
 
 const TARGET: &str = "Chat Completions";
@@ -16,10 +16,7 @@ const CUSTOM_SCHEMA: &str = r#"{"type":"object","properties":{"input":{"type":"s
 
 fn custom_schema() -> &'static RawValue {
     static SCHEMA: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    // A JSON literal: the fallback is never taken.
-    SCHEMA.get_or_init(|| {
-        RawValue::from_string(CUSTOM_SCHEMA.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
-    })
+    static_json(&SCHEMA, CUSTOM_SCHEMA)
 }
 
 /// Converts the body of a `/v1/responses` request.

@@ -3,19 +3,10 @@ use serde_json::{Value, json};
 
 use crate::convert::{
     Conversion,
-    testing::{Events, assert_split_invariant, context, convert_events, fixture, json},
+    testing::{Events, assert_split_invariant, chunk, context, convert_events, fixture, golden, names},
 };
 
 const CONVERSION: Conversion = Conversion::ResponsesToChat;
-
-fn golden(name: &str) -> Events {
-    json(&fixture(name))
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|pair| (pair[0].as_str().map(str::to_owned), pair[1].clone()))
-        .collect()
-}
 
 /// The events with `created_at` (the clock) blanked.
 fn steady(mut events: Events) -> Events {
@@ -25,14 +16,6 @@ fn steady(mut events: Events) -> Events {
         }
     }
     events
-}
-
-fn chunk(value: Value) -> String {
-    format!("data: {value}\n\n")
-}
-
-fn names(events: &Events) -> Vec<&str> {
-    events.iter().map(|(name, _)| name.as_deref().unwrap_or("")).collect()
 }
 
 /// Every event but comments carries the next sequence number and its own name as `type`.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::TextOr;
+use crate::convert::ConvertError;
 
 /// A Chat Completions request. Every top-level field is known: one that is not is refused by
 /// name when converting to another protocol.
@@ -260,6 +261,26 @@ pub struct Response<'a> {
     /// Usage.
     #[serde(default)]
     pub usage: Option<Usage>,
+}
+
+impl<'a> Response<'a> {
+    /// Reads an upstream's whole answer, which must have a choice: `choices[0]` is the answer
+    /// (conversions ask for one).
+    pub fn parse(body: &'a [u8]) -> Result<Response<'a>, ConvertError> {
+        let response: Response<'a> = serde_json::from_slice(body)
+            .map_err(|e| ConvertError::invalid("", format_args!("the upstream answer is not valid: {e}")))?;
+        if response.choices.is_empty() {
+            return Err(ConvertError::invalid("choices", "the upstream answer has no choice"));
+        }
+        Ok(response)
+    }
+}
+
+impl Message<'_> {
+    /// The assistant's reasoning, under either field name, if it has any.
+    pub fn reasoning_text(&self) -> Option<&str> {
+        self.reasoning_content.as_deref().or(self.reasoning.as_deref()).filter(|r| !r.is_empty())
+    }
 }
 
 /// One choice of a whole answer.

@@ -5,12 +5,31 @@ pub mod chat;
 pub mod messages;
 pub mod responses;
 
-use std::{borrow::Cow, fmt, marker::PhantomData};
+use std::{borrow::Cow, fmt, marker::PhantomData, sync::OnceLock};
 
 use serde::{
     Deserialize, Deserializer, Serialize,
     de::{SeqAccess, Visitor},
 };
+use serde_json::value::RawValue;
+
+/// A JSON literal parsed once, for the fields that borrow a `&RawValue`.
+pub fn static_json(cell: &'static OnceLock<Box<RawValue>>, json: &'static str) -> &'static RawValue {
+    // Only literals are given: the fallback is never taken.
+    cell.get_or_init(|| RawValue::from_string(json.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+}
+
+/// `{}`: the arguments of a call that has none.
+pub fn empty_object() -> &'static RawValue {
+    static EMPTY: OnceLock<Box<RawValue>> = OnceLock::new();
+    static_json(&EMPTY, "{}")
+}
+
+/// The schema of a tool that declares none.
+pub fn empty_schema() -> &'static RawValue {
+    static EMPTY: OnceLock<Box<RawValue>> = OnceLock::new();
+    static_json(&EMPTY, r#"{"type":"object","properties":{}}"#)
+}
 
 /// A field that is either a string or an array of `T` (message content, system prompts).
 #[derive(Debug, Clone, PartialEq)]
