@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, when missing: PostgreSQL running on
-# 127.0.0.1:5432, the official OpenAI and Anthropic Python SDKs, and Chromium for the
+# 127.0.0.1:5432, MariaDB on 127.0.0.1:3306 (root, no password: the import tests read a
+# new-api database from it), the official OpenAI and Anthropic Python SDKs, and Chromium for the
 # browser check of /pricing. Safe to run again.
 set -euo pipefail
 
@@ -10,6 +11,23 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
         pg_isready -h 127.0.0.1 -p 5432 -q && break
         sleep 1
     done
+fi
+
+if ! (echo > /dev/tcp/127.0.0.1/3306) 2>/dev/null; then
+    if [ ! -x /usr/sbin/mariadbd ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q mariadb-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q mariadb-server >/dev/null; }
+    fi
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+    for _ in $(seq 1 60); do
+        (echo > /dev/tcp/127.0.0.1/3306) 2>/dev/null && break
+        sleep 1
+    done
+fi
+# A fresh Debian install lets root in only over the socket: allow it over TCP, no password.
+if ! mariadb -uroot -h127.0.0.1 -e 'SELECT 1' >/dev/null 2>&1; then
+    mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); CREATE DATABASE IF NOT EXISTS test;" || true
 fi
 
 if ! python3 -c 'import openai, anthropic' 2>/dev/null; then

@@ -1,7 +1,7 @@
 //! The command line: global flags and the tree of subcommands.
 use clap::{ArgAction, Args, Parser, Subcommand, builder::FalseyValueParser};
 
-use crate::commands::{account, balance, channel, code, group, key, model, model_group, setup, usage};
+use crate::commands::{account, balance, channel, code, group, import, key, model, model_group, setup, usage};
 
 /// routerctl: administer a Code Router control plane over gRPC.
 #[derive(Debug, Parser)]
@@ -91,6 +91,8 @@ pub enum Command {
     Apply(setup::ApplyArgs),
     /// Print the deployment's setup as a TOML file `apply` takes.
     Export(setup::ExportArgs),
+    /// Switch from new-api or one-api: import channels, prices, groups, users, keys and codes.
+    Import(import::ImportArgs),
 }
 
 #[cfg(test)]

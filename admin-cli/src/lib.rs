@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod import;
 pub mod output;
 pub mod setup;
 

@@ -150,6 +150,7 @@ fake_admin_service! {
     get_pricing: GetPricingRequest -> Pricing;
     apply_setup: ApplySetupRequest -> ApplySetupResponse;
     export_setup: ExportSetupRequest -> Setup;
+    import: ImportRequest -> ApplySetupResponse;
 }
 
 /// Serves `fake` on an ephemeral port and returns its endpoint.

@@ -5,6 +5,7 @@ pub mod balance;
 pub mod channel;
 pub mod code;
 pub mod group;
+pub mod import;
 pub mod key;
 pub mod model;
 pub mod model_group;
@@ -33,5 +34,6 @@ pub async fn run(command: Command, admin: &mut Admin, out: &mut Output) -> Resul
         Command::Pricing => pricing::run(admin, out).await,
         Command::Apply(args) => setup::apply(args, admin, out).await,
         Command::Export(args) => setup::export(args, admin, out).await,
+        Command::Import(args) => import::run(args, admin, out).await,
     }
 }

@@ -28,6 +28,15 @@ impl AdminApi {
         AdminApi { db, feed, currency }
     }
 
+    /// Answers an apply or import; watchers are told when it changed the policy.
+    fn applied(&self, applied: setup::Applied) -> Answer<pb::ApplySetupResponse> {
+        let answer = pb::ApplySetupResponse {
+            version: applied.version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+            changes: applied.changes.into_iter().map(convert::change_to_pb).collect(),
+        };
+        if answer.version == 0 { Ok(Response::new(answer)) } else { self.changed(answer) }
+    }
+
     /// Answers with `value` after a policy change, telling watchers at once.
     fn changed<T>(&self, value: T) -> Answer<T> {
         self.feed.poke();
@@ -308,11 +317,16 @@ impl AdminService for AdminApi {
         let declared = convert::setup_from_pb(r.setup.unwrap_or_default())?;
         let options = setup::Options { dry_run: r.dry_run, prune: r.prune };
         let applied = setup::apply(&self.db, &declared, options).await?;
-        let answer = pb::ApplySetupResponse {
-            version: applied.version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
-            changes: applied.changes.into_iter().map(convert::change_to_pb).collect(),
-        };
-        if answer.version == 0 { Ok(Response::new(answer)) } else { self.changed(answer) }
+        self.applied(applied)
+    }
+
+    async fn import(&self, request: Request<pb::ImportRequest>) -> Answer<pb::ApplySetupResponse> {
+        let mut r = request.into_inner();
+        let imports = convert::imports_from_pb(&mut r);
+        let declared = convert::setup_from_pb(r.setup.unwrap_or_default())?;
+        let options = setup::Options { dry_run: r.dry_run, prune: false };
+        let applied = setup::import(&self.db, &declared, &imports, options).await?;
+        self.applied(applied)
     }
 
     async fn export_setup(&self, request: Request<pb::ExportSetupRequest>) -> Answer<pb::Setup> {

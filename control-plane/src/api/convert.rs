@@ -216,6 +216,34 @@ pub fn setup_to_pb(setup: Setup, with_secrets: bool) -> pb::Setup {
     }
 }
 
+/// What an import brings beyond its setup, from the wire.
+pub fn imports_from_pb(r: &mut pb::ImportRequest) -> setup::Imports {
+    setup::Imports {
+        keys: std::mem::take(&mut r.keys)
+            .into_iter()
+            .map(|k| setup::ImportedKey {
+                account: k.account,
+                name: k.name,
+                secret_hash: k.secret_hash,
+                prefix: k.prefix,
+                group: k.group,
+                limit: k.limit_nanos,
+                models: k.models,
+                expires_at: k.expires_at_unix_micros,
+                revoked: k.revoked,
+            })
+            .collect(),
+        balances: std::mem::take(&mut r.balances)
+            .into_iter()
+            .map(|b| setup::ImportedBalance { account: b.account, amount: b.amount_nanos, note: b.note })
+            .collect(),
+        codes: std::mem::take(&mut r.codes)
+            .into_iter()
+            .map(|c| setup::ImportedCode { code: c.code, amount: c.amount_nanos })
+            .collect(),
+    }
+}
+
 /// What applying did to one item, for the wire.
 pub fn change_to_pb(change: setup::Change) -> pb::SetupChange {
     pb::SetupChange {

@@ -6,12 +6,14 @@
 //! applying the same setup twice changes nothing the second time (not even the policy
 //! version). A dry run does every write and check of a real one, then rolls back: it reports
 //! exactly what the real run would do, failures included.
+mod import;
 mod plan;
 mod tx;
 
 use router_proto::{Multiplier, Tariff};
 
-pub use tx::{SetupTx, State, StoredAccount};
+pub use import::{ImportedBalance, ImportedCode, ImportedKey, Imports, import};
+pub use tx::{NewKey, SetupTx, State, StoredAccount};
 
 use super::{channels::ChannelSpec, groups::Reach};
 use crate::{
@@ -101,6 +103,12 @@ pub enum Kind {
     Group,
     /// An account.
     Account,
+    /// An imported key (named by its prefix).
+    Key,
+    /// An imported opening balance (named by its account).
+    Balance,
+    /// An imported redemption code.
+    Code,
 }
 
 impl Kind {
@@ -112,6 +120,9 @@ impl Kind {
             Kind::ModelGroup => "model_group",
             Kind::Group => "group",
             Kind::Account => "account",
+            Kind::Key => "key",
+            Kind::Balance => "balance",
+            Kind::Code => "code",
         }
     }
 }

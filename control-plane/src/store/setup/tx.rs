@@ -6,7 +6,7 @@ use super::Kind;
 use crate::{
     db::{
         TxConn,
-        schema::{accounts, api_keys, channels, model_groups, models, token_groups},
+        schema::{accounts, api_keys, channels, model_groups, models, redemption_codes, token_groups},
         sqlite::SqliteWriter,
     },
     store::{
@@ -76,6 +76,45 @@ pub trait SetupTx: TxConn {
 
     /// Deletes entity `id` of `kind` (not an account) and records its removal at `version`.
     fn remove(&mut self, kind: Kind, id: i64, version: i64) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Whether a key with this secret hash is stored.
+    fn has_key(&mut self, secret_hash: &str) -> impl Future<Output = QueryResult<bool>> + Send;
+
+    /// Inserts an imported key.
+    fn insert_key(&mut self, key: &NewKey<'_>) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Whether this redemption code is stored.
+    fn has_code(&mut self, code: &str) -> impl Future<Output = QueryResult<bool>> + Send;
+
+    /// Inserts an unused redemption code.
+    fn insert_code(&mut self, code: &str, amount: i64, now: i64) -> impl Future<Output = QueryResult<()>> + Send;
+}
+
+/// A key to insert whose secret was made elsewhere.
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    /// Owning account.
+    pub account_id: i64,
+    /// Free name.
+    pub name: &'a str,
+    /// Visible start of the secret.
+    pub prefix: &'a str,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: &'a str,
+    /// Own group.
+    pub group_id: Option<i64>,
+    /// Total spend cap.
+    pub limit: Option<i64>,
+    /// JSON allow-list.
+    pub models: String,
+    /// Unix micros.
+    pub expires_at: Option<i64>,
+    /// Revoked.
+    pub revoked: bool,
+    /// Policy version.
+    pub version: i64,
+    /// Unix micros.
+    pub now: i64,
 }
 
 macro_rules! impl_setup_tx {
@@ -220,10 +259,61 @@ macro_rules! impl_setup_tx {
                     Kind::Model => diesel::delete(models::table.find(id)).execute(self).await?,
                     Kind::ModelGroup => diesel::delete(model_groups::table.find(id)).execute(self).await?,
                     Kind::Group => diesel::delete(token_groups::table.find(id)).execute(self).await?,
-                    // Accounts hold money and history: a setup never deletes one.
-                    Kind::Account => return Ok(()),
+                    // Accounts hold money and history, and imports only add: never deleted here.
+                    Kind::Account | Kind::Key | Kind::Balance | Kind::Code => return Ok(()),
                 };
                 self.record_removal(version, kind.as_str(), id).await
+            }
+
+            async fn has_key(&mut self, secret_hash: &str) -> QueryResult<bool> {
+                let found: i64 =
+                    api_keys::table.filter(api_keys::secret_hash.eq(secret_hash)).count().get_result(self).await?;
+                Ok(found > 0)
+            }
+
+            async fn insert_key(&mut self, key: &NewKey<'_>) -> QueryResult<()> {
+                diesel::insert_into(api_keys::table)
+                    .values((
+                        api_keys::account_id.eq(key.account_id),
+                        api_keys::name.eq(key.name),
+                        api_keys::prefix.eq(key.prefix),
+                        api_keys::secret_hash.eq(key.secret_hash),
+                        api_keys::group_id.eq(key.group_id),
+                        api_keys::spend_limit.eq(key.limit),
+                        api_keys::spent.eq(0),
+                        api_keys::daily_limit.eq(None::<i64>),
+                        api_keys::spent_today.eq(0),
+                        api_keys::spent_day.eq(crate::store::utc_day(key.now)),
+                        api_keys::models.eq(&key.models),
+                        api_keys::expires_at.eq(key.expires_at),
+                        api_keys::revoked.eq(key.revoked),
+                        api_keys::version.eq(key.version),
+                        api_keys::created_at.eq(key.now),
+                    ))
+                    .execute(self)
+                    .await
+                    .map(drop)
+            }
+
+            async fn has_code(&mut self, code: &str) -> QueryResult<bool> {
+                let found: i64 = redemption_codes::table
+                    .filter(redemption_codes::code.eq(code))
+                    .count()
+                    .get_result(self)
+                    .await?;
+                Ok(found > 0)
+            }
+
+            async fn insert_code(&mut self, code: &str, amount: i64, now: i64) -> QueryResult<()> {
+                diesel::insert_into(redemption_codes::table)
+                    .values((
+                        redemption_codes::code.eq(code),
+                        redemption_codes::amount.eq(amount),
+                        redemption_codes::created_at.eq(now),
+                    ))
+                    .execute(self)
+                    .await
+                    .map(drop)
             }
         }
     };
