@@ -1,7 +1,9 @@
 //! The command line: global flags and the tree of subcommands.
 use clap::{ArgAction, Args, Parser, Subcommand, builder::FalseyValueParser};
 
-use crate::commands::{account, balance, channel, code, group, import, key, model, model_group, setup, usage};
+use crate::commands::{
+    account, balance, channel, code, group, import, key, model, model_group, setup, usage,
+};
 
 /// routerctl: administer a Code Router control plane over gRPC.
 #[derive(Debug, Parser)]

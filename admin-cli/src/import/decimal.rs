@@ -34,7 +34,10 @@ impl Decimal {
             mantissa = mantissa.checked_mul(10)?;
             scale += 1;
         }
-        Some(Decimal { mantissa: if negative { -mantissa } else { mantissa }, scale: u32::try_from(scale).ok()? })
+        Some(Decimal {
+            mantissa: if negative { -mantissa } else { mantissa },
+            scale: u32::try_from(scale).ok()?,
+        })
     }
 
     /// An integer.
@@ -44,7 +47,10 @@ impl Decimal {
 
     /// `self × other`, exactly.
     pub fn times(self, other: Decimal) -> Option<Decimal> {
-        Some(Decimal { mantissa: self.mantissa.checked_mul(other.mantissa)?, scale: self.scale.checked_add(other.scale)? })
+        Some(Decimal {
+            mantissa: self.mantissa.checked_mul(other.mantissa)?,
+            scale: self.scale.checked_add(other.scale)?,
+        })
     }
 
     /// `self ÷ divisor` when that is exact at `max_scale` decimals or fewer.
@@ -99,7 +105,10 @@ mod tests {
         let two = Decimal::integer(2);
         let ratio = Decimal::parse("0.075").unwrap_or(two);
         let completion = Decimal::parse("4").unwrap_or(two);
-        assert_eq!(two.times(ratio).and_then(|d| d.times(completion)).and_then(|d| d.in_units(9)), Some(600_000_000));
+        assert_eq!(
+            two.times(ratio).and_then(|d| d.times(completion)).and_then(|d| d.in_units(9)),
+            Some(600_000_000)
+        );
         // 500,000 quota = 1 unit: 1 quota = 2,000 nano-units exactly.
         assert_eq!(Decimal::integer(1).divided_by(500_000, 9).and_then(|d| d.in_units(9)), Some(2000));
         assert_eq!(Decimal::integer(1).divided_by(3, 9), None);

@@ -53,8 +53,11 @@ fn channel_type(kind: i64) -> Option<&'static str> {
 
 /// A name routerctl accepts: blanks, commas and control characters become `-`.
 fn clean_name(name: &str) -> String {
-    let cleaned: String =
-        name.trim().chars().map(|c| if c.is_whitespace() || c.is_control() || c == ',' { '-' } else { c }).collect();
+    let cleaned: String = name
+        .trim()
+        .chars()
+        .map(|c| if c.is_whitespace() || c.is_control() || c == ',' { '-' } else { c })
+        .collect();
     cleaned.chars().take(180).collect()
 }
 
@@ -69,7 +72,11 @@ fn split_list(text: &str) -> Vec<String> {
 }
 
 /// A JSON object of numbers from their options table, as exact decimals.
-fn ratios(options: &BTreeMap<String, String>, key: &str, unmappable: &mut Vec<String>) -> BTreeMap<String, Decimal> {
+fn ratios(
+    options: &BTreeMap<String, String>,
+    key: &str,
+    unmappable: &mut Vec<String>,
+) -> BTreeMap<String, Decimal> {
     let Some(text) = options.get(key).filter(|t| !t.trim().is_empty()) else { return BTreeMap::new() };
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
         unmappable.push(format!("option {key} is not a JSON object"));
@@ -96,14 +103,18 @@ fn quota_nanos(quota: i64, per_unit: i64) -> Option<i64> {
 pub fn map(data: &TheirData, now: i64) -> Mapped {
     let mut unmappable = Vec::new();
     let mut request = pb::ImportRequest::default();
-    let per_unit = match data.options.get("QuotaPerUnit").map(|t| Decimal::parse(t).and_then(|d| d.in_units(0))) {
-        None => DEFAULT_QUOTA_PER_UNIT,
-        Some(Some(n)) if n > 0 => n,
-        Some(_) => {
-            unmappable.push(format!("option QuotaPerUnit = {:?} is not a positive integer", data.options["QuotaPerUnit"]));
-            DEFAULT_QUOTA_PER_UNIT
-        }
-    };
+    let per_unit =
+        match data.options.get("QuotaPerUnit").map(|t| Decimal::parse(t).and_then(|d| d.in_units(0))) {
+            None => DEFAULT_QUOTA_PER_UNIT,
+            Some(Some(n)) if n > 0 => n,
+            Some(_) => {
+                unmappable.push(format!(
+                    "option QuotaPerUnit = {:?} is not a positive integer",
+                    data.options["QuotaPerUnit"]
+                ));
+                DEFAULT_QUOTA_PER_UNIT
+            }
+        };
     let money = |quota: i64, what: &str, unmappable: &mut Vec<String>| {
         let nanos = quota_nanos(quota, per_unit);
         if nanos.is_none() {
@@ -120,10 +131,13 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
             Some(micros) if micros >= 0 => {
                 groups.insert(name.clone(), Some(micros));
             }
-            _ => unmappable.push(format!("group {name}: ratio has more than 6 decimal places or is negative")),
+            _ => {
+                unmappable.push(format!("group {name}: ratio has more than 6 decimal places or is negative"))
+            }
         }
     }
-    let named_groups = data.users.iter().map(|u| u.group.as_str()).chain(data.tokens.iter().map(|t| t.group.as_str()));
+    let named_groups =
+        data.users.iter().map(|u| u.group.as_str()).chain(data.tokens.iter().map(|t| t.group.as_str()));
     for group in named_groups.map(str::trim).filter(|g| !g.is_empty()) {
         groups.entry(group.to_owned()).or_insert(None);
     }
@@ -166,12 +180,14 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
             let input = two.times(ratio).and_then(|d| d.in_units(9));
             let output = two.times(ratio).and_then(|d| d.times(completion)).and_then(|d| d.in_units(9));
             match (input, output) {
-                (Some(input), Some(output)) if input >= 0 && output >= 0 => pb::price::Billing::Tokens(pb::TokenPrice {
-                    input_nanos: input,
-                    output_nanos: output,
-                    cached_input_nanos: None,
-                    cache_write_nanos: None,
-                }),
+                (Some(input), Some(output)) if input >= 0 && output >= 0 => {
+                    pb::price::Billing::Tokens(pb::TokenPrice {
+                        input_nanos: input,
+                        output_nanos: output,
+                        cached_input_nanos: None,
+                        cache_write_nanos: None,
+                    })
+                }
                 _ => {
                     unmappable.push(format!("model {name}: its ratios give no exact price in nano-units"));
                     continue;
@@ -191,7 +207,10 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
     for channel in &data.channels {
         let label = format!("channel {:?} (id {})", channel.name, channel.id);
         let Some(kind) = channel_type(channel.kind) else {
-            unmappable.push(format!("{label}: type {} has no equivalent (openai 1, azure 3, anthropic 14, gemini 24)", channel.kind));
+            unmappable.push(format!(
+                "{label}: type {} has no equivalent (openai 1, azure 3, anthropic 14, gemini 24)",
+                channel.kind
+            ));
             continue;
         };
         let Some(base) = base_url(kind, &channel.base_url) else {
@@ -218,19 +237,23 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
                 }
             }
         };
-        let channel_groups: BTreeSet<&str> = channel.group.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+        let channel_groups: BTreeSet<&str> =
+            channel.group.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
         if !channel_groups.is_empty() && channel_groups != all_groups {
             unmappable.push(format!(
                 "{label}: limited to groups {:?}; channels here serve every group",
                 channel_groups.iter().collect::<Vec<_>>()
             ));
         }
-        let (Ok(priority), Ok(weight)) = (i32::try_from(channel.priority), i32::try_from(channel.weight.max(0))) else {
+        let (Ok(priority), Ok(weight)) =
+            (i32::try_from(channel.priority), i32::try_from(channel.weight.max(0)))
+        else {
             unmappable.push(format!("{label}: priority or weight out of range"));
             continue;
         };
         if channel.key.trim_start().starts_with('[') {
-            unmappable.push(format!("{label}: a JSON key list (service-account credentials) has no equivalent"));
+            unmappable
+                .push(format!("{label}: a JSON key list (service-account credentials) has no equivalent"));
             continue;
         }
         let keys: Vec<&str> = channel.key.split('\n').map(str::trim).filter(|k| !k.is_empty()).collect();
@@ -255,7 +278,9 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
                     priority: Some(priority),
                     weight: Some(weight),
                     model_map: model_map.clone(),
-                    api_version: (kind == "azure").then(|| channel.other.trim().to_owned()).filter(|v| !v.is_empty()),
+                    api_version: (kind == "azure")
+                        .then(|| channel.other.trim().to_owned())
+                        .filter(|v| !v.is_empty()),
                 }),
                 enabled: Some(channel.status == 1),
             });
@@ -267,9 +292,14 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
     let mut accounts: HashMap<i64, (String, bool)> = HashMap::new();
     for user in &data.users {
         let name = user.username.trim();
-        let valid = !name.is_empty() && name.len() <= 200 && !name.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',');
+        let valid = !name.is_empty()
+            && name.len() <= 200
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',');
         if !valid {
-            unmappable.push(format!("user {:?} (id {}): the name is not a valid account name", user.username, user.id));
+            unmappable.push(format!(
+                "user {:?} (id {}): the name is not a valid account name",
+                user.username, user.id
+            ));
             continue;
         }
         let Some(balance) = money(user.quota, &format!("user {name}"), &mut unmappable) else { continue };
@@ -320,7 +350,8 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
             group: (!group.is_empty()).then(|| group.to_owned()),
             limit_nanos: limit,
             models: split_list(&token.models),
-            expires_at_unix_micros: (token.expired_time >= 0).then(|| token.expired_time.saturating_mul(1_000_000)),
+            expires_at_unix_micros: (token.expired_time >= 0)
+                .then(|| token.expired_time.saturating_mul(1_000_000)),
             // Disabled tokens and tokens of disabled users stay refused.
             revoked: token.status == 2 || !active,
         });
@@ -331,7 +362,8 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
         if code.expired_time > 0 && code.expired_time < now {
             continue;
         }
-        let Some(amount) = money(code.quota, &format!("redemption code id {}", code.id), &mut unmappable) else {
+        let Some(amount) = money(code.quota, &format!("redemption code id {}", code.id), &mut unmappable)
+        else {
             continue;
         };
         if amount <= 0 || code.key.trim().is_empty() {

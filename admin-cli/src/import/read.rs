@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use diesel::{QueryableByName, sql_types::Nullable, sql_types::Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, sync_connection_wrapper::SyncConnectionWrapper};
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, RunQueryDsl, sync_connection_wrapper::SyncConnectionWrapper,
+};
 
 use super::{Flavor, TheirChannel, TheirCode, TheirData, TheirToken, TheirUser};
 use crate::error::Error;
@@ -44,8 +46,8 @@ struct Cells {
 impl Cells {
     fn text(&self, index: usize) -> String {
         let cells = [
-            &self.c0, &self.c1, &self.c2, &self.c3, &self.c4, &self.c5, &self.c6, &self.c7, &self.c8, &self.c9,
-            &self.c10, &self.c11,
+            &self.c0, &self.c1, &self.c2, &self.c3, &self.c4, &self.c5, &self.c6, &self.c7, &self.c8,
+            &self.c9, &self.c10, &self.c11,
         ];
         cells.get(index).and_then(|c| c.as_deref()).unwrap_or("").to_owned()
     }
@@ -82,7 +84,7 @@ impl Dialect {
 
     /// `SELECT` of `columns` as `c0…` (a missing one as NULL), padded to twelve cells.
     fn select(self, table: &str, columns: &[&str], present: &[String], only_live: bool) -> String {
-        let mut cells: Vec<String> = (0..12)
+        let cells: Vec<String> = (0..12)
             .map(|i| match columns.get(i) {
                 Some(column) if present.iter().any(|p| p == column) => {
                     format!("CAST({} AS {}) AS c{i}", self.quoted(column), self.text)
@@ -90,7 +92,7 @@ impl Dialect {
                 _ => format!("CAST(NULL AS {}) AS c{i}", self.text),
             })
             .collect();
-        let mut sql = format!("SELECT {} FROM {}", cells.drain(..).collect::<Vec<_>>().join(", "), self.quoted(table));
+        let mut sql = format!("SELECT {} FROM {}", cells.join(", "), self.quoted(table));
         // gorm's soft delete: a row with `deleted_at` set is gone for them.
         if only_live && present.iter().any(|p| p == "deleted_at") {
             sql.push_str(&format!(" WHERE {} IS NULL", self.quoted("deleted_at")));
@@ -100,8 +102,20 @@ impl Dialect {
     }
 }
 
-const CHANNEL_COLUMNS: [&str; 12] =
-    ["id", "type", "key", "status", "name", "weight", "base_url", "models", "group", "model_mapping", "priority", "other"];
+const CHANNEL_COLUMNS: [&str; 12] = [
+    "id",
+    "type",
+    "key",
+    "status",
+    "name",
+    "weight",
+    "base_url",
+    "models",
+    "group",
+    "model_mapping",
+    "priority",
+    "other",
+];
 const USER_COLUMNS: [&str; 5] = ["id", "username", "status", "quota", "group"];
 const CODE_COLUMNS: [&str; 5] = ["id", "key", "status", "quota", "expired_time"];
 
@@ -147,7 +161,13 @@ fn rows_to_data(flavor: Flavor, tables: Tables) -> TheirData {
     let users = tables
         .users
         .iter()
-        .map(|r| TheirUser { id: r.int(0), username: r.text(1), status: r.int(2), quota: r.int(3), group: r.text(4) })
+        .map(|r| TheirUser {
+            id: r.int(0),
+            username: r.text(1),
+            status: r.int(2),
+            quota: r.int(3),
+            group: r.text(4),
+        })
         .collect();
     let tokens = tables
         .tokens
@@ -169,7 +189,13 @@ fn rows_to_data(flavor: Flavor, tables: Tables) -> TheirData {
     let codes = tables
         .codes
         .iter()
-        .map(|r| TheirCode { id: r.int(0), key: r.text(1), status: r.int(2), quota: r.int(3), expired_time: r.int(4) })
+        .map(|r| TheirCode {
+            id: r.int(0),
+            key: r.text(1),
+            status: r.int(2),
+            quota: r.int(3),
+            expired_time: r.int(4),
+        })
         .collect();
     let options = tables.options.iter().map(|r| (r.text(0), r.text(1))).collect::<BTreeMap<_, _>>();
     TheirData { channels, users, tokens, codes, options }
@@ -206,7 +232,9 @@ macro_rules! read_tables {
                 .map(|c| c.name.to_lowercase())
                 .collect();
             if present.is_empty() {
-                return Err(Error::Invalid(format!("their database has no table {table}: is this a new-api or one-api database?")));
+                return Err(Error::Invalid(format!(
+                    "their database has no table {table}: is this a new-api or one-api database?"
+                )));
             }
             let rows: Vec<Cells> = diesel::sql_query(dialect.select(table, &columns, &present, only_live))
                 .load(conn)
@@ -231,10 +259,16 @@ pub async fn read(flavor: Flavor, url: &str) -> Result<TheirData, Error> {
         if !std::path::Path::new(path).is_file() {
             return Err(Error::Invalid(format!("no SQLite database at {path}")));
         }
-        let mut conn =
-            SyncConnectionWrapper::<diesel::SqliteConnection>::establish(path).await.map_err(|e| cannot(&e))?;
+        let mut conn = SyncConnectionWrapper::<diesel::SqliteConnection>::establish(path)
+            .await
+            .map_err(|e| cannot(&e))?;
         let dialect = Dialect { quote: '"', text: "TEXT" };
-        read_tables!(&mut conn, dialect, |t: &str| format!("SELECT name AS name FROM pragma_table_info('{t}')"), flavor)?
+        read_tables!(
+            &mut conn,
+            dialect,
+            |t: &str| format!("SELECT name AS name FROM pragma_table_info('{t}')"),
+            flavor
+        )?
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let mut conn = AsyncPgConnection::establish(url).await.map_err(|e| cannot(&e))?;
         let dialect = Dialect { quote: '"', text: "TEXT" };

@@ -3,7 +3,8 @@ use crate::import::{TheirChannel, TheirCode, TheirToken, TheirUser};
 
 fn data() -> TheirData {
     let mut options = BTreeMap::new();
-    options.insert("ModelRatio".into(), r#"{"gpt-4o-mini": 0.075, "gpt-4o": 1.25, "odd": 0.0000000001}"#.into());
+    options
+        .insert("ModelRatio".into(), r#"{"gpt-4o-mini": 0.075, "gpt-4o": 1.25, "odd": 0.0000000001}"#.into());
     options.insert("CompletionRatio".into(), r#"{"gpt-4o-mini": 4, "gpt-4o": 4}"#.into());
     options.insert("ModelPrice".into(), r#"{"dall-e-3": 0.04}"#.into());
     options.insert("GroupRatio".into(), r#"{"default": 1, "vip": 0.8}"#.into());
@@ -23,7 +24,14 @@ fn data() -> TheirData {
                 priority: 3,
                 other: String::new(),
             },
-            TheirChannel { id: 2, kind: 40, key: "x".into(), name: "baidu".into(), models: "ernie".into(), ..TheirChannel::default() },
+            TheirChannel {
+                id: 2,
+                kind: 40,
+                key: "x".into(),
+                name: "baidu".into(),
+                models: "ernie".into(),
+                ..TheirChannel::default()
+            },
             TheirChannel {
                 id: 3,
                 kind: 3,
@@ -33,6 +41,7 @@ fn data() -> TheirData {
                 base_url: "https://x.openai.azure.com/".into(),
                 models: "gpt-4o".into(),
                 other: "2024-10-21".into(),
+                group: "default".into(),
                 ..TheirChannel::default()
             },
         ],
@@ -52,7 +61,15 @@ fn data() -> TheirData {
                 models: "gpt-4o".into(),
                 ..TheirToken::default()
             },
-            TheirToken { id: 2, user_id: 8, key: "def".into(), status: 1, unlimited_quota: true, expired_time: 1_900_000_000, ..TheirToken::default() },
+            TheirToken {
+                id: 2,
+                user_id: 8,
+                key: "def".into(),
+                status: 1,
+                unlimited_quota: true,
+                expired_time: 1_900_000_000,
+                ..TheirToken::default()
+            },
             TheirToken { id: 3, user_id: 99, key: "ghi".into(), ..TheirToken::default() },
         ],
         codes: vec![
@@ -85,9 +102,13 @@ fn maps_exactly_what_their_schema_says() {
     assert_eq!(token_price(&setup, "dall-e-3"), Some(pb::price::Billing::PerCallNanos(40_000_000)));
     assert!(token_price(&setup, "odd").is_none());
     // Two keys: two channels; their OpenAI base gets our /v1; disabled stays disabled.
-    let names: Vec<&str> = setup.channels.iter().filter_map(|c| c.channel.as_ref()).map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> =
+        setup.channels.iter().filter_map(|c| c.channel.as_ref()).map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["main-openai-1", "main-openai-2", "az"]);
-    let first = setup.channels[0].channel.as_ref().map(|c| (c.base_url.as_str(), c.api_key.as_str(), c.priority, c.weight));
+    let first = setup.channels[0]
+        .channel
+        .as_ref()
+        .map(|c| (c.base_url.as_str(), c.api_key.as_str(), c.priority, c.weight));
     assert_eq!(first, Some(("https://api.openai.com/v1", "sk-a", Some(3), Some(2))));
     let azure = &setup.channels[2];
     assert_eq!(azure.enabled, Some(false));
@@ -103,7 +124,10 @@ fn maps_exactly_what_their_schema_says() {
     assert_eq!((key.prefix.as_str(), key.limit_nanos, key.revoked), ("sk-abc", Some(2_000_000_000), false));
     assert_eq!(key.models, ["gpt-4o"]);
     let bobs = &mapped.request.keys[1];
-    assert_eq!((bobs.limit_nanos, bobs.revoked, bobs.expires_at_unix_micros), (None, true, Some(1_900_000_000_000_000)));
+    assert_eq!(
+        (bobs.limit_nanos, bobs.revoked, bobs.expires_at_unix_micros),
+        (None, true, Some(1_900_000_000_000_000))
+    );
     // Only the unused, unexpired code.
     assert_eq!(mapped.request.codes.len(), 1);
     assert_eq!(mapped.request.codes[0].amount_nanos, 500_000_000);
@@ -117,7 +141,7 @@ fn maps_exactly_what_their_schema_says() {
 #[test]
 fn inexact_quotas_are_unmappable() {
     let mut data = data();
-    data.options.insert("QuotaPerUnit".into(), "3".into());
+    data.options.insert("QuotaPerUnit".into(), "7".into());
     let mapped = map(&data, 0);
     assert!(mapped.unmappable.iter().any(|u| u.contains("user alice") && u.contains("not an exact amount")));
 }

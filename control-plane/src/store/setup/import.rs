@@ -120,7 +120,8 @@ async fn add<C: SetupTx>(conn: &mut C, applied: &mut Applied, imports: &Imports)
     for balance in &imports.balances {
         check_non_negative("balance", balance.amount).map_err(about(Kind::Balance, &balance.account))?;
         let action = if created.contains(&balance.account) && balance.amount > 0 {
-            let account_id = conn.account_id(&balance.account).await.map_err(about(Kind::Balance, &balance.account))?;
+            let account_id =
+                conn.account_id(&balance.account).await.map_err(about(Kind::Balance, &balance.account))?;
             let posting = Posting {
                 account_id,
                 kind: "topup",
@@ -138,7 +139,10 @@ async fn add<C: SetupTx>(conn: &mut C, applied: &mut Applied, imports: &Imports)
     }
     for code in &imports.codes {
         if code.amount <= 0 || code.code.trim().is_empty() {
-            return Err(StoreError::invalid(format!("code {:?}: needs a text and a positive amount", code.code)));
+            return Err(StoreError::invalid(format!(
+                "code {:?}: needs a text and a positive amount",
+                code.code
+            )));
         }
         let action = if conn.has_code(&code.code).await? {
             Action::Unchanged
@@ -152,7 +156,12 @@ async fn add<C: SetupTx>(conn: &mut C, applied: &mut Applied, imports: &Imports)
     Ok(())
 }
 
-async fn add_key<C: SetupTx>(conn: &mut C, applied: &mut Applied, key: &ImportedKey, now: i64) -> StoreResult<Action> {
+async fn add_key<C: SetupTx>(
+    conn: &mut C,
+    applied: &mut Applied,
+    key: &ImportedKey,
+    now: i64,
+) -> StoreResult<Action> {
     let hash = key.secret_hash.as_str();
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(StoreError::invalid("secret hash must be 64 lowercase hex digits (SHA-256)"));

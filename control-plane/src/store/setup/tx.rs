@@ -87,7 +87,12 @@ pub trait SetupTx: TxConn {
     fn has_code(&mut self, code: &str) -> impl Future<Output = QueryResult<bool>> + Send;
 
     /// Inserts an unused redemption code.
-    fn insert_code(&mut self, code: &str, amount: i64, now: i64) -> impl Future<Output = QueryResult<()>> + Send;
+    fn insert_code(
+        &mut self,
+        code: &str,
+        amount: i64,
+        now: i64,
+    ) -> impl Future<Output = QueryResult<()>> + Send;
 }
 
 /// A key to insert whose secret was made elsewhere.
@@ -266,8 +271,11 @@ macro_rules! impl_setup_tx {
             }
 
             async fn has_key(&mut self, secret_hash: &str) -> QueryResult<bool> {
-                let found: i64 =
-                    api_keys::table.filter(api_keys::secret_hash.eq(secret_hash)).count().get_result(self).await?;
+                let found: i64 = api_keys::table
+                    .filter(api_keys::secret_hash.eq(secret_hash))
+                    .count()
+                    .get_result(self)
+                    .await?;
                 Ok(found > 0)
             }
 
