@@ -2,7 +2,7 @@
 use clap::{ArgAction, Args, Parser, Subcommand, builder::FalseyValueParser};
 
 use crate::commands::{
-    account, balance, channel, code, group, import, key, model, model_group, setup, usage,
+    account, balance, channel, code, group, import, key, model, model_group, packaging, setup, usage,
 };
 
 /// routerctl: administer a Code Router control plane over gRPC.
@@ -95,6 +95,10 @@ pub enum Command {
     Export(setup::ExportArgs),
     /// Switch from new-api or one-api: import channels, prices, groups, users, keys and codes.
     Import(import::ImportArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(packaging::CompletionsArgs),
+    /// Write man pages (routerctl.1 and one per subcommand) into a folder.
+    Man(packaging::ManArgs),
 }
 
 #[cfg(test)]

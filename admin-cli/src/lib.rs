@@ -20,6 +20,12 @@ pub use error::Error;
 
 /// Runs a parsed command line: checks the token, connects, runs the command, prints the result.
 pub async fn run(cli: Cli) -> Result<(), Error> {
+    // These need no control plane (nor a token): packagers run them at build time.
+    match &cli.command {
+        cli::Command::Completions(args) => return commands::packaging::completions(args),
+        cli::Command::Man(args) => return commands::packaging::man(args),
+        _ => {}
+    }
     let endpoint = cli.global.endpoint;
     let token = cli.global.admin_token.ok_or(Error::MissingToken)?;
     let mut admin = client::connect(&endpoint, &token).await?;

@@ -9,6 +9,7 @@ pub mod import;
 pub mod key;
 pub mod model;
 pub mod model_group;
+pub mod packaging;
 mod price;
 pub mod pricing;
 pub mod quarantine;
@@ -35,5 +36,7 @@ pub async fn run(command: Command, admin: &mut Admin, out: &mut Output) -> Resul
         Command::Apply(args) => setup::apply(args, admin, out).await,
         Command::Export(args) => setup::export(args, admin, out).await,
         Command::Import(args) => import::run(args, admin, out).await,
+        // Answered before connecting (see `crate::run`).
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
