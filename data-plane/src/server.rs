@@ -228,11 +228,11 @@ async fn dispatch(
         return preflight(&request);
     }
     if method == Method::POST
-        && let Some(endpoint) = Endpoint::from_path(request.uri().path())
+        && let Some(endpoint) = Endpoint::from_path(without_doubled_v1(request.uri().path()))
     {
         return proxy::handle(app, endpoint, request, request_id).await;
     }
-    let path = request.uri().path().to_owned();
+    let path = without_doubled_v1(request.uri().path()).to_owned();
     match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/") => {
             text(StatusCode::OK, "text/plain; charset=utf-8", "Code Router\n")
@@ -259,6 +259,13 @@ async fn dispatch(
         }
         _ => keyed(app, request, &method, &path).await,
     }
+}
+
+/// A path as if the client's base URL had no trailing `/v1`: `ANTHROPIC_BASE_URL=…/v1` (a
+/// common mistake) makes Claude Code call `/v1/v1/messages`, which it reports as a problem
+/// with the model.
+fn without_doubled_v1(path: &str) -> &str {
+    if path.starts_with("/v1/v1/") { &path[3..] } else { path }
 }
 
 /// Endpoints that need a key but are not proxied.

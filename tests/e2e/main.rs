@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 }
 
 mod admin;
+mod agents;
 mod hostile;
 mod import;
 mod ledger;

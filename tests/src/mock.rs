@@ -109,11 +109,31 @@ impl MockUpstream {
     }
 }
 
+/// Headers real providers send that describe the operator's account (the gateway must not
+/// pass them on), and one it must (`request-id`).
+pub const ACCOUNT_HEADERS: [(&str, &str); 8] = [
+    ("openai-organization", "org-operator-secret"),
+    ("openai-project", "proj_operator"),
+    ("anthropic-organization-id", "0b5e-operator-org"),
+    ("x-ratelimit-remaining-requests", "4999"),
+    ("anthropic-ratelimit-tokens-remaining", "39000"),
+    ("set-cookie", "__cf_bm=operator; path=/"),
+    ("server", "cloudflare"),
+    ("request-id", "req_mock"),
+];
+
+fn with_account_headers(mut response: Response<Body>) -> Response<Body> {
+    for (name, value) in ACCOUNT_HEADERS {
+        response.headers_mut().insert(name, value.parse().expect("header"));
+    }
+    response
+}
+
 fn json_response(status: u16, value: &Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response.headers_mut().insert("content-type", "application/json".parse().expect("header"));
-    response
+    with_account_headers(response)
 }
 
 /// Content chunks of a stream: "tok0 ", "tok1 ", …
@@ -279,5 +299,5 @@ fn stream_response(events: Vec<String>, content_type: &'static str, mode: Mode) 
     let mut response = Response::new(StreamBody::new(stream).boxed());
     response.headers_mut().insert("content-type", content_type.parse().expect("header"));
     response.headers_mut().insert("cache-control", "no-cache".parse().expect("header"));
-    response
+    with_account_headers(response)
 }

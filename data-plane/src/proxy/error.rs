@@ -1,5 +1,6 @@
 //! Refusals and failures as clients expect them: OpenAI's error shape, or Anthropic's on
-//! `/v1/messages`, with the codes of INTERFACE.md.
+//! `/v1/messages`, with the codes of INTERFACE.md, and the headers that tell SDK-based clients
+//! (Claude Code, Codex, the openai/anthropic SDKs) whether a retry can help.
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
@@ -18,6 +19,8 @@ pub enum ErrorCode {
     ModelNotAllowed,
     /// A balance or limit would be exceeded (429).
     InsufficientQuota,
+    /// A rate or concurrency limit (429, with `retry-after`).
+    RateLimitExceeded,
     /// Every channel failed (502/504) or none is enabled (503).
     UpstreamError,
     /// No route here (404).
@@ -35,6 +38,7 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::ModelNotAllowed => "model_not_allowed",
             ErrorCode::InsufficientQuota => "insufficient_quota",
+            ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unavailable => "unavailable",
@@ -49,6 +53,7 @@ impl ErrorCode {
             | ErrorCode::NotFound => "invalid_request_error",
             ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::InsufficientQuota => "insufficient_quota",
+            ErrorCode::RateLimitExceeded => "rate_limit_error",
             ErrorCode::UpstreamError | ErrorCode::Unavailable => "upstream_error",
         }
     }
@@ -60,7 +65,7 @@ impl ErrorCode {
             (ErrorCode::InvalidRequest, _) => "invalid_request_error",
             (ErrorCode::ModelNotFound | ErrorCode::NotFound, _) => "not_found_error",
             (ErrorCode::ModelNotAllowed, _) => "permission_error",
-            (ErrorCode::InsufficientQuota, _) => "rate_limit_error",
+            (ErrorCode::InsufficientQuota | ErrorCode::RateLimitExceeded, _) => "rate_limit_error",
             (_, 503) => "overloaded_error",
             _ => "api_error",
         }
@@ -76,12 +81,32 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Human-readable message (never a secret).
     pub message: String,
+    /// Seconds after which a retry may succeed (`retry-after`), for rate limits and overload.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error answer.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Whether no retry of the same request can succeed: the key, the body, the model or the
+    /// access is wrong, or the money is gone. SDKs retry 429s and Claude Code retries nearly
+    /// everything for minutes unless told otherwise.
+    pub fn is_final(&self) -> bool {
+        match self.status.as_u16() {
+            400 | 401 | 403 | 404 | 413 => true,
+            429 => self.code == ErrorCode::InsufficientQuota,
+            _ => false,
+        }
     }
 
     /// The JSON body in OpenAI's shape, or Anthropic's when `anthropic` is set.
@@ -103,10 +128,21 @@ impl ApiError {
     pub fn response(&self, anthropic: bool) -> http::Response<ResponseBody> {
         let mut response = http::Response::new(full(self.body(anthropic)));
         *response.status_mut() = self.status;
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.is_final() {
+            headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
+
+/// The header the Stainless-generated SDKs (openai, anthropic) and Claude Code read before
+/// their own retry rules: `false` shows the error at once.
+pub const SHOULD_RETRY: header::HeaderName = header::HeaderName::from_static("x-should-retry");
 
 #[cfg(test)]
 mod tests {
@@ -122,5 +158,38 @@ mod tests {
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "authentication_error");
         assert_eq!(anthropic["error"]["code"], "invalid_api_key");
+    }
+
+    #[test]
+    fn refusals_a_retry_cannot_fix_say_so() {
+        let should_retry = |error: ApiError| {
+            let response = error.response(false);
+            let headers = response.headers();
+            (
+                headers.get(SHOULD_RETRY).map(|v| v.to_str().unwrap_or_default().to_owned()),
+                headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap_or_default().to_owned()),
+            )
+        };
+        let no = (Some("false".to_owned()), None);
+        for (status, code) in [
+            (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            (StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey),
+            (StatusCode::FORBIDDEN, ErrorCode::ModelNotAllowed),
+            (StatusCode::NOT_FOUND, ErrorCode::ModelNotFound),
+            (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidRequest),
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota),
+        ] {
+            assert_eq!(should_retry(ApiError::new(status, code, "x")), no, "{status}");
+        }
+        for (status, code) in [
+            (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError),
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::UpstreamError),
+            (StatusCode::REQUEST_TIMEOUT, ErrorCode::InvalidRequest),
+        ] {
+            assert_eq!(should_retry(ApiError::new(status, code, "x")), (None, None), "{status}");
+        }
+        let limited =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimitExceeded, "x").retry_after(7);
+        assert_eq!(should_retry(limited), (None, Some("7".to_owned())), "a rate limit says when");
     }
 }

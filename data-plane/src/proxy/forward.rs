@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 
 use super::{
     endpoint::Endpoint,
-    error::{ApiError, ErrorCode},
+    error::{ApiError, ErrorCode, SHOULD_RETRY},
     meter::{Meter, Outcome, Produced},
     request::{self, Fields},
     route,
@@ -267,10 +267,13 @@ async fn read_answer(mut body: Incoming, idle: Duration) -> Result<Bytes, String
     }
 }
 
-/// Headers of an upstream answer never passed to the client.
-fn is_hop_header(name: &header::HeaderName) -> bool {
+/// Headers of an upstream answer never passed to the client: hop-by-hop ones, what the
+/// gateway sets itself, and what identifies or describes the operator's provider account (its
+/// organization and project, its rate limits, its cookies, the upstream's server).
+fn is_withheld(name: &header::HeaderName) -> bool {
+    let name = name.as_str();
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "transfer-encoding"
@@ -280,7 +283,12 @@ fn is_hop_header(name: &header::HeaderName) -> bool {
             | "content-length"
             | "x-request-id"
             | "set-cookie"
-    )
+            | "server"
+            | "openai-organization"
+            | "openai-project"
+            | "anthropic-organization-id"
+    ) || name.starts_with("x-ratelimit-")
+        || name.starts_with("anthropic-ratelimit-")
 }
 
 /// The client's answer: the upstream's status and headers (less hop-by-hop ones) over `body`.
@@ -293,10 +301,47 @@ fn client_response(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for (name, value) in upstream_headers {
-        if !is_hop_header(name) {
+        if !is_withheld(name) {
             headers.append(name.clone(), value.clone());
         }
     }
     headers.entry(header::CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+    if is_request_fault(status) {
+        // The upstream refused the request itself: sending it again cannot help.
+        headers.entry(SHOULD_RETRY).or_insert(HeaderValue::from_static("false"));
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operators_account_headers_stay_here() {
+        let mut upstream = HeaderMap::new();
+        for (name, value) in [
+            ("openai-organization", "org-operator"),
+            ("openai-project", "proj_1"),
+            ("anthropic-organization-id", "uuid-of-the-operator"),
+            ("x-ratelimit-remaining-requests", "4999"),
+            ("x-ratelimit-limit-tokens", "2000000"),
+            ("anthropic-ratelimit-tokens-remaining", "39000"),
+            ("set-cookie", "__cf_bm=1"),
+            ("server", "cloudflare"),
+            ("content-length", "12"),
+            ("openai-processing-ms", "120"),
+            ("request-id", "req_1"),
+            ("content-type", "application/json"),
+        ] {
+            upstream.append(header::HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let response = client_response(StatusCode::OK, &upstream, full(Bytes::new()));
+        let mut kept: Vec<_> = response.headers().keys().map(|n| n.as_str().to_owned()).collect();
+        kept.sort();
+        assert_eq!(kept, ["content-type", "openai-processing-ms", "request-id"]);
+        assert!(response.headers().get(SHOULD_RETRY).is_none());
+        let refused = client_response(StatusCode::BAD_REQUEST, &upstream, full(Bytes::new()));
+        assert_eq!(refused.headers().get(SHOULD_RETRY).map(HeaderValue::as_bytes), Some(&b"false"[..]));
+    }
 }
