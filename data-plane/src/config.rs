@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "30", value_parser = seconds)]
     pub shutdown_grace: Duration,
 
+    /// Output tokens a request reserves from its quota before it runs, at most (its
+    /// `max_tokens` when lower; 0: the whole `max_tokens`, the strict mode). What it really
+    /// costs is settled afterwards; README "Quotas" states the overspend bound this allows.
+    #[arg(long, env = "ROUTER_RESERVE_OUTPUT_TOKENS", default_value_t = 4096)]
+    pub reserve_output_tokens: u64,
+
     /// Worker threads, each serving its own share of connections start to end (0: one per CPU).
     #[arg(long, env = "ROUTER_DP_WORKERS", default_value_t = 0)]
     pub workers: usize,

@@ -13,8 +13,9 @@
 //! already hold; once a lease is spent or expired, they are refused (429) until it is back.
 //!
 //! Overspend bound: a key or account can exceed a limit only by (a) what requests in flight
-//! cost beyond their reservation (an upstream that ignores `max_tokens`; such a settlement
-//! drives the lease negative and blocks the key until a refill), and (b) the cost of requests
+//! cost beyond their reservation (output beyond the `--reserve-output-tokens` a request
+//! reserves, up to its output cap; such a settlement drives the lease negative and blocks the
+//! key until a refill), and (b) the cost of requests
 //! settled but not yet reported when their lease ended on the control plane (only when the
 //! control plane was unreachable for longer than a lease lives, ~30 s).
 mod lease;

@@ -1,14 +1,15 @@
 //! Coding agents in daily use (INTERFACE.md "Coding agents"): refusals that tell SDKs not to
-//! retry, a base URL with a doubled `/v1`, and the operator's provider-account headers kept
-//! from clients.
-use std::process::Command;
+//! retry, admission of large-`max_tokens` requests, a base URL with a doubled `/v1`, and the
+//! operator's provider-account headers kept from clients.
+use std::{process::Command, sync::Arc, time::Duration};
 
 use router_tests::{
-    Backend,
-    http_client::{get, post_json, post_stream},
+    Backend, DataPlane, eventually,
+    http_client::{self, get, post_json, post_stream},
     mock::{ACCOUNT_HEADERS, Mode},
+    nanos,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::proxy::Gateway;
 
@@ -117,4 +118,124 @@ async fn refusal_headers_doubled_v1_and_account_headers() {
         }
         assert_eq!(headers.get("request-id").unwrap(), "req_mock");
     }
+}
+
+on_both_backends!(
+    large_max_tokens_are_admitted_on_a_small_balance,
+    concurrent_large_requests_stay_within_the_bound
+);
+
+/// A Claude Code turn: Messages, streamed, `max_tokens: 32000`, a system prompt of some size.
+fn claude_code_turn() -> Value {
+    json!({"model": "claude-sonnet-4", "max_tokens": 32000, "stream": true,
+        "system": "You are Claude Code. ".repeat(40),
+        "messages": [{"role": "user", "content": "fix the bug"}]})
+}
+
+async fn turn(dp: &str, key: &str) -> http_client::Answer {
+    let headers = [("x-api-key", key), ("anthropic-version", "2023-06-01")];
+    post_json(&format!("{dp}/v1/messages?beta=true"), &headers, &claude_code_turn()).await.unwrap()
+}
+
+/// A key of a new account holding `balance`, once every data plane in `planes` knows it.
+async fn account_with(gw: &Gateway, name: &str, balance: &str, planes: &[&str]) -> String {
+    gw.cp.json(&["account", "add", name, "--balance", balance]);
+    let key = gw.cp.json(&["key", "create", "--account", name])["key"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {key}");
+    for plane in planes {
+        let url = format!("{plane}/v1/models");
+        eventually(Duration::from_secs(5), || async {
+            get(&url, &[("authorization", &bearer)]).await.ok().filter(|a| a.status == 200)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{plane} never learned the key of {name}"));
+    }
+    key
+}
+
+async fn records_of(gw: &Gateway, account: &str, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(15), || async {
+        let records = gw.cp.json(&["usage", "--account", account, "--limit", "1000"]);
+        let records = records.as_array().cloned().unwrap_or_default();
+        (records.len() >= n).then_some(records)
+    })
+    .await
+    .unwrap_or_else(|| panic!("fewer than {n} usage records for {account}"))
+}
+
+/// $0.30 left, a $3/$15 model, `max_tokens: 32000`: the whole cap would reserve $0.48, but a
+/// turn that really costs $0.05 runs — and with `--reserve-output-tokens 0` it is refused.
+async fn large_max_tokens_are_admitted_on_a_small_balance(backend: Backend) {
+    let gw = Gateway::start(backend, &[]).await;
+    gw.mock.set_mode(Mode::ClaimOutputTokens(3000));
+    let key = account_with(&gw, "small", "0.30", &[&gw.dp.url]).await;
+    let answer = turn(&gw.dp.url, &key).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(answer.text().contains("message_stop"));
+    // 17 input × $3 + 5 cache reads × $0.30 + 2 cache writes × $3.75 + 3000 output × $15, per 1M.
+    let record = records_of(&gw, "small", 1).await.remove(0);
+    assert_eq!((record["cost"].as_str(), record["output_tokens"].as_i64()), (Some("0.04506"), Some(3000)));
+    let account = gw.cp.json(&["account", "show", "small"]);
+    assert_eq!(account["balance"], "0.25494", "billed its real cost");
+
+    let strict_spool = gw.db.dir.join("strict-spool");
+    let strict = DataPlane::start(&gw.cp, &strict_spool, &["--reserve-output-tokens", "0"]).await.unwrap();
+    let other = account_with(&gw, "strict", "0.30", &[&strict.url]).await;
+    let refused = turn(&strict.url, &other).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "insufficient_quota");
+    assert_eq!(refused.headers.get("x-should-retry").unwrap(), "false");
+    // The same turn with room for the whole cap runs in strict mode too.
+    let rich = account_with(&gw, "rich", "0.50", &[&strict.url]).await;
+    assert_eq!(turn(&strict.url, &rich).await.status, 200);
+}
+
+/// Many concurrent turns on a small balance through two data planes, an upstream that uses
+/// every one of the 32,000 tokens allowed: the balance ends below zero by no more than the
+/// documented bound — at most, per request in flight when it ran out, what its output could
+/// cost beyond the 4,096 tokens reserved.
+async fn concurrent_large_requests_stay_within_the_bound(backend: Backend) {
+    const CLIENTS: usize = 8;
+    const MAX_PER_CLIENT: usize = 10;
+    let gw = Gateway::start(backend, &[]).await;
+    gw.mock.set_mode(Mode::ClaimOutputTokens(32_000));
+    let second = DataPlane::start(&gw.cp, &gw.db.dir.join("spool-2"), &[]).await.unwrap();
+    let key = Arc::new(account_with(&gw, "burst", "0.30", &[&gw.dp.url, &second.url]).await);
+    let planes = Arc::new([gw.dp.url.clone(), second.url.clone()]);
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (key, planes) = (Arc::clone(&key), Arc::clone(&planes));
+        clients.push(tokio::spawn(async move {
+            let mut served = 0;
+            for n in 0..MAX_PER_CLIENT {
+                let answer = turn(&planes[(client + n) % 2], &key).await;
+                match answer.status {
+                    200 => served += 1,
+                    429 => break,
+                    other => panic!("unexpected {other}: {}", answer.text()),
+                }
+            }
+            served
+        }));
+    }
+    let mut served = 0;
+    for client in clients {
+        served += client.await.unwrap();
+    }
+    assert!(served >= 1, "a turn that fits the reservation is admitted");
+    assert!(served < CLIENTS * MAX_PER_CLIENT, "the balance stopped the clients");
+    let records = records_of(&gw, "burst", served).await;
+    assert_eq!(records.len(), served);
+    let billed: i64 = records.iter().map(|r| nanos(&r["cost"])).sum();
+    let balance = nanos(&gw.cp.json(&["account", "show", "burst"])["balance"]);
+    assert_eq!(300_000_000 - balance, billed, "balance change == usage records");
+    // Each request may cost (32,000 - 4,096) × $15 / 1M = $0.41856 beyond its reservation;
+    // at most CLIENTS are in flight when the money runs out.
+    let excess = (32_000 - 4_096) * 15_000;
+    let overspend = -balance;
+    println!(
+        "served {served}, billed {billed} nano, balance {balance} nano (bound: -{})",
+        CLIENTS as i64 * excess
+    );
+    assert!(overspend <= CLIENTS as i64 * excess, "overspent {overspend} nano-units");
 }

@@ -6,7 +6,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use router_proto::{Money, Multiplier, TokenUsage, cost, pb};
+use router_proto::{Money, Multiplier, Tariff, TokenUsage, cost, pb};
 
 use super::{endpoint::Endpoint, sanity::Bounds, tokenize, usage};
 use crate::{app::App, metrics::Metrics, policy::ModelInfo, quota::Reservation, report::Reporter};
@@ -35,19 +35,37 @@ impl Outcome {
     }
 }
 
-/// The most a request can cost, before it runs: input bounded by the body's size (a token
-/// is at least one byte of JSON text, and usually several), output by `max_tokens` or the
-/// model's cap.
+/// The most output a request may produce: its `max_tokens`, else the model's cap, else
+/// [`DEFAULT_MAX_OUTPUT_TOKENS`].
+pub fn output_cap(model: &ModelInfo, max_output: Option<u64>) -> u64 {
+    max_output.or(model.max_output_tokens).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+}
+
+/// What a request reserves before it runs: its whole input (bounded by the body's size: a
+/// token is at least one byte of JSON text, and usually several) and `min(output_cap,
+/// reserve_output)` output tokens (`reserve_output` 0: the whole cap, the strict mode).
+///
+/// Coding agents ask for far more output than a turn uses (Claude Code: `max_tokens: 32000`),
+/// so reserving the whole cap would refuse a turn that costs a tenth of what is left. What an
+/// admitted request costs beyond its reservation is bounded by `(output_cap - reserved output)
+/// × output price × multiplier`: the overspend bound of README "Quotas".
 pub fn estimate(
     model: &ModelInfo,
     multiplier: Multiplier,
     body_len: usize,
-    max_output: Option<u64>,
+    output_cap: u64,
+    reserve_output: u64,
 ) -> Money {
-    let usage = TokenUsage {
-        input: (body_len as u64).div_ceil(2),
-        output: max_output.or(model.max_output_tokens).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
-        ..TokenUsage::default()
+    let output = if reserve_output == 0 { output_cap } else { output_cap.min(reserve_output) };
+    let input = (body_len as u64).div_ceil(2);
+    // Input tokens are priced at the dearest input rate: a cache write can cost more than
+    // plain input (Anthropic: 1.25×), and the reservation must cover the whole input.
+    let writes_cost_more =
+        matches!(&model.tariff, Tariff::Tokens(p) if p.cache_write.is_some_and(|w| w > p.input));
+    let usage = if writes_cost_more {
+        TokenUsage { cache_write: input, output, ..TokenUsage::default() }
+    } else {
+        TokenUsage { input, output, ..TokenUsage::default() }
     };
     cost(&model.tariff, &usage, multiplier).unwrap_or(Money::MAX)
 }
@@ -195,4 +213,48 @@ fn unix_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use router_proto::TokenPrices;
+
+    use super::*;
+
+    fn model(max_output_tokens: Option<u64>) -> ModelInfo {
+        let prices = TokenPrices {
+            input: Money::parse("3").expect("price"),
+            output: Money::parse("15").expect("price"),
+            cached_input: None,
+            cache_write: None,
+        };
+        ModelInfo {
+            name: Arc::from("m"),
+            tariff: Tariff::Tokens(prices),
+            max_output_tokens,
+            model_group: None,
+        }
+    }
+
+    #[test]
+    fn reservations_cover_the_input_and_part_of_the_output() {
+        let m = model(None);
+        assert_eq!(output_cap(&m, Some(32_000)), 32_000);
+        assert_eq!(output_cap(&m, None), DEFAULT_MAX_OUTPUT_TOKENS);
+        assert_eq!(output_cap(&model(Some(64_000)), None), 64_000);
+        // 2,000 bytes of body: at most 1,000 input tokens ($0.003) + 4,096 output ($0.06144).
+        let reserved = estimate(&m, Multiplier::ONE, 2_000, 32_000, 4_096);
+        assert_eq!(reserved, Money::parse("0.06444").expect("amount"));
+        // Strict: the whole cap, 32,000 × $15 / 1M = $0.48.
+        let strict = estimate(&m, Multiplier::ONE, 2_000, 32_000, 0);
+        assert_eq!(strict, Money::parse("0.483").expect("amount"));
+        // A cap below the reserve is reserved whole.
+        assert_eq!(estimate(&m, Multiplier::ONE, 0, 100, 4_096), estimate(&m, Multiplier::ONE, 0, 100, 0));
+        // Cache writes dearer than input ($3.75): the input is reserved at that price.
+        let mut cached = model(None);
+        if let Tariff::Tokens(prices) = &mut cached.tariff {
+            prices.cache_write = Some(Money::parse("3.75").expect("price"));
+        }
+        assert_eq!(estimate(&cached, Multiplier::ONE, 2_000, 0, 0), Money::parse("0.00375").expect("amount"));
+    }
 }

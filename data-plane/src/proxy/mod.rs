@@ -90,7 +90,9 @@ async fn serve(
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, error.to_string())
     })?;
     let multiplier = caller.group.multiplier;
-    let estimate = meter::estimate(model, multiplier, body.len(), fields.max_output_tokens);
+    let output_cap = meter::output_cap(model, fields.max_output_tokens);
+    let estimate =
+        meter::estimate(model, multiplier, body.len(), output_cap, app.config.reserve_output_tokens);
     let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
     })?;
