@@ -90,16 +90,15 @@ async fn serve(
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, error.to_string())
     })?;
     let multiplier = caller.group.multiplier;
-    let output_cap = meter::output_cap(model, fields.max_output_tokens);
+    // The most output the request allows (every answer of `n` up to its cap): what is reserved
+    // (up to `--reserve-output-tokens`), and what an upstream's report is checked against.
+    let output_cap = meter::output_cap(model, fields.max_output_tokens).saturating_mul(fields.choices);
     let estimate =
         meter::estimate(model, multiplier, body.len(), output_cap, app.config.reserve_output_tokens);
     let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
     })?;
-    // What the upstream may report is bounded by what the request allowed.
-    let output_cap =
-        fields.max_output_tokens.or(model.max_output_tokens).unwrap_or(meter::DEFAULT_MAX_OUTPUT_TOKENS);
-    let bounds = sanity::Bounds::new(body.len(), output_cap.saturating_mul(fields.choices));
+    let bounds = sanity::Bounds::new(body.len(), output_cap);
     let bill =
         Bill { request_id, key_id: caller.key.id, model: Arc::clone(model), multiplier, endpoint, bounds };
     let meter = Meter::new(app, bill, reservation, body.clone());
