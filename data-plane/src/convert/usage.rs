@@ -24,13 +24,19 @@ pub fn messages_to_chat(usage: &messages::Usage) -> chat::Usage {
         completion_tokens: usage.output_tokens,
         total_tokens: prompt + usage.output_tokens,
         prompt_tokens_details: Some(chat::PromptDetails { cached_tokens: Some(read) }),
+        prompt_cache_hit_tokens: None,
         completion_tokens_details: None,
     }
 }
 
 /// The cached prompt tokens, never more than the prompt (as billing bounds them).
 pub fn cached_tokens(usage: &chat::Usage) -> u64 {
-    usage.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(usage.prompt_tokens)
+    usage
+        .prompt_tokens_details
+        .and_then(|d| d.cached_tokens)
+        .or(usage.prompt_cache_hit_tokens)
+        .unwrap_or(0)
+        .min(usage.prompt_tokens)
 }
 
 /// The reasoning tokens an OpenAI usage reports (part of the completion tokens).
@@ -70,6 +76,19 @@ mod tests {
         let seen = from_body(client.as_bytes(), Dialect::OpenAi).expect("usage");
         // The client sees cache writes as ordinary prompt tokens: same total input.
         assert_eq!((seen.input + seen.cached_input, seen.cached_input, seen.output), (260, 200, 9));
+    }
+
+    #[test]
+    fn deepseek_cache_hits_are_cached_tokens_on_both_sides() {
+        let upstream = br#"{"usage":{"prompt_tokens":100,"completion_tokens":7,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}}"#;
+        let billed = from_body(upstream, Dialect::OpenAi).expect("usage");
+        let parsed: chat::Usage = serde_json::from_value(
+            serde_json::from_slice::<serde_json::Value>(upstream).expect("json")["usage"].clone(),
+        )
+        .expect("usage");
+        let client = serde_json::json!({"usage": chat_to_messages(&parsed)}).to_string();
+        assert_eq!(from_body(client.as_bytes(), Dialect::Anthropic), Some(billed));
+        assert_eq!(billed.cached_input, 64);
     }
 
     #[test]

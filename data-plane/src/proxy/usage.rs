@@ -19,6 +19,8 @@ struct RawUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     prompt_tokens_details: Option<Details>,
+    // DeepSeek reports its cache reads here instead of in `prompt_tokens_details`.
+    prompt_cache_hit_tokens: Option<u64>,
     // Responses API and Anthropic.
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -48,6 +50,7 @@ impl RawUsage {
                     .prompt_tokens_details
                     .as_ref()
                     .and_then(|d| d.cached_tokens)
+                    .or(self.prompt_cache_hit_tokens)
                     .unwrap_or(0)
                     .min(prompt);
                 TokenUsage {
@@ -246,6 +249,11 @@ mod tests {
         assert_eq!(
             from_body(body, Dialect::OpenAi),
             Some(TokenUsage { input: 70, cached_input: 30, cache_write: 0, output: 20 })
+        );
+        let deepseek = br#"{"usage":{"prompt_tokens":100,"completion_tokens":20,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}}"#;
+        assert_eq!(
+            from_body(deepseek, Dialect::OpenAi),
+            Some(TokenUsage { input: 36, cached_input: 64, cache_write: 0, output: 20 })
         );
         let embeddings = br#"{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}"#;
         assert_eq!(

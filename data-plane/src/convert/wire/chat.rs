@@ -309,6 +309,9 @@ pub struct Usage {
     /// Cached prompt tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptDetails>,
+    /// DeepSeek's cache reads (it reports them here instead of in `prompt_tokens_details`).
+    #[serde(default, skip_serializing)]
+    pub prompt_cache_hit_tokens: Option<u64>,
     /// Reasoning tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionDetails>,
