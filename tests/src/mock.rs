@@ -1,5 +1,10 @@
 //! A mock upstream provider speaking OpenAI (chat, completions, embeddings, responses) and
 //! Anthropic (messages, count_tokens), JSON and SSE, with usage — plus ways to misbehave.
+//!
+//! By default it answers `tok0 tok1 …`. A [`Reply`] set with [`MockUpstream::set_reply`]
+//! scripts a richer answer (reasoning, text, tool calls, a stop reason, cache usage), written
+//! in the documented wire format of the path asked: OpenAI Chat Completions (`…/chat/completions`,
+//! whole and streamed) or Anthropic Messages (`…/v1/messages`, whole and streamed).
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -13,7 +18,7 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::{body::Frame, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// How the mock answers.
 #[derive(Clone, Default)]
@@ -33,6 +38,122 @@ pub enum Mode {
     BreakStream,
     /// Proper answers whose usage claims this many output tokens (a lying upstream).
     ClaimOutputTokens(u64),
+    /// Every request fails with this status and this message, in the provider's own error
+    /// shape for the path (Anthropic's `{"type":"error",…}` on `/v1/messages`, OpenAI's
+    /// `{"error":{…}}` elsewhere).
+    ProviderError(u16, String),
+    /// Streams send their first event at once and each later one only after the test adds a
+    /// permit (`add_permits(1)` releases one event): a test sees what the client got while the
+    /// upstream is still producing.
+    Stepped(Arc<Semaphore>),
+}
+
+/// A scripted answer, rendered in the protocol of the path asked (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// Reasoning, piece by piece: Chat `reasoning_content` (DeepSeek's field) deltas, Anthropic
+    /// `thinking` deltas. Empty: none.
+    pub reasoning: Vec<String>,
+    /// Text, piece by piece (one streamed delta each).
+    pub text: Vec<String>,
+    /// Tool calls, after the text.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why the answer ended.
+    pub stop: Stop,
+    /// The usage reported (billing's terms; see [`ReplyUsage`]).
+    pub usage: ReplyUsage,
+}
+
+impl Reply {
+    /// The whole text.
+    pub fn text(&self) -> String {
+        self.text.concat()
+    }
+
+    /// The whole reasoning.
+    pub fn reasoning(&self) -> String {
+        self.reasoning.concat()
+    }
+}
+
+/// One tool call of a [`Reply`].
+#[derive(Debug, Clone, Default)]
+pub struct ToolCall {
+    /// The call id (`call_…` / `toolu_…`).
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments JSON, in the pieces it is streamed in (split anywhere, mid-token too);
+    /// concatenated, a JSON object.
+    pub arguments: Vec<String>,
+}
+
+impl ToolCall {
+    /// The arguments as one JSON text.
+    pub fn arguments(&self) -> String {
+        self.arguments.concat()
+    }
+}
+
+/// Why a [`Reply`] ended, written as each protocol names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stop {
+    /// Chat `stop`, Anthropic `end_turn`.
+    #[default]
+    EndTurn,
+    /// Chat `length`, Anthropic `max_tokens`.
+    MaxTokens,
+    /// Chat `tool_calls`, Anthropic `tool_use`.
+    ToolUse,
+    /// Chat `stop`, Anthropic `stop_sequence` with this sequence.
+    StopSequence(String),
+    /// Chat `content_filter`, Anthropic `refusal`.
+    ContentFilter,
+}
+
+impl Stop {
+    /// The Chat `finish_reason`.
+    pub fn chat(&self) -> &'static str {
+        match self {
+            Stop::EndTurn | Stop::StopSequence(_) => "stop",
+            Stop::MaxTokens => "length",
+            Stop::ToolUse => "tool_calls",
+            Stop::ContentFilter => "content_filter",
+        }
+    }
+
+    /// The Anthropic `stop_reason`.
+    pub fn anthropic(&self) -> &'static str {
+        match self {
+            Stop::EndTurn => "end_turn",
+            Stop::MaxTokens => "max_tokens",
+            Stop::ToolUse => "tool_use",
+            Stop::StopSequence(_) => "stop_sequence",
+            Stop::ContentFilter => "refusal",
+        }
+    }
+
+    fn sequence(&self) -> Value {
+        match self {
+            Stop::StopSequence(sequence) => json!(sequence),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// A [`Reply`]'s token counts, as billing defines them (INTERFACE.md "Money"). Chat reports
+/// `prompt_tokens` = `input + cached + cache_write` with `cached_tokens` = `cached` (Chat has no
+/// cache-write count: those tokens bill as input there); Anthropic reports each as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplyUsage {
+    /// Prompt tokens neither read from nor written to a cache.
+    pub input: u64,
+    /// Prompt tokens read from a cache.
+    pub cached: u64,
+    /// Prompt tokens written to a cache.
+    pub cache_write: u64,
+    /// Output tokens.
+    pub output: u64,
 }
 
 /// One request the mock received.
@@ -48,6 +169,7 @@ pub struct Seen {
 
 struct State {
     mode: Mutex<Mode>,
+    reply: Mutex<Option<Reply>>,
     seen: Mutex<Vec<Seen>>,
     chunks: usize,
 }
@@ -73,7 +195,12 @@ impl MockUpstream {
     pub async fn start(chunks: usize) -> MockUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
-        let state = Arc::new(State { mode: Mutex::new(Mode::Normal), seen: Mutex::new(Vec::new()), chunks });
+        let state = Arc::new(State {
+            mode: Mutex::new(Mode::Normal),
+            reply: Mutex::new(None),
+            seen: Mutex::new(Vec::new()),
+            chunks,
+        });
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
             loop {
@@ -96,6 +223,11 @@ impl MockUpstream {
     /// Changes how the mock answers.
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().expect("lock") = mode;
+    }
+
+    /// Answers chat and messages requests with `reply` (`None`: the default `tok0 tok1 …`).
+    pub fn set_reply(&self, reply: Option<Reply>) {
+        *self.state.reply.lock().expect("lock") = reply;
     }
 
     /// Requests received so far.
@@ -159,7 +291,16 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         Mode::Hang => {
             std::future::pending::<()>().await;
         }
+        Mode::ProviderError(status, message) => {
+            return json_response(status, &provider_error(&path, status, &message));
+        }
         _ => {}
+    }
+    let reply = state.reply.lock().expect("lock").clone();
+    if let Some(reply) = reply
+        && (path.ends_with("/chat/completions") || path.ends_with("/v1/messages"))
+    {
+        return scripted(&path, &body, &reply, mode);
     }
     let with_usage = !matches!(mode, Mode::NoUsage);
     let model = body["model"].as_str().unwrap_or("mock").to_owned();
@@ -283,6 +424,13 @@ fn stream_response(events: Vec<String>, content_type: &'static str, mode: Mode) 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
+            if let (1.., Mode::Stepped(permits)) = (i, &mode) {
+                // Every event after the first waits for a permit of its own, used up.
+                match permits.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return,
+                }
+            }
             if matches!(mode, Mode::BreakStream) && i == 2 {
                 return; // Dropping the sender ends the body early: the connection breaks off.
             }
@@ -292,6 +440,7 @@ fn stream_response(events: Vec<String>, content_type: &'static str, mode: Mode) 
             if let (0, Mode::HoldAfterFirstChunk(release)) = (i, &mode) {
                 release.notified().await;
             }
+
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
@@ -300,4 +449,232 @@ fn stream_response(events: Vec<String>, content_type: &'static str, mode: Mode) 
     response.headers_mut().insert("content-type", content_type.parse().expect("header"));
     response.headers_mut().insert("cache-control", "no-cache".parse().expect("header"));
     with_account_headers(response)
+}
+
+/// An error body in the provider's documented shape for `path`.
+fn provider_error(path: &str, status: u16, message: &str) -> Value {
+    if path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens") {
+        let kind = match status {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"})
+    } else {
+        let (kind, code) = match status {
+            400 | 404 | 413 | 422 => ("invalid_request_error", Value::Null),
+            401 => ("invalid_request_error", json!("invalid_api_key")),
+            429 => ("requests", json!("rate_limit_exceeded")),
+            _ => ("server_error", Value::Null),
+        };
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+    }
+}
+
+/// A [`Reply`] in the protocol of `path`, whole or streamed as the request asks.
+fn scripted(path: &str, request: &Value, reply: &Reply, mode: Mode) -> Response<Body> {
+    let model = request["model"].as_str().unwrap_or("mock");
+    let stream = request["stream"].as_bool().unwrap_or(false);
+    let mut usage = reply.usage;
+    match mode {
+        Mode::ClaimOutputTokens(claimed) => usage.output = claimed,
+        Mode::NoUsage => usage = ReplyUsage::default(),
+        _ => {}
+    }
+    let with_usage = !matches!(mode, Mode::NoUsage);
+    if path.ends_with("/chat/completions") {
+        let include_usage =
+            with_usage && request["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+        let usage = with_usage.then(|| chat_usage(&usage, reply));
+        if stream {
+            stream_response(
+                chat_events(model, reply, usage.filter(|_| include_usage)),
+                "text/event-stream",
+                mode,
+            )
+        } else {
+            json_response(200, &chat_answer(model, reply, usage))
+        }
+    } else if stream {
+        stream_response(messages_events(model, reply, &usage, with_usage), "text/event-stream", mode)
+    } else {
+        json_response(200, &messages_answer(model, reply, &usage, with_usage))
+    }
+}
+
+/// OpenAI's usage object: every prompt token in `prompt_tokens`, the cache reads in
+/// `prompt_tokens_details.cached_tokens`, reasoning tokens (part of the completion) in
+/// `completion_tokens_details`.
+fn chat_usage(usage: &ReplyUsage, reply: &Reply) -> Value {
+    let prompt = usage.input + usage.cached + usage.cache_write;
+    let reasoning =
+        if reply.reasoning.is_empty() { 0 } else { usage.output.min(reply.reasoning.len() as u64) };
+    json!({"prompt_tokens": prompt, "completion_tokens": usage.output, "total_tokens": prompt + usage.output,
+        "prompt_tokens_details": {"cached_tokens": usage.cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning}})
+}
+
+/// A whole `chat.completion`.
+fn chat_answer(model: &str, reply: &Reply, usage: Option<Value>) -> Value {
+    let mut message = json!({"role": "assistant", "content": if reply.text.is_empty() { Value::Null } else { json!(reply.text()) }});
+    if !reply.reasoning.is_empty() {
+        message["reasoning_content"] = json!(reply.reasoning());
+    }
+    if !reply.tool_calls.is_empty() {
+        message["tool_calls"] = reply
+            .tool_calls
+            .iter()
+            .map(|call| json!({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments()}}))
+            .collect();
+    }
+    let mut answer = json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+        "system_fingerprint": "fp_mock",
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": reply.stop.chat()}]});
+    if let Some(usage) = usage {
+        answer["usage"] = usage;
+    }
+    answer
+}
+
+/// A `chat.completion.chunk` stream: the role first, then one chunk per reasoning piece, text
+/// piece and tool-call piece (a call's first chunk carries its id and name, the rest only
+/// argument pieces), the `finish_reason` in a chunk of its own, the usage chunk (empty
+/// `choices`) when asked for, `[DONE]`.
+fn chat_events(model: &str, reply: &Reply, usage: Option<Value>) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "system_fingerprint": "fp_mock", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let first = if reply.reasoning.is_empty() {
+        json!({"role": "assistant", "content": ""})
+    } else {
+        json!({"role": "assistant", "content": null, "reasoning_content": ""})
+    };
+    let mut events = vec![chunk(first, Value::Null)];
+    for piece in &reply.reasoning {
+        events.push(chunk(json!({"content": null, "reasoning_content": piece}), Value::Null));
+    }
+    for piece in &reply.text {
+        events.push(chunk(json!({"content": piece}), Value::Null));
+    }
+    for (index, call) in reply.tool_calls.iter().enumerate() {
+        events.push(chunk(
+            json!({"tool_calls": [{"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        for piece in &call.arguments {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}),
+                Value::Null,
+            ));
+        }
+    }
+    events.push(chunk(json!({}), json!(reply.stop.chat())));
+    if let Some(usage) = usage {
+        let chunk = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "system_fingerprint": "fp_mock", "choices": [], "usage": usage});
+        events.push(format!("data: {chunk}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    events
+}
+
+/// Anthropic's usage object.
+fn messages_usage(usage: &ReplyUsage, output: u64) -> Value {
+    json!({"input_tokens": usage.input, "cache_creation_input_tokens": usage.cache_write,
+        "cache_read_input_tokens": usage.cached, "output_tokens": output})
+}
+
+/// The signature Anthropic puts on a thinking block (opaque; the mock's is fixed).
+pub const SIGNATURE: &str = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds";
+
+/// A whole Anthropic `message`: thinking, text, then `tool_use` blocks.
+fn messages_answer(model: &str, reply: &Reply, usage: &ReplyUsage, with_usage: bool) -> Value {
+    let mut content = Vec::new();
+    if !reply.reasoning.is_empty() {
+        content.push(json!({"type": "thinking", "thinking": reply.reasoning(), "signature": SIGNATURE}));
+    }
+    if !reply.text.is_empty() {
+        content.push(json!({"type": "text", "text": reply.text()}));
+    }
+    for call in &reply.tool_calls {
+        let input: Value = serde_json::from_str(&call.arguments()).expect("tool arguments are JSON");
+        content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+    }
+    let usage = if with_usage {
+        messages_usage(usage, usage.output)
+    } else {
+        json!({"input_tokens": 0, "output_tokens": 0})
+    };
+    json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+        "stop_reason": reply.stop.anthropic(), "stop_sequence": reply.stop.sequence(), "usage": usage})
+}
+
+/// An Anthropic event stream: `message_start` (input and cache usage), a `ping`, one block per
+/// part (thinking deltas and a `signature_delta`; text deltas; `tool_use` with
+/// `input_json_delta` pieces), `message_delta` (stop reason, output usage), `message_stop`.
+fn messages_events(model: &str, reply: &Reply, usage: &ReplyUsage, with_usage: bool) -> Vec<String> {
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let start_usage = if with_usage { messages_usage(usage, 1) } else { json!({}) };
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant",
+                "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    let mut index = 0;
+    let mut block = |events: &mut Vec<String>, start: Value, deltas: Vec<Value>| {
+        events.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
+        for delta in deltas {
+            events.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            ));
+        }
+        events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    };
+    if !reply.reasoning.is_empty() {
+        let mut deltas: Vec<Value> = reply
+            .reasoning
+            .iter()
+            .map(|piece| json!({"type": "thinking_delta", "thinking": piece}))
+            .collect();
+        deltas.push(json!({"type": "signature_delta", "signature": SIGNATURE}));
+        block(&mut events, json!({"type": "thinking", "thinking": "", "signature": ""}), deltas);
+    }
+    if !reply.text.is_empty() {
+        let deltas = reply.text.iter().map(|piece| json!({"type": "text_delta", "text": piece})).collect();
+        block(&mut events, json!({"type": "text", "text": ""}), deltas);
+    }
+    for call in &reply.tool_calls {
+        let deltas = call
+            .arguments
+            .iter()
+            .map(|piece| json!({"type": "input_json_delta", "partial_json": piece}))
+            .collect();
+        block(
+            &mut events,
+            json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}}),
+            deltas,
+        );
+    }
+    let delta_usage = if with_usage { json!({"output_tokens": usage.output}) } else { json!({}) };
+    events.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": reply.stop.anthropic(), "stop_sequence": reply.stop.sequence()}, "usage": delta_usage}),
+    ));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    events
 }
