@@ -127,6 +127,9 @@ fake_admin_service! {
     add_model_group: AddModelGroupRequest -> ModelGroup;
     list_model_groups: ListModelGroupsRequest -> ListModelGroupsResponse;
     delete_model_group: NameRequest -> Empty;
+    set_model_alias: SetModelAliasRequest -> ModelAlias;
+    list_model_aliases: ListModelAliasesRequest -> ListModelAliasesResponse;
+    delete_model_alias: NameRequest -> Empty;
     add_group: AddGroupRequest -> Group;
     update_group: UpdateGroupRequest -> Group;
     list_groups: ListGroupsRequest -> ListGroupsResponse;

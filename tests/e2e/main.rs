@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
 
 mod admin;
 mod agents;
+mod aliases;
 mod conversion;
 mod hostile;
 mod import;

@@ -101,6 +101,14 @@ input_price = "3"
 output_price = "15"
 cache_write_price = "3.75"
 
+[[alias]]
+name = "claude-opus-*"
+target = "claude-sonnet-4-5"
+
+[[alias]]
+name = "gpt-latest"
+target = "gpt-4o"
+
 [[group]]
 name = "vip"
 multiplier = "0.8"
@@ -125,16 +133,16 @@ async fn setup_files_apply_and_export(backend: Backend) {
 
     // A dry run reports every creation and changes nothing.
     let planned = apply_json(&cp, &env, &["-f", &file, "--dry-run"]);
-    assert_eq!(actions(&planned, "create").len(), 8, "{planned:?}");
+    assert_eq!(actions(&planned, "create").len(), 10, "{planned:?}");
     assert_eq!(export(&cp, &["--with-secrets"]), empty, "a dry run changed something");
 
     // The real run does what the dry run said; a second run changes nothing.
     let applied = apply_json(&cp, &env, &["-f", &file]);
     assert_eq!(applied, planned);
     let again = apply_json(&cp, &env, &["-f", &file]);
-    assert_eq!(actions(&again, "unchanged").len(), 8, "{again:?}");
+    assert_eq!(actions(&again, "unchanged").len(), 10, "{again:?}");
     let (ok, text, _) = ctl(&cp, &env, &["apply", "-f", &file]);
-    assert!(ok && text.contains("0 created, 0 updated, 0 deleted, 8 unchanged"), "{text}");
+    assert!(ok && text.contains("0 created, 0 updated, 0 deleted, 10 unchanged"), "{text}");
 
     // What was applied is what the other commands show.
     let channel = cp.json(&["channel", "show", "openai"]);
@@ -163,7 +171,7 @@ async fn setup_files_apply_and_export(backend: Backend) {
     let exported_file = write(&db.dir, "exported.toml", &exported);
     let env_refs = [("ROUTER_CHANNEL_OPENAI_KEY", KEY_OPENAI), ("ROUTER_CHANNEL_CLAUDE_KEY", KEY_CLAUDE)];
     let created = apply_json(&other, &env_refs, &["-f", &exported_file]);
-    assert_eq!(actions(&created, "create").len(), 8, "{created:?}");
+    assert_eq!(actions(&created, "create").len(), 10, "{created:?}");
     assert_eq!(export(&other, &[]), exported);
     assert_eq!(export(&other, &["--with-secrets"]), with_secrets);
 
@@ -194,6 +202,14 @@ async fn setup_files_apply_and_export(backend: Backend) {
     assert!(!ok && stderr.contains("bad.toml:3:"), "{stderr}");
     let (ok, _, stderr) = ctl(&cp, &[], &["apply", "-f", &file]);
     assert!(!ok && stderr.contains("TEST_OPENAI_KEY"), "{stderr}");
+    // An alias must point at a priced model: refused with its line, nothing changed.
+    let unpriced = write(&db.dir, "alias.toml", "[[alias]]\nname = \"x-*\"\ntarget = \"nope\"\n");
+    let (ok, _, stderr) = ctl(&cp, &[], &["apply", "-f", &unpriced]);
+    assert!(
+        !ok && stderr.contains("alias.toml:2: alias \"x-*\"") && stderr.contains("not a priced model"),
+        "{stderr}"
+    );
+    assert_eq!(export(&cp, &["--with-secrets"]), before);
 
     // Prune: what the file no longer names goes, except a group still in use.
     let smaller = cheaper.split("[[channel]]\nname = \"claude\"").next().unwrap().to_owned()
@@ -204,7 +220,15 @@ async fn setup_files_apply_and_export(backend: Backend) {
     deleted.sort();
     assert_eq!(
         deleted,
-        ["channel claude", "group vip", "model gpt-4o", "model gpt-4o-mini", "model_group claude"]
+        [
+            "alias claude-opus-*",
+            "alias gpt-latest",
+            "channel claude",
+            "group vip",
+            "model gpt-4o",
+            "model gpt-4o-mini",
+            "model_group claude"
+        ]
     );
     assert_eq!(export(&cp, &["--with-secrets"]), before, "a dry run changed something");
     apply_json(&cp, &env, &["-f", &smaller_file, "--prune"]);

@@ -1,6 +1,7 @@
 //! One module per entity the admin API manages; each parses its flags into a request, makes
 //! the call, and renders the answer.
 pub mod account;
+pub mod alias;
 pub mod balance;
 pub mod channel;
 pub mod code;

@@ -24,6 +24,9 @@ pub enum ModelCommand {
         #[arg(value_parser = args::name)]
         name: String,
     },
+    /// Serve and bill a name (or, ending in `*`, every name with that prefix) as a priced
+    /// model: `model alias NAME TARGET`, `model alias list`, `model alias delete NAME`.
+    Alias(super::alias::AliasArgs),
 }
 
 /// Flags of `model set`.
@@ -68,6 +71,7 @@ pub async fn run(command: ModelCommand, admin: &mut Admin, out: &mut Output) -> 
             let json = serde_json::json!({ "deleted": name });
             out.either(&json, &format!("deleted model {name}"))
         }
+        ModelCommand::Alias(alias) => super::alias::run(alias, admin, out).await,
     }
 }
 

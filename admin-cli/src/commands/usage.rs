@@ -171,6 +171,7 @@ pub struct UsageView {
     key_id: i64,
     account: String,
     model: String,
+    requested_model: String,
     channel: String,
     endpoint: String,
     input_tokens: i64,
@@ -192,6 +193,12 @@ impl UsageView {
             key_id: record.key_id,
             account: record.account.clone(),
             model: record.model.clone(),
+            // Records from before aliases carry none: they asked for the model billed.
+            requested_model: if record.requested_model.is_empty() {
+                record.model.clone()
+            } else {
+                record.requested_model.clone()
+            },
             channel: record.channel.clone(),
             endpoint: record.endpoint.clone(),
             input_tokens: record.input_tokens,
@@ -214,6 +221,7 @@ impl Record for UsageView {
         "key_id",
         "account",
         "model",
+        "requested_model",
         "channel",
         "endpoint",
         "input_tokens",
@@ -232,6 +240,7 @@ impl Record for UsageView {
             ("key_id", self.key_id.to_string()),
             ("account", self.account.clone()),
             ("model", self.model.clone()),
+            ("requested_model", self.requested_model.clone()),
             ("channel", self.channel.clone()),
             ("endpoint", self.endpoint.clone()),
             ("input_tokens", self.input_tokens.to_string()),
@@ -347,12 +356,13 @@ mod tests {
             endpoint: "/v1/chat/completions".into(),
             duration_ms: 812,
             usage_adjusted: true,
+            requested_model: "gpt-4o-latest".into(),
         };
         assert_eq!(
             serde_json::to_value(UsageView::new(&record)).expect("views serialize"),
             serde_json::json!({
                 "request_id": "r1", "key_id": 3, "account": "bob", "model": "gpt-4o",
-                "channel": "oa", "endpoint": "/v1/chat/completions", "input_tokens": 1000,
+                "requested_model": "gpt-4o-latest", "channel": "oa", "endpoint": "/v1/chat/completions", "input_tokens": 1000,
                 "cached_input_tokens": 200, "cache_write_tokens": 0, "output_tokens": 50,
                 "cost": "0.00325", "status": "ok", "duration_ms": 812,
                 "created_at": "1970-01-01T00:00:00Z", "usage_adjusted": true,

@@ -1,5 +1,5 @@
 //! The setup file of `routerctl apply` and `routerctl export`: TOML arrays of tables named
-//! `channel`, `model`, `model_group`, `group` and `account`, whose fields are the long flag
+//! `channel`, `model`, `model_group`, `alias`, `group` and `account`, whose fields are the long flag
 //! names of the matching `add`/`set` commands with `_` (amounts as decimal strings).
 //!
 //! A field added to a command is one field in one item struct here plus its line in that
@@ -29,6 +29,9 @@ pub struct SetupFile {
     /// Model groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_group: Vec<ModelGroupItem>,
+    /// Model aliases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alias: Vec<AliasItem>,
     /// Token groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<GroupItem>,
@@ -120,6 +123,16 @@ pub struct ModelGroupItem {
     pub per_call: Option<Amount>,
 }
 
+/// `[[alias]]`: the arguments of `model alias NAME TARGET`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasItem {
+    /// The name clients send; ending in `*`, a prefix pattern.
+    pub name: Spanned<String>,
+    /// The priced model it is served and billed as.
+    pub target: String,
+}
+
 /// `[[group]]`: the flags of `group add`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,6 +209,7 @@ impl Parsed {
         items.extend(f.channel.iter().map(|i| ("channel", &i.name)));
         items.extend(f.model.iter().map(|i| ("model", &i.name)));
         items.extend(f.model_group.iter().map(|i| ("model_group", &i.name)));
+        items.extend(f.alias.iter().map(|i| ("alias", &i.name)));
         items.extend(f.group.iter().map(|i| ("group", &i.name)));
         items.extend(f.account.iter().map(|i| ("account", &i.name)));
         items
@@ -258,6 +272,12 @@ impl Parsed {
                     item.per_call,
                 )
                 .map_err(fail)?,
+            });
+        }
+        for item in &self.file.alias {
+            setup.aliases.push(pb::SetModelAliasRequest {
+                name: item.name.get_ref().clone(),
+                target: item.target.clone(),
             });
         }
         for item in &self.file.group {
@@ -426,6 +446,8 @@ pub fn from_proto(setup: pb::Setup, with_secrets: bool) -> SetupFile {
             }
         })
         .collect();
+    let alias =
+        setup.aliases.into_iter().map(|a| AliasItem { name: spanned(a.name), target: a.target }).collect();
     let group = setup
         .groups
         .into_iter()
@@ -445,7 +467,7 @@ pub fn from_proto(setup: pb::Setup, with_secrets: bool) -> SetupFile {
             daily_limit: values::amount(a.daily_limit_nanos),
         })
         .collect();
-    SetupFile { channel, model, model_group, group, account }
+    SetupFile { channel, model, model_group, alias, group, account }
 }
 
 /// The file's text: the same setup always gives the same bytes.

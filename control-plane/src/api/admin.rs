@@ -9,7 +9,9 @@ use super::{
 };
 use crate::{
     db::Db,
-    store::{accounts, channels, codes, groups, keys, ledger, models, pricing, quarantine, setup, usage},
+    store::{
+        accounts, aliases, channels, codes, groups, keys, ledger, models, pricing, quarantine, setup, usage,
+    },
 };
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -148,6 +150,25 @@ impl AdminService for AdminApi {
 
     async fn delete_model_group(&self, request: Request<pb::NameRequest>) -> Answer<pb::Empty> {
         models::delete_group(&self.db, &request.into_inner().name).await?;
+        self.changed(pb::Empty {})
+    }
+
+    async fn set_model_alias(&self, request: Request<pb::SetModelAliasRequest>) -> Answer<pb::ModelAlias> {
+        let r = request.into_inner();
+        let alias = aliases::set(&self.db, r.name.trim(), r.target.trim()).await?;
+        self.changed(convert::alias_to_pb(alias))
+    }
+
+    async fn list_model_aliases(
+        &self,
+        _: Request<pb::ListModelAliasesRequest>,
+    ) -> Answer<pb::ListModelAliasesResponse> {
+        let aliases = aliases::list(&self.db).await?.into_iter().map(convert::alias_to_pb).collect();
+        Ok(Response::new(pb::ListModelAliasesResponse { aliases }))
+    }
+
+    async fn delete_model_alias(&self, request: Request<pb::NameRequest>) -> Answer<pb::Empty> {
+        aliases::delete(&self.db, &request.into_inner().name).await?;
         self.changed(pb::Empty {})
     }
 

@@ -6,6 +6,7 @@ use tonic::Status;
 
 use crate::store::{
     accounts::Account,
+    aliases::Alias,
     channels::{Channel, ChannelSpec},
     codes::Code,
     groups::Group,
@@ -135,6 +136,9 @@ pub fn setup_from_pb(setup: pb::Setup) -> Result<Setup, Status> {
             members: group.models,
         });
     }
+    for alias in setup.aliases {
+        declared.aliases.push(setup::DeclaredAlias { name: alias.name, target: alias.target });
+    }
     for group in setup.groups {
         declared.groups.push(setup::DeclaredGroup {
             multiplier: group.multiplier_micros.map(multiplier_from_pb).transpose()?,
@@ -190,6 +194,11 @@ pub fn setup_to_pb(setup: Setup, with_secrets: bool) -> pb::Setup {
                 name: g.name,
                 models: g.members,
             })
+            .collect(),
+        aliases: setup
+            .aliases
+            .into_iter()
+            .map(|a| pb::SetModelAliasRequest { name: a.name, target: a.target })
             .collect(),
         groups: setup
             .groups
@@ -279,6 +288,11 @@ pub fn model_group_to_pb(group: ModelGroup) -> pb::ModelGroup {
     }
 }
 
+/// A model alias for the wire.
+pub fn alias_to_pb(alias: Alias) -> pb::ModelAlias {
+    pb::ModelAlias { id: alias.id, name: alias.name, target: alias.target }
+}
+
 /// A token group for the wire.
 pub fn group_to_pb(group: Group) -> pb::Group {
     pb::Group {
@@ -351,11 +365,12 @@ pub fn code_to_pb(code: Code) -> pb::RedemptionCode {
 
 /// A usage record for the wire.
 pub fn usage_to_pb((row, account): (UsageRow, String)) -> pb::UsageRecord {
+    let model = row.model;
     pb::UsageRecord {
         request_id: row.request_id,
         key_id: row.key_id,
         account,
-        model: row.model,
+        model: model.clone(),
         channel: row.channel,
         input_tokens: row.input_tokens,
         cached_input_tokens: row.cached_input_tokens,
@@ -367,6 +382,7 @@ pub fn usage_to_pb((row, account): (UsageRow, String)) -> pb::UsageRecord {
         endpoint: row.endpoint,
         duration_ms: row.duration_ms,
         usage_adjusted: row.usage_adjusted,
+        requested_model: row.requested_model.unwrap_or(model),
     }
 }
 
@@ -412,6 +428,7 @@ pub fn report_from_pb(report: pb::UsageReport) -> Report {
         first_byte_ms: report.first_byte_ms,
         lease_id: report.lease_id.filter(|id| !id.is_empty()),
         usage_adjusted: report.usage_adjusted,
+        requested_model: report.requested_model,
     }
 }
 
@@ -434,6 +451,7 @@ pub fn report_to_pb(report: &Report) -> pb::UsageReport {
         first_byte_ms: report.first_byte_ms,
         lease_id: report.lease_id.clone(),
         usage_adjusted: report.usage_adjusted,
+        requested_model: report.requested_model.clone(),
     }
 }
 
@@ -498,6 +516,7 @@ pub fn entity_kind(kind: &str) -> pb::EntityKind {
         "channel" => pb::EntityKind::Channel,
         "model" => pb::EntityKind::Model,
         "model_group" => pb::EntityKind::ModelGroup,
+        "alias" => pb::EntityKind::ModelAlias,
         "group" => pb::EntityKind::Group,
         "account" => pb::EntityKind::Account,
         "key" => pb::EntityKind::Key,

@@ -56,6 +56,7 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
         })
         .collect();
     let model_groups = changes.model_groups.into_iter().map(convert::model_group_to_pb).collect();
+    let model_aliases = changes.model_aliases.into_iter().map(convert::alias_to_pb).collect();
     let groups = changes.groups.into_iter().map(convert::group_to_pb).collect();
     let accounts: Vec<pb::PolicyAccount> =
         changes.accounts.into_iter().map(convert::policy_account_to_pb).collect();
@@ -76,6 +77,7 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
             accounts,
             keys,
             removed,
+            model_aliases,
         };
         return vec![pb::PolicyEvent { event: Some(pb::policy_event::Event::Delta(delta)) }];
     }
@@ -87,6 +89,7 @@ fn events(changes: PolicyChanges, currency: &str) -> Vec<pb::PolicyEvent> {
         models,
         model_groups,
         groups,
+        model_aliases,
         ..pb::SnapshotPage::default()
     }];
     // Pages are taken from the front, each allocated to its own size (`split_off` from the

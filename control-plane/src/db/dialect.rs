@@ -59,6 +59,8 @@ pub struct NewUsage {
     pub created_at: i64,
     /// The upstream's usage was not believed.
     pub usage_adjusted: bool,
+    /// The name the client asked for, when it differs from `model` (an alias).
+    pub requested_model: Option<String>,
 }
 
 /// A ledger entry to insert.

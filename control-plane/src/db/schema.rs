@@ -63,6 +63,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    model_aliases (id) {
+        id -> BigInt,
+        name -> Text,
+        target -> Text,
+        version -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     channels (id) {
         id -> BigInt,
         name -> Text,
@@ -159,6 +169,7 @@ diesel::table! {
         node_id -> Text,
         created_at -> BigInt,
         usage_adjusted -> Bool,
+        requested_model -> Nullable<Text>,
     }
 }
 
@@ -200,6 +211,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     token_groups,
     models,
     model_groups,
+    model_aliases,
     channels,
     accounts,
     api_keys,

@@ -6,6 +6,7 @@
 //! [`TxConn::post`](crate::db::TxConn::post), which writes the balance and its ledger entry
 //! together.
 pub mod accounts;
+pub mod aliases;
 pub mod channels;
 pub mod codes;
 pub mod groups;

@@ -7,7 +7,7 @@ use super::{check_name, check_non_negative, clean_names, json_list, now_micros, 
 use crate::{
     db::{
         Db, TxConn,
-        schema::{model_groups, models},
+        schema::{model_aliases, model_groups, models},
     },
     error::{StoreError, StoreResult, exists_as},
     with_conn, write_tx,
@@ -194,6 +194,13 @@ pub async fn set(db: &Db, name: &str, tariff: &Tariff, max_output_tokens: Option
             model_groups::table.filter(model_groups::name.eq(name)).count().get_result(conn).await?;
         if clash > 0 {
             return Err(StoreError::Conflict(format!("{name:?} is the name of a model group")));
+        }
+        let alias: i64 =
+            model_aliases::table.filter(model_aliases::name.eq(name)).count().get_result(conn).await?;
+        if alias > 0 {
+            return Err(StoreError::Conflict(format!(
+                "{name:?} is the name of an alias (delete it first: routerctl model alias delete {name})"
+            )));
         }
         let version = conn.bump_policy_version().await?;
         let values = (

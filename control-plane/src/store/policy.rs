@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{
+    aliases::Alias,
     channels::Channel,
     groups::Group,
     models::{Model, ModelGroup},
@@ -12,7 +13,8 @@ use crate::{
     db::{
         Db,
         schema::{
-            accounts, api_keys, channels, model_groups, models, policy_removals, policy_state, token_groups,
+            accounts, api_keys, channels, model_aliases, model_groups, models, policy_removals, policy_state,
+            token_groups,
         },
     },
     error::StoreResult,
@@ -64,6 +66,8 @@ pub struct PolicyChanges {
     pub models: Vec<Model>,
     /// Model groups added or changed.
     pub model_groups: Vec<ModelGroup>,
+    /// Model aliases added or changed.
+    pub model_aliases: Vec<Alias>,
     /// Groups added or changed.
     pub groups: Vec<Group>,
     /// Accounts added or changed.
@@ -129,6 +133,12 @@ pub async fn changes(db: &Db, since: Option<i64>) -> StoreResult<PolicyChanges> 
                 .filter(model_groups::version.gt(after))
                 .order(model_groups::id)
                 .select(ModelGroup::as_select())
+                .load(conn)
+                .await?,
+            model_aliases: model_aliases::table
+                .filter(model_aliases::version.gt(after))
+                .order(model_aliases::id)
+                .select(Alias::as_select())
                 .load(conn)
                 .await?,
             groups: token_groups::table

@@ -67,6 +67,8 @@ pub struct Report {
     pub lease_id: Option<String>,
     /// The upstream's usage was not believed and the local count was billed.
     pub usage_adjusted: bool,
+    /// The name the client asked for, when it differs from `model` (an alias); empty: the same.
+    pub requested_model: String,
 }
 
 impl Report {
@@ -100,6 +102,7 @@ impl Report {
         }
         let texts = [
             ("model", self.model.as_str()),
+            ("requested_model", self.requested_model.as_str()),
             ("channel", self.channel.as_str()),
             ("endpoint", self.endpoint.as_str()),
             ("status", self.status.as_str()),
@@ -292,6 +295,9 @@ async fn record(db: &Db, node_id: &str, reports: &[(usize, &Report)], now: i64) 
                 node_id: node_id.to_owned(),
                 created_at: r.time(now),
                 usage_adjusted: r.usage_adjusted,
+                requested_model: Some(&r.requested_model)
+                    .filter(|name| !name.is_empty() && **name != r.model)
+                    .cloned(),
             })
             .collect();
         let fresh: HashSet<String> = conn.insert_usage(rows).await?.into_iter().collect();

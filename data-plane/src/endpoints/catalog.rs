@@ -15,17 +15,19 @@ use crate::{
 const CREATED_UNIX: i64 = 1_735_689_600;
 const CREATED_RFC3339: &str = "2025-01-01T00:00:00Z";
 
-fn reachable<'p>(policy: &'p Policy, caller: &Caller<'_>) -> Vec<&'p std::sync::Arc<ModelInfo>> {
-    policy
-        .catalog
-        .models()
-        .into_iter()
-        .filter(|m| caller.group.reaches(m))
-        .filter(|m| {
-            caller.key.models.is_empty()
-                || caller.key.models.iter().any(|k| **k == *m.name || m.model_group.as_ref() == Some(k))
-        })
-        .collect()
+/// The names a key can call, by name: priced models and exact aliases of them (an alias is
+/// listed when its target is reachable).
+fn reachable<'p>(policy: &'p Policy, caller: &Caller<'_>) -> Vec<&'p str> {
+    let reaches = |m: &ModelInfo| {
+        caller.group.reaches(m)
+            && (caller.key.models.is_empty()
+                || caller.key.models.iter().any(|k| **k == *m.name || m.model_group.as_ref() == Some(k)))
+    };
+    let models = policy.catalog.models().into_iter().filter(|m| reaches(m)).map(|m| &*m.name);
+    let aliases = policy.catalog.aliases().into_iter().filter(|(_, m)| reaches(m)).map(|(name, _)| name);
+    let mut names: Vec<&str> = models.chain(aliases).collect();
+    names.sort_unstable();
+    names
 }
 
 /// `GET /v1/models`: OpenAI's list shape, or Anthropic's when the request names an
@@ -33,23 +35,23 @@ fn reachable<'p>(policy: &'p Policy, caller: &Caller<'_>) -> Vec<&'p std::sync::
 pub fn list_models(policy: &Policy, caller: &Caller<'_>, headers: &HeaderMap) -> Response<ResponseBody> {
     let models = reachable(policy, caller);
     if headers.contains_key("anthropic-version") {
-        let data: Vec<Value> = models
-            .iter()
-            .map(|m| json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": CREATED_RFC3339}))
-            .collect();
-        let first = models.first().map(|m| m.name.clone());
-        let last = models.last().map(|m| m.name.clone());
+        let data: Vec<Value> = models.iter().map(|name| anthropic_model(name)).collect();
+        let (first, last) = (models.first(), models.last());
         return json(
             StatusCode::OK,
             &json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
         );
     }
-    let data: Vec<Value> = models.iter().map(|m| openai_model(m)).collect();
+    let data: Vec<Value> = models.iter().map(|name| openai_model(name)).collect();
     json(StatusCode::OK, &json!({"object": "list", "data": data}))
 }
 
-fn openai_model(model: &ModelInfo) -> Value {
-    json!({"id": model.name, "object": "model", "created": CREATED_UNIX, "owned_by": "code-router"})
+fn openai_model(name: &str) -> Value {
+    json!({"id": name, "object": "model", "created": CREATED_UNIX, "owned_by": "code-router"})
+}
+
+fn anthropic_model(name: &str) -> Value {
+    json!({"type": "model", "id": name, "display_name": name, "created_at": CREATED_RFC3339})
 }
 
 /// `GET /v1/models/{id}`.
@@ -59,12 +61,8 @@ pub fn get_model(
     id: &str,
     anthropic: bool,
 ) -> Option<Response<ResponseBody>> {
-    let model = reachable(policy, caller).into_iter().find(|m| *m.name == *id)?;
-    let body = if anthropic {
-        json!({"type": "model", "id": model.name, "display_name": model.name, "created_at": CREATED_RFC3339})
-    } else {
-        openai_model(model)
-    };
+    let name = reachable(policy, caller).into_iter().find(|name| *name == id)?;
+    let body = if anthropic { anthropic_model(name) } else { openai_model(name) };
     Some(json(StatusCode::OK, &body))
 }
 

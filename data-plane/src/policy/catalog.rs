@@ -140,6 +140,7 @@ pub struct RawCatalog {
     models: BTreeMap<i64, pb::Model>,
     model_groups: BTreeMap<i64, pb::ModelGroup>,
     groups: BTreeMap<i64, pb::Group>,
+    aliases: BTreeMap<i64, pb::ModelAlias>,
 }
 
 impl RawCatalog {
@@ -163,6 +164,16 @@ impl RawCatalog {
         models.iter().for_each(|id| drop(self.models.remove(id)));
         model_groups.iter().for_each(|id| drop(self.model_groups.remove(id)));
         groups.iter().for_each(|id| drop(self.groups.remove(id)));
+    }
+
+    /// Adds or replaces model aliases.
+    pub fn upsert_aliases(&mut self, aliases: &[pb::ModelAlias]) {
+        self.aliases.extend(aliases.iter().map(|a| (a.id, a.clone())));
+    }
+
+    /// Removes model aliases by id.
+    pub fn remove_aliases(&mut self, ids: impl IntoIterator<Item = i64>) {
+        ids.into_iter().for_each(|id| drop(self.aliases.remove(&id)));
     }
 }
 
@@ -189,6 +200,10 @@ pub struct Catalog {
     groups: HashMap<i64, GroupInfo>,
     routes: HashMap<String, [Vec<Arc<ChannelInfo>>; 2]>,
     served: HashSet<String>,
+    /// Exact aliases: name -> the priced model they are served as.
+    aliases: HashMap<String, Arc<ModelInfo>>,
+    /// Prefix patterns (the name without its `*`), longest first.
+    patterns: Vec<(String, Arc<ModelInfo>)>,
 }
 
 impl Catalog {
@@ -276,7 +291,8 @@ impl Catalog {
         for list in routes.values_mut().flat_map(|lists| lists.iter_mut()) {
             list.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         }
-        Catalog { currency: raw.currency.clone(), raw, models, groups, routes, served }
+        let (aliases, patterns) = index_aliases(&raw, &models);
+        Catalog { currency: raw.currency.clone(), raw, models, groups, routes, served, aliases, patterns }
     }
 
     /// The catalog as received.
@@ -287,6 +303,21 @@ impl Catalog {
     /// A priced model by name.
     pub fn model(&self, name: &str) -> Option<&Arc<ModelInfo>> {
         self.models.get(name)
+    }
+
+    /// The priced model a request naming `name` is served and billed as: the model of that
+    /// name, else the exact alias's target, else the target of the longest matching pattern.
+    pub fn resolve(&self, name: &str) -> Option<&Arc<ModelInfo>> {
+        self.models.get(name).or_else(|| self.aliases.get(name)).or_else(|| {
+            self.patterns.iter().find(|(prefix, _)| name.starts_with(prefix.as_str())).map(|(_, model)| model)
+        })
+    }
+
+    /// Every exact alias with the model it is served as, by name.
+    pub fn aliases(&self) -> Vec<(&str, &Arc<ModelInfo>)> {
+        let mut aliases: Vec<_> = self.aliases.iter().map(|(name, model)| (name.as_str(), model)).collect();
+        aliases.sort_by(|a, b| a.0.cmp(b.0));
+        aliases
     }
 
     /// Every priced model, by name.
@@ -317,6 +348,27 @@ impl Catalog {
     pub fn is_served(&self, model: &str) -> bool {
         self.served.contains(model)
     }
+}
+
+/// Exact aliases and prefix patterns whose target is priced (an alias of an unpriced or
+/// deleted model serves nothing); a model's own name is never shadowed by an alias.
+type AliasIndex = (HashMap<String, Arc<ModelInfo>>, Vec<(String, Arc<ModelInfo>)>);
+
+fn index_aliases(raw: &RawCatalog, models: &HashMap<String, Arc<ModelInfo>>) -> AliasIndex {
+    let mut exact = HashMap::new();
+    let mut patterns = Vec::new();
+    for alias in raw.aliases.values() {
+        let Some(target) = models.get(&alias.target) else { continue };
+        match alias.name.strip_suffix('*') {
+            Some(prefix) => patterns.push((prefix.to_owned(), Arc::clone(target))),
+            None if !models.contains_key(&alias.name) => {
+                exact.insert(alias.name.clone(), Arc::clone(target));
+            }
+            None => {}
+        }
+    }
+    patterns.sort_by(|a: &(String, _), b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    (exact, patterns)
 }
 
 #[cfg(test)]
@@ -394,5 +446,44 @@ mod tests {
         );
         assert!(catalog.model("c").is_none());
         assert!(catalog.is_served("b"));
+    }
+
+    #[test]
+    fn aliases_resolve_exact_names_first_then_the_longest_pattern() {
+        let mut raw = RawCatalog::default();
+        let models = [
+            pb::Model { id: 1, name: "sonnet".into(), price: price(3), ..Default::default() },
+            pb::Model { id: 2, name: "haiku".into(), price: price(1), ..Default::default() },
+            pb::Model { id: 3, name: "claude-opus-4".into(), price: price(15), ..Default::default() },
+        ];
+        raw.upsert(&[], &models, &[], &[]);
+        let alias =
+            |id, name: &str, target: &str| pb::ModelAlias { id, name: name.into(), target: target.into() };
+        raw.upsert_aliases(&[
+            alias(1, "claude-*", "haiku"),
+            alias(2, "claude-opus-*", "sonnet"),
+            alias(3, "claude-opus-4-8-mini", "haiku"),
+            alias(4, "ghost", "unpriced"),
+            alias(5, "gh*", "unpriced"),
+        ]);
+        let catalog = Catalog::build(raw.clone());
+        let served = |name: &str| catalog.resolve(name).map(|m| m.name.to_string());
+        assert_eq!(served("claude-opus-4-8").as_deref(), Some("sonnet"), "the longest pattern wins");
+        assert_eq!(served("claude-opus-4-8-mini").as_deref(), Some("haiku"), "an exact alias wins");
+        assert_eq!(served("claude-opus-4").as_deref(), Some("claude-opus-4"), "a model's own name wins");
+        assert_eq!(served("claude-3").as_deref(), Some("haiku"));
+        assert_eq!(served("claude-").as_deref(), Some("haiku"), "a prefix matches itself");
+        assert_eq!(served("claude"), None);
+        assert_eq!(served("ghost"), None, "an alias of an unpriced model serves nothing");
+        assert_eq!(served("ghx"), None);
+        let exact: Vec<_> =
+            catalog.aliases().into_iter().map(|(name, m)| (name, m.name.to_string())).collect();
+        assert_eq!(exact, [("claude-opus-4-8-mini", "haiku".to_owned())]);
+        // Removing the longer pattern hands its names to the shorter one.
+        raw.remove_aliases([2]);
+        assert_eq!(
+            Catalog::build(raw).resolve("claude-opus-4-8").map(|m| m.name.to_string()).as_deref(),
+            Some("haiku")
+        );
     }
 }

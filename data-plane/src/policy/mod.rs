@@ -109,6 +109,7 @@ impl SnapshotBuilder {
             self.raw.currency.clone_from(&settings.currency);
         }
         self.raw.upsert(&page.channels, &page.models, &page.model_groups, &page.groups);
+        self.raw.upsert_aliases(&page.model_aliases);
         for account in page.accounts {
             self.accounts.insert(account.id, AccountInfo { name: account.name, group_id: account.group_id });
         }
@@ -166,7 +167,8 @@ impl Policy {
         let catalog_changed = !(delta.channels.is_empty()
             && delta.models.is_empty()
             && delta.model_groups.is_empty()
-            && delta.groups.is_empty())
+            && delta.groups.is_empty()
+            && delta.model_aliases.is_empty())
             || delta
                 .removed
                 .iter()
@@ -184,6 +186,8 @@ impl Policy {
                 &kinds(pb::EntityKind::Group).collect::<Vec<_>>(),
             );
             raw.upsert(&delta.channels, &delta.models, &delta.model_groups, &delta.groups);
+            raw.remove_aliases(kinds(pb::EntityKind::ModelAlias));
+            raw.upsert_aliases(&delta.model_aliases);
             next.catalog = Arc::new(Catalog::build(raw));
         }
 

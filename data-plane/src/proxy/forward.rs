@@ -124,10 +124,11 @@ pub async fn forward(
 
 impl Attempt<'_> {
     /// The request for `channel`: its URL and credentials, the body with the channel's model
-    /// name and, on a stream whose protocol has it, the usage chunk asked for.
+    /// name (for an alias, its target's, mapped) and, on a stream whose protocol has it, the
+    /// usage chunk asked for.
     fn upstream_request(&self, channel: &ChannelInfo) -> anyhow::Result<Request<Full<Bytes>>> {
         let upstream_model = channel.upstream_model(&self.model.name);
-        let renamed = (upstream_model != &*self.model.name).then_some(upstream_model);
+        let renamed = (upstream_model != &*self.fields.model).then_some(upstream_model);
         let body = if renamed.is_some() || self.injects_usage() {
             request::splice(self.body, renamed, self.injects_usage()).unwrap_or_else(|_| self.body.clone())
         } else {

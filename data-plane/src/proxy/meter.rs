@@ -78,6 +78,8 @@ pub struct Bill {
     pub key_id: i64,
     /// The model, as priced.
     pub model: Arc<ModelInfo>,
+    /// The name the client asked for, when it is an alias of `model`.
+    pub requested_model: Option<Box<str>>,
     /// The key's group multiplier.
     pub multiplier: Multiplier,
     /// The endpoint the client called.
@@ -175,6 +177,7 @@ impl Meter {
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             lease_id,
             usage_adjusted: adjusted,
+            requested_model: self.bill.requested_model.take().map(String::from).unwrap_or_default(),
         };
         self.metrics.finished(
             self.bill.endpoint.as_str(),

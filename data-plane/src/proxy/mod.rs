@@ -61,8 +61,9 @@ async fn serve(
     let (head, body) = request.into_parts();
     let body = request::read_body(&head.headers, body, app.config.max_body_bytes).await?;
     let fields = request::fields(&body)?;
-    // Step 3: the model, and whether this key may use it.
-    let model = policy.catalog.model(&fields.model).ok_or_else(|| {
+    // Step 3: the model (an alias is served and billed as its target), and whether this key
+    // may use it.
+    let model = policy.catalog.resolve(&fields.model).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::ModelNotFound,
@@ -99,8 +100,16 @@ async fn serve(
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
     })?;
     let bounds = sanity::Bounds::new(body.len(), output_cap);
-    let bill =
-        Bill { request_id, key_id: caller.key.id, model: Arc::clone(model), multiplier, endpoint, bounds };
+    let requested_model = (*model.name != *fields.model).then(|| Box::from(&*fields.model));
+    let bill = Bill {
+        request_id,
+        key_id: caller.key.id,
+        model: Arc::clone(model),
+        requested_model,
+        multiplier,
+        endpoint,
+        bounds,
+    };
     let meter = Meter::new(app, bill, reservation, body.clone());
     // Steps 5–7: forward, answer, bill.
     Ok(forward::forward(&attempt, channels, Some(meter)).await)

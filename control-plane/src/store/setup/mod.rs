@@ -53,6 +53,15 @@ pub struct DeclaredModelGroup {
     pub tariff: Option<Tariff>,
 }
 
+/// A model alias as declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredAlias {
+    /// The name clients send, or a prefix pattern ending in `*`.
+    pub name: String,
+    /// The priced model it is served as.
+    pub target: String,
+}
+
 /// A token group as declared.
 #[derive(Debug, Clone)]
 pub struct DeclaredGroup {
@@ -84,6 +93,8 @@ pub struct Setup {
     pub models: Vec<DeclaredModel>,
     /// Model groups.
     pub model_groups: Vec<DeclaredModelGroup>,
+    /// Model aliases.
+    pub aliases: Vec<DeclaredAlias>,
     /// Token groups.
     pub groups: Vec<DeclaredGroup>,
     /// Accounts.
@@ -99,6 +110,8 @@ pub enum Kind {
     Model,
     /// A model group.
     ModelGroup,
+    /// A model alias.
+    Alias,
     /// A token group.
     Group,
     /// An account.
@@ -118,6 +131,7 @@ impl Kind {
             Kind::Channel => "channel",
             Kind::Model => "model",
             Kind::ModelGroup => "model_group",
+            Kind::Alias => "alias",
             Kind::Group => "group",
             Kind::Account => "account",
             Kind::Key => "key",

@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use router_proto::Multiplier;
 
 use super::{
-    Action, Applied, Change, DeclaredAccount, DeclaredChannel, DeclaredGroup, DeclaredModel,
+    Action, Applied, Change, DeclaredAccount, DeclaredAlias, DeclaredChannel, DeclaredGroup, DeclaredModel,
     DeclaredModelGroup, Kind, Setup, SetupTx, State, StoredAccount,
 };
 use crate::{
     error::{StoreError, StoreResult},
     store::{
+        aliases::{self, Alias},
         channels::{self, ChannelSpec},
         check_name, check_non_negative,
         groups::{DEFAULT_GROUP, Group, Reach, reach_columns},
@@ -43,6 +44,11 @@ pub async fn run<C: SetupTx>(conn: &mut C, setup: &Setup, prune: bool) -> StoreR
     }
     for channel in &setup.channels {
         run.channel(channel, &state).await.map_err(about(Kind::Channel, &channel.spec.name))?;
+    }
+    check_aliases(setup, &state, prune)?;
+    for alias in &setup.aliases {
+        // Its errors name the alias already.
+        run.alias(alias, &state).await?;
     }
     if prune {
         run.prune(setup, &state).await?;
@@ -83,10 +89,11 @@ fn about(kind: Kind, name: &str) -> impl FnOnce(StoreError) -> StoreError + '_ {
 }
 
 fn check_unique(setup: &Setup) -> StoreResult<()> {
-    let lists: [(Kind, Vec<&str>); 5] = [
+    let lists: [(Kind, Vec<&str>); 6] = [
         (Kind::Channel, setup.channels.iter().map(|c| c.spec.name.as_str()).collect()),
         (Kind::Model, setup.models.iter().map(|m| m.name.as_str()).collect()),
         (Kind::ModelGroup, setup.model_groups.iter().map(|g| g.name.as_str()).collect()),
+        (Kind::Alias, setup.aliases.iter().map(|a| a.name.as_str()).collect()),
         (Kind::Group, setup.groups.iter().map(|g| g.name.as_str()).collect()),
         (Kind::Account, setup.accounts.iter().map(|a| a.name.as_str()).collect()),
     ];
@@ -133,6 +140,45 @@ fn check_models(setup: &Setup, state: &State, prune: bool) -> StoreResult<()> {
                     "model group {group:?}: model {member:?} already belongs to model group {other:?}"
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the aliases the deployment will have: each points at a model that will be priced,
+/// and no exact alias is also the name of a model or model group.
+fn check_aliases(setup: &Setup, state: &State, prune: bool) -> StoreResult<()> {
+    let declared_groups: HashSet<&str> = setup.model_groups.iter().map(|g| g.name.as_str()).collect();
+    let mut models: HashSet<&str> = setup.models.iter().map(|m| m.name.as_str()).collect();
+    // (name, members, priced) of every model group there will be.
+    let mut groups: Vec<(&str, Vec<String>, bool)> = setup
+        .model_groups
+        .iter()
+        .map(|g| {
+            (g.name.as_str(), g.members.iter().map(|m| m.trim().to_owned()).collect(), g.tariff.is_some())
+        })
+        .collect();
+    if !prune {
+        models.extend(state.models.iter().map(|m| m.name.as_str()));
+        groups.extend(
+            state
+                .model_groups
+                .iter()
+                .filter(|g| !declared_groups.contains(g.name.as_str()))
+                .map(|g| (g.name.as_str(), g.members(), g.tariff().is_some())),
+        );
+    }
+    for alias in &setup.aliases {
+        let (name, target) = (alias.name.as_str(), alias.target.as_str());
+        let priced = models.contains(target)
+            || groups.iter().any(|(_, members, priced)| *priced && members.iter().any(|m| m == target));
+        if !priced {
+            return Err(aliases::unpriced(name, target));
+        }
+        if !aliases::is_pattern(name) && (models.contains(name) || groups.iter().any(|(g, ..)| *g == name)) {
+            return Err(StoreError::Conflict(format!(
+                "alias {name:?}: {name:?} is the name of a model or model group"
+            )));
         }
     }
     Ok(())
@@ -248,6 +294,25 @@ impl<C: SetupTx> Run<'_, C> {
         Ok(())
     }
 
+    async fn alias(&mut self, declared: &DeclaredAlias, state: &State) -> StoreResult<()> {
+        aliases::check_alias(&declared.name, &declared.target)?;
+        let current = state.aliases.iter().find(|a| a.name == declared.name);
+        let mut row = Alias {
+            id: current.map_or(0, |a| a.id),
+            name: declared.name.clone(),
+            target: declared.target.clone(),
+            version: current.map_or(0, |a| a.version),
+            created_at: current.map_or(self.now, |a| a.created_at),
+        };
+        let action = action(current, &row);
+        if action != Action::Unchanged {
+            row.version = self.version().await?;
+            self.conn.put_alias(&row).await?;
+        }
+        self.note(Kind::Alias, &declared.name, action);
+        Ok(())
+    }
+
     async fn channel(&mut self, declared: &DeclaredChannel, state: &State) -> StoreResult<()> {
         let mut row = channels::new_row(declared.spec.clone(), self.now)?;
         let current = state.channels.iter().find(|c| c.name == row.name);
@@ -272,6 +337,7 @@ impl<C: SetupTx> Run<'_, C> {
         let channels = named(setup.channels.iter().map(|c| c.spec.name.as_str()).collect());
         let models = named(setup.models.iter().map(|m| m.name.as_str()).collect());
         let model_groups = named(setup.model_groups.iter().map(|g| g.name.as_str()).collect());
+        let aliases = named(setup.aliases.iter().map(|a| a.name.as_str()).collect());
         let groups = named(setup.groups.iter().map(|g| g.name.as_str()).collect());
         let mut doomed: Vec<(Kind, i64, &str)> = Vec::new();
         doomed.extend(
@@ -280,6 +346,13 @@ impl<C: SetupTx> Run<'_, C> {
                 .iter()
                 .filter(|c| !channels.contains(&c.name))
                 .map(|c| (Kind::Channel, c.id, c.name.as_str())),
+        );
+        doomed.extend(
+            state
+                .aliases
+                .iter()
+                .filter(|a| !aliases.contains(&a.name))
+                .map(|a| (Kind::Alias, a.id, a.name.as_str())),
         );
         doomed.extend(
             state
@@ -356,6 +429,11 @@ pub fn declared(state: State) -> Setup {
             .model_groups
             .into_iter()
             .map(|g| DeclaredModelGroup { members: g.members(), tariff: g.tariff(), name: g.name })
+            .collect(),
+        aliases: state
+            .aliases
+            .into_iter()
+            .map(|a| DeclaredAlias { name: a.name, target: a.target })
             .collect(),
         groups: state
             .groups

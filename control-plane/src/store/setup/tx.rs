@@ -6,10 +6,13 @@ use super::Kind;
 use crate::{
     db::{
         TxConn,
-        schema::{accounts, api_keys, channels, model_groups, models, redemption_codes, token_groups},
+        schema::{
+            accounts, api_keys, channels, model_aliases, model_groups, models, redemption_codes, token_groups,
+        },
         sqlite::SqliteWriter,
     },
     store::{
+        aliases::Alias,
         channels::Channel,
         groups::Group,
         models::{Model, ModelGroup},
@@ -38,6 +41,8 @@ pub struct State {
     pub models: Vec<Model>,
     /// Model groups.
     pub model_groups: Vec<ModelGroup>,
+    /// Model aliases.
+    pub aliases: Vec<Alias>,
     /// Token groups.
     pub groups: Vec<Group>,
     /// Accounts.
@@ -58,6 +63,9 @@ pub trait SetupTx: TxConn {
 
     /// Inserts a model group (`id` 0) or replaces the one with `row.id`.
     fn put_model_group(&mut self, row: &ModelGroup) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Inserts a model alias (`id` 0) or replaces the one with `row.id`.
+    fn put_alias(&mut self, row: &Alias) -> impl Future<Output = QueryResult<()>> + Send;
 
     /// Inserts a token group (`id` 0) or replaces the one with `row.id`; returns its id.
     fn put_group(&mut self, row: &Group) -> impl Future<Output = QueryResult<i64>> + Send;
@@ -138,6 +146,11 @@ macro_rules! impl_setup_tx {
                         .select(ModelGroup::as_select())
                         .load(self)
                         .await?,
+                    aliases: model_aliases::table
+                        .order(model_aliases::name)
+                        .select(Alias::as_select())
+                        .load(self)
+                        .await?,
                     groups: token_groups::table
                         .order(token_groups::name)
                         .select(Group::as_select())
@@ -206,6 +219,23 @@ macro_rules! impl_setup_tx {
                 Ok(())
             }
 
+            async fn put_alias(&mut self, row: &Alias) -> QueryResult<()> {
+                let values = (
+                    model_aliases::name.eq(&row.name),
+                    model_aliases::target.eq(&row.target),
+                    model_aliases::version.eq(row.version),
+                );
+                if row.id == 0 {
+                    diesel::insert_into(model_aliases::table)
+                        .values((values, model_aliases::created_at.eq(row.created_at)))
+                        .execute(self)
+                        .await?;
+                } else {
+                    diesel::update(model_aliases::table.find(row.id)).set(values).execute(self).await?;
+                }
+                Ok(())
+            }
+
             async fn put_group(&mut self, row: &Group) -> QueryResult<i64> {
                 let values = (
                     token_groups::name.eq(&row.name),
@@ -263,6 +293,7 @@ macro_rules! impl_setup_tx {
                     Kind::Channel => diesel::delete(channels::table.find(id)).execute(self).await?,
                     Kind::Model => diesel::delete(models::table.find(id)).execute(self).await?,
                     Kind::ModelGroup => diesel::delete(model_groups::table.find(id)).execute(self).await?,
+                    Kind::Alias => diesel::delete(model_aliases::table.find(id)).execute(self).await?,
                     Kind::Group => diesel::delete(token_groups::table.find(id)).execute(self).await?,
                     // Accounts hold money and history, and imports only add: never deleted here.
                     Kind::Account | Kind::Key | Kind::Balance | Kind::Code => return Ok(()),

@@ -57,6 +57,8 @@ pub struct UsageRow {
     pub created_at: i64,
     /// The upstream's usage was not believed and the local count was billed.
     pub usage_adjusted: bool,
+    /// The name the client asked for, when it differs from `model` (an alias).
+    pub requested_model: Option<String>,
 }
 
 /// Where a record sits in the listing order.
