@@ -88,7 +88,9 @@ fn bad_files_name_the_line() {
     );
     let message = error("[[channel]]\nname = \"c\"\nbogus = 1\n");
     assert!(message.starts_with("setup.toml:3:"), "{message}");
-    assert!(error("[[alias]]\nname = \"c\"\n").contains("alias"));
+    assert!(error("[[aliases]]\nname = \"c\"\n").contains("aliases"));
+    let message = error("[[alias]]\nname = \"c-*\"\n");
+    assert!(message.starts_with("setup.toml:1:") && message.contains("target"), "{message}");
     assert!(error("[[model]\n").starts_with("setup.toml:1:"));
     let message = error("\n\n[[model]]\nname = \"m\"\ninput_price = \"1\"\n");
     assert!(message.starts_with("setup.toml:4:") && message.contains("output_price"), "{message}");
