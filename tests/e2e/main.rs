@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 }
 
 mod admin;
+mod affinity;
 mod agents;
 mod aliases;
 mod conversion;

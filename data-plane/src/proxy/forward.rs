@@ -95,7 +95,8 @@ pub async fn forward(
 ) -> Response<ResponseBody> {
     let mut failure = Failure::Unreachable;
     let mut sent_any = false;
-    for channel in route::plan(channels, &attempt.app.cool_downs) {
+    let session = route::Session::of(&attempt.head.headers, attempt.fields.session.as_deref());
+    for channel in route::plan(channels, &attempt.app.cool_downs, session) {
         if let Some(meter) = &mut meter {
             meter.trying(&channel.name);
         }

@@ -57,6 +57,26 @@ struct StreamOptions {
 }
 
 #[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    user_id: Option<Cow<'a, str>>,
+}
+
+/// A string borrowed from the body where it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A session field, left unparsed by the first pass: a value of another shape is no session,
+/// never a refused request.
+fn session_of<'a>(
+    prompt_cache_key: Option<&'a RawValue>,
+    metadata: Option<&'a RawValue>,
+) -> Option<Cow<'a, str>> {
+    let key = prompt_cache_key.and_then(|v| serde_json::from_str::<Text<'a>>(v.get()).ok()).map(|t| t.0);
+    key.or_else(|| metadata.and_then(|v| serde_json::from_str::<Metadata<'a>>(v.get()).ok()?.user_id))
+}
+
+#[derive(Deserialize)]
 struct Raw<'a> {
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
@@ -67,6 +87,10 @@ struct Raw<'a> {
     stream_options: Option<StreamOptions>,
     n: Option<u64>,
     best_of: Option<u64>,
+    #[serde(borrow)]
+    prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
 }
 
 /// What the gateway needs to know of a request body.
@@ -82,6 +106,9 @@ pub struct Fields<'a> {
     pub include_usage: bool,
     /// Answers generated, each up to the output cap (`n`, `best_of`; at least 1).
     pub choices: u64,
+    /// The session the body names, for channel affinity: `prompt_cache_key` (Codex, the
+    /// OpenAI SDKs), else `metadata.user_id` (Claude Code, which puts its session in it).
+    pub session: Option<Cow<'a, str>>,
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -100,6 +127,7 @@ pub fn fields(body: &[u8]) -> Result<Fields<'_>, ApiError> {
         max_output_tokens: raw.max_tokens.or(raw.max_completion_tokens).or(raw.max_output_tokens),
         include_usage: raw.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         choices: raw.n.max(raw.best_of).unwrap_or(1).max(1),
+        session: session_of(raw.prompt_cache_key, raw.metadata),
     })
 }
 
@@ -197,6 +225,22 @@ mod tests {
         assert!(
             fields(br#"{"model":"m","stream_options":{"include_usage":true}}"#).expect("valid").include_usage
         );
+        assert_eq!(f.session, None);
+        let session = |body: &'static [u8]| fields(body).expect("valid").session.map(|s| s.into_owned());
+        assert_eq!(session(br#"{"model":"m","prompt_cache_key":"c1"}"#).as_deref(), Some("c1"));
+        assert_eq!(
+            session(br#"{"model":"m","metadata":{"other":[1],"user_id":"user_x_session_\u0041"}}"#)
+                .as_deref(),
+            Some("user_x_session_A")
+        );
+        assert_eq!(
+            session(br#"{"metadata":{"user_id":"u"},"prompt_cache_key":"k","model":"m"}"#).as_deref(),
+            Some("k")
+        );
+        assert_eq!(session(br#"{"model":"m","metadata":{}}"#), None);
+        // Other shapes are no session, never a refusal.
+        assert_eq!(session(br#"{"model":"m","metadata":"x","prompt_cache_key":5}"#), None);
+        assert_eq!(session(br#"{"model":"m","metadata":{"user_id":7},"prompt_cache_key":null}"#), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Channel choice: highest priority first, weighted random within a priority, channels in
-//! cool-down after failures skipped (unless nothing else is left).
+//! Channel choice: highest priority first, channels in cool-down after failures skipped
+//! (unless nothing else is left); within a priority, a request of a session goes to the same
+//! channel every time (weighted rendezvous hashing, so the upstream's prompt cache keeps
+//! hitting), any other request to a weighted random one.
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -51,12 +53,65 @@ impl CoolDowns {
     }
 }
 
-/// The order to try `channels` in (they arrive sorted by priority, highest first).
-pub fn plan(channels: &[Arc<ChannelInfo>], cool_downs: &CoolDowns) -> Vec<Arc<ChannelInfo>> {
+/// A request's session (from its headers or body), hashed: every request of one session is
+/// planned onto the same channel of a tier, on every data plane, with no per-session state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session(u64);
+
+/// Session headers, in the order they are read: Claude Code's, then Codex's and others'.
+const SESSION_HEADERS: [&str; 3] = ["x-claude-code-session-id", "session_id", "session-id"];
+
+impl Session {
+    /// The session of a request id string.
+    pub fn new(id: &str) -> Session {
+        // FNV-1a: stable across processes and versions (data planes must agree), and the
+        // per-channel mix below spreads its bits.
+        let hash = id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Session(hash)
+    }
+
+    /// The session a request carries: a session header, else a session field of its body
+    /// (`prompt_cache_key`, `metadata.user_id`, read with the other body fields).
+    pub fn of(headers: &http::HeaderMap, body_session: Option<&str>) -> Option<Session> {
+        SESSION_HEADERS
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+            .or(body_session.filter(|s| !s.is_empty()))
+            .map(Session::new)
+    }
+
+    /// The channel's rendezvous key for this session: the lowest key wins. It is
+    /// `-ln(u) / weight` with `u` uniform in (0, 1) from a hash of (session, channel), the
+    /// weighted highest-random-weight score `-weight / ln(u)` inverted: a channel wins a share
+    /// of sessions proportional to its weight, and adding or removing one moves only the
+    /// sessions it wins or held.
+    fn key(self, channel: &ChannelInfo) -> f64 {
+        let mixed = mix(self.0 ^ mix(channel.id as u64));
+        let unit = ((mixed >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        -unit.ln() / f64::from(channel.weight.max(1))
+    }
+}
+
+/// SplitMix64's finalizer: every input bit affects every output bit.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The order to try `channels` in (they arrive sorted by priority, highest first); `session`
+/// pins the order within each priority.
+pub fn plan(
+    channels: &[Arc<ChannelInfo>],
+    cool_downs: &CoolDowns,
+    session: Option<Session>,
+) -> Vec<Arc<ChannelInfo>> {
     let cooling = cool_downs.cooling(Instant::now());
     let (mut ready, resting): (Vec<_>, Vec<_>) =
         channels.iter().cloned().partition(|c| !cooling.contains(&c.id));
-    let mut rng = rand::rng();
     let mut order = Vec::with_capacity(channels.len());
     for list in [&mut ready, &mut resting.clone()] {
         let mut start = 0;
@@ -64,28 +119,41 @@ pub fn plan(channels: &[Arc<ChannelInfo>], cool_downs: &CoolDowns) -> Vec<Arc<Ch
             let priority = list[start].priority;
             let end =
                 list[start..].iter().position(|c| c.priority != priority).map_or(list.len(), |n| start + n);
-            let mut tier: Vec<_> = list[start..end].to_vec();
-            while !tier.is_empty() {
-                let total: u64 = tier.iter().map(|c| u64::from(c.weight.max(1))).sum();
-                let mut pick = rng.random_range(0..total);
-                let index = tier
-                    .iter()
-                    .position(|c| {
-                        let weight = u64::from(c.weight.max(1));
-                        if pick < weight {
-                            true
-                        } else {
-                            pick -= weight;
-                            false
-                        }
-                    })
-                    .unwrap_or(0);
-                order.push(tier.remove(index));
-            }
+            order_tier(list[start..end].to_vec(), session, &mut order);
             start = end;
         }
     }
     order
+}
+
+/// Appends the channels of one priority in the order to try them: by the session's
+/// rendezvous keys, or weighted random without a session.
+fn order_tier(mut tier: Vec<Arc<ChannelInfo>>, session: Option<Session>, order: &mut Vec<Arc<ChannelInfo>>) {
+    if let Some(session) = session {
+        let mut keyed: Vec<(f64, Arc<ChannelInfo>)> =
+            tier.into_iter().map(|c| (session.key(&c), c)).collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+        order.extend(keyed.into_iter().map(|(_, c)| c));
+        return;
+    }
+    let mut rng = rand::rng();
+    while !tier.is_empty() {
+        let total: u64 = tier.iter().map(|c| u64::from(c.weight.max(1))).sum();
+        let mut pick = rng.random_range(0..total);
+        let index = tier
+            .iter()
+            .position(|c| {
+                let weight = u64::from(c.weight.max(1));
+                if pick < weight {
+                    true
+                } else {
+                    pick -= weight;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        order.push(tier.remove(index));
+    }
 }
 
 #[cfg(test)]
@@ -112,22 +180,121 @@ mod tests {
     fn higher_priority_first_and_cooling_channels_last() {
         let channels = [channel(1, 9, 1), channel(2, 5, 1), channel(3, 5, 1)];
         let cool_downs = CoolDowns::default();
-        let ids: Vec<_> = plan(&channels, &cool_downs).iter().map(|c| c.id).collect();
+        let ids: Vec<_> = plan(&channels, &cool_downs, None).iter().map(|c| c.id).collect();
         assert_eq!(ids[0], 1);
         assert_eq!(ids.len(), 3);
         cool_downs.failed(1);
-        let ids: Vec<_> = plan(&channels, &cool_downs).iter().map(|c| c.id).collect();
+        let ids: Vec<_> = plan(&channels, &cool_downs, None).iter().map(|c| c.id).collect();
         assert_eq!(ids[2], 1, "a failing channel is tried only when nothing else is left");
         cool_downs.succeeded(1);
-        assert_eq!(plan(&channels, &cool_downs)[0].id, 1);
+        assert_eq!(plan(&channels, &cool_downs, None)[0].id, 1);
     }
 
     #[test]
     fn weights_share_traffic_within_a_priority() {
         let channels = [channel(1, 0, 9), channel(2, 0, 1)];
         let cool_downs = CoolDowns::default();
-        let first_is_heavy = (0..2000).filter(|_| plan(&channels, &cool_downs)[0].id == 1).count();
+        let first_is_heavy = (0..2000).filter(|_| plan(&channels, &cool_downs, None)[0].id == 1).count();
         // Expected 1800 of 2000; the bounds are many standard deviations wide.
         assert!((1650..1950).contains(&first_is_heavy), "{first_is_heavy}");
+    }
+
+    fn first(channels: &[Arc<ChannelInfo>], cool_downs: &CoolDowns, session: &str) -> i64 {
+        plan(channels, cool_downs, Some(Session::new(session)))[0].id
+    }
+
+    #[test]
+    fn a_session_keeps_its_channel_in_any_order_and_on_every_plane() {
+        let channels = [channel(1, 0, 1), channel(2, 0, 1), channel(3, 0, 1)];
+        let reversed: Vec<_> = channels.iter().rev().cloned().collect();
+        let cool_downs = CoolDowns::default();
+        for n in 0..200 {
+            let session = format!("session-{n}");
+            let chosen = first(&channels, &cool_downs, &session);
+            assert!((0..5).all(|_| first(&channels, &cool_downs, &session) == chosen));
+            assert_eq!(first(&reversed, &cool_downs, &session), chosen, "independent of the list order");
+        }
+        // Fixed values: the hash never changes between versions or processes.
+        assert_eq!(Session::new(""), Session(0xcbf2_9ce4_8422_2325));
+        assert_eq!(Session::new("a"), Session(0xaf63_dc4c_8601_ec8c));
+    }
+
+    #[test]
+    fn sessions_spread_by_weight() {
+        const SESSIONS: usize = 8000;
+        let channels = [channel(1, 0, 1), channel(2, 0, 2), channel(3, 0, 3), channel(4, 0, 4)];
+        let cool_downs = CoolDowns::default();
+        let mut counts = HashMap::new();
+        for n in 0..SESSIONS {
+            *counts.entry(first(&channels, &cool_downs, &format!("s{n}"))).or_insert(0usize) += 1;
+        }
+        for c in &channels {
+            let expected = SESSIONS as f64 * f64::from(c.weight) / 10.0;
+            let sd = (expected * (1.0 - f64::from(c.weight) / 10.0)).sqrt();
+            let got = counts.get(&c.id).copied().unwrap_or(0) as f64;
+            // Five standard deviations (at most ~130); ignoring weights would give 2000 each,
+            // at least 400 off for every channel.
+            assert!(
+                (got - expected).abs() < 5.0 * sd,
+                "channel {}: {got} of {SESSIONS}, expected {expected}",
+                c.id
+            );
+        }
+    }
+
+    #[test]
+    fn adding_or_removing_a_channel_moves_only_its_share() {
+        const SESSIONS: usize = 4000;
+        let three = vec![channel(1, 0, 1), channel(2, 0, 1), channel(3, 0, 1)];
+        let mut four = three.clone();
+        four.push(channel(4, 0, 1));
+        let cool_downs = CoolDowns::default();
+        let mut moved = 0;
+        for n in 0..SESSIONS {
+            let session = format!("s{n}");
+            let (before, after) = (first(&three, &cool_downs, &session), first(&four, &cool_downs, &session));
+            if before != after {
+                assert_eq!(after, 4, "a session moves only to the added channel");
+                moved += 1;
+            }
+            // Removing channel 2 moves only the sessions channel 2 held.
+            let without_two = [channel(1, 0, 1), channel(3, 0, 1)];
+            if before != 2 {
+                assert_eq!(first(&without_two, &cool_downs, &session), before);
+            }
+        }
+        // A quarter is expected (1000, sd ~27).
+        assert!((850..1150).contains(&moved), "{moved} of {SESSIONS} moved");
+    }
+
+    #[test]
+    fn a_cooling_channel_hands_its_sessions_over_and_gets_them_back() {
+        let channels = [channel(1, 0, 1), channel(2, 0, 1), channel(3, 0, 1), channel(9, -1, 100)];
+        let cool_downs = CoolDowns::default();
+        let session = "claude-code-session";
+        let home = first(&channels, &cool_downs, session);
+        assert_ne!(home, 9, "the highest priority serves the session");
+        cool_downs.failed(home);
+        let away = first(&channels, &cool_downs, session);
+        assert!(away != home && away != 9, "moves within the priority: {away}");
+        let order: Vec<_> =
+            plan(&channels, &cool_downs, Some(Session::new(session))).iter().map(|c| c.id).collect();
+        assert_eq!(order.last(), Some(&home), "the cooling channel is the last resort");
+        cool_downs.succeeded(home);
+        assert_eq!(first(&channels, &cool_downs, session), home, "and comes back when it recovers");
+    }
+
+    #[test]
+    fn session_headers_win_over_body_fields() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(Session::of(&headers, None), None);
+        assert_eq!(Session::of(&headers, Some("")), None);
+        assert_eq!(Session::of(&headers, Some("body")), Some(Session::new("body")));
+        headers.insert("session-id", http::HeaderValue::from_static("dash"));
+        assert_eq!(Session::of(&headers, Some("body")), Some(Session::new("dash")));
+        headers.insert("session_id", http::HeaderValue::from_static("codex"));
+        assert_eq!(Session::of(&headers, Some("body")), Some(Session::new("codex")));
+        headers.insert("x-claude-code-session-id", http::HeaderValue::from_static("claude"));
+        assert_eq!(Session::of(&headers, None), Some(Session::new("claude")));
     }
 }
