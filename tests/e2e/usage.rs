@@ -234,4 +234,124 @@ async fn listing_pages_filters_and_export(backend: Backend) {
     let text = String::from_utf8(output.stdout).unwrap();
     let exported: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(exported, want);
+
+    summaries(&cp, &sent).await;
+}
+
+/// `usage summary` equals the sum of the records it counts, in every grouping.
+async fn summaries(cp: &ControlPlane, sent: &[Sent]) {
+    let summary = |args: &[&str]| {
+        let mut all = vec!["usage", "summary"];
+        all.extend_from_slice(args);
+        cp.json(&all).as_array().unwrap().clone()
+    };
+    // Per model, highest cost first, with every token kind and the cost as a decimal string.
+    let rows = summary(&["--by", "model"]);
+    let mut want: Vec<(&str, i64, i64)> = MODELS
+        .iter()
+        .map(|m| {
+            let of: Vec<&Sent> = sent.iter().filter(|s| s.model == *m).collect();
+            (*m, of.len() as i64, of.iter().map(|s| s.cost).sum())
+        })
+        .collect();
+    want.sort_by_key(|w| std::cmp::Reverse(w.2));
+    let got: Vec<(&str, i64, i64)> = rows
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap(), r["requests"].as_i64().unwrap(), nanos(&r["cost"])))
+        .collect();
+    assert_eq!(got, want);
+    let row = &rows[0];
+    let requests = row["requests"].as_i64().unwrap();
+    assert_eq!(row["bucket"], row["model"]);
+    for (field, each) in
+        [("input_tokens", 100), ("cached_input_tokens", 7), ("cache_write_tokens", 3), ("output_tokens", 20)]
+    {
+        assert_eq!(row[field].as_i64(), Some(each * requests), "{field}: {row}");
+    }
+
+    // Per key, with its name; per channel.
+    let rows = summary(&["--by", "key", "--account", "bob"]);
+    let bob: Vec<&Sent> = sent.iter().filter(|s| s.account == "bob").collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["key_id"].as_i64(), Some(bob[0].key_id));
+    assert!(rows[0]["key_name"].is_string(), "{}", rows[0]);
+    assert_eq!(rows[0]["requests"].as_i64(), Some(bob.len() as i64));
+    let rows = summary(&["--by", "channel"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0]["channel"].as_str(), rows[0]["requests"].as_i64()), (Some("up"), Some(25_000)));
+    assert_eq!(nanos(&rows[0]["cost"]), sent.iter().map(|s| s.cost).sum::<i64>());
+
+    // Days of a closed range, the empty one included.
+    let rows = summary(&[
+        "--by",
+        "day",
+        "--account",
+        "bob",
+        "--since",
+        "2026-12-01T00:00:00Z",
+        "--until",
+        "2026-12-03T00:00:00Z",
+    ]);
+    let days: Vec<(&str, i64, i64)> = rows
+        .iter()
+        .map(|r| (r["day"].as_str().unwrap(), r["requests"].as_i64().unwrap(), nanos(&r["cost"])))
+        .collect();
+    let bob_cost = bob.iter().map(|s| s.cost).sum();
+    assert_eq!(days, [("2026-12-01", bob.len() as i64, bob_cost), ("2026-12-02", 0, 0)]);
+
+    // A table without --json.
+    let output = cp.ctl(&["usage", "summary", "--by", "channel"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    for column in ["CHANNEL", "REQUESTS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST"] {
+        assert!(header.contains(column), "{text}");
+    }
+    assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("up ")), "{text}");
+
+    // Bad arguments: clear errors, non-zero exits.
+    assert!(cp.fails(&["usage", "summary", "--by", "week"]).contains("invalid value 'week'"));
+    let stderr = cp.fails(&[
+        "usage",
+        "summary",
+        "--by",
+        "day",
+        "--since",
+        "2026-12-02T00:00:00Z",
+        "--until",
+        "2026-12-01T00:00:00Z",
+    ]);
+    assert!(stderr.contains("`since` must not be later than `until`"), "{stderr}");
+    let stderr = cp.fails(&[
+        "usage",
+        "summary",
+        "--by",
+        "hour",
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2027-12-01T00:00:00Z",
+    ]);
+    assert!(stderr.contains("more than 10000"), "{stderr}");
+    assert!(cp.fails(&["usage", "summary", "--by", "day", "--account", "nobody"]).contains("not found"));
+    let mut admin = admin_client(&cp.endpoint, &cp.admin_token).await.unwrap();
+    let refused = admin
+        .summarize_usage(pb::SummarizeUsageRequest { by: "week".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+
+    // The account console's summary: one account's usage, which it must name.
+    let mut node = node_client(&cp.endpoint, &cp.node_token).await.unwrap();
+    let refused = node
+        .summarize_account_usage(pb::SummarizeAccountUsageRequest { by: "day".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let bob_id = cp.json(&["account", "show", "bob"])["id"].as_i64().unwrap();
+    let request =
+        pb::SummarizeAccountUsageRequest { account_id: bob_id, by: "model".into(), ..Default::default() };
+    let buckets = node.summarize_account_usage(request).await.unwrap().into_inner().buckets;
+    assert_eq!(buckets.iter().map(|b| b.requests).sum::<i64>(), bob.len() as i64);
+    assert_eq!(buckets.iter().map(|b| b.cost_nanos).sum::<i64>(), bob_cost);
 }

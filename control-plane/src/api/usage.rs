@@ -11,7 +11,7 @@ use tonic::Status;
 use super::convert;
 use crate::{
     db::Db,
-    store::usage::{self, Position, UsageFilter},
+    store::usage::{self, Bucket, By, Position, SummaryFilter, UsageFilter},
 };
 
 /// Records per page of an export: small messages, and each page one index range.
@@ -199,7 +199,31 @@ impl TryFrom<pb::SummarizeAccountUsageRequest> for SummaryArgs {
 }
 
 /// Usage per bucket, from the hourly aggregates.
-pub async fn summarize(_db: &Db, args: SummaryArgs) -> Result<pb::UsageSummary, Status> {
-    let _ = (&args.account, args.account_id, args.key_id, &args.by, args.since, args.until);
-    Err(Status::unimplemented("usage summaries come with the hourly aggregates"))
+pub async fn summarize(db: &Db, args: SummaryArgs) -> Result<pb::UsageSummary, Status> {
+    let filter = SummaryFilter {
+        account: args.account.as_deref(),
+        account_id: args.account_id,
+        key_id: args.key_id,
+        by: By::parse(&args.by)?,
+        since: args.since,
+        until: args.until,
+    };
+    let buckets = usage::summarize(db, filter).await?;
+    Ok(pb::UsageSummary { buckets: buckets.into_iter().map(bucket_to_pb).collect() })
+}
+
+fn bucket_to_pb(bucket: Bucket) -> pb::UsageBucket {
+    let totals = bucket.totals;
+    pb::UsageBucket {
+        bucket: bucket.name,
+        requests: totals.requests,
+        input_tokens: totals.input_tokens,
+        cached_input_tokens: totals.cached_input_tokens,
+        cache_write_tokens: totals.cache_write_tokens,
+        output_tokens: totals.output_tokens,
+        cost_nanos: totals.cost,
+        start_unix_micros: bucket.start.unwrap_or_default(),
+        key_id: bucket.key_id.unwrap_or_default(),
+        key_name: bucket.key_name,
+    }
 }

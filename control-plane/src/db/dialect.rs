@@ -83,6 +83,33 @@ pub struct NewLedgerEntry {
     pub created_at: i64,
 }
 
+/// What a batch adds to one hourly aggregate (see the `usage_hourly` table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HourlyUsage {
+    /// The account billed.
+    pub account_id: i64,
+    /// The key used.
+    pub key_id: i64,
+    /// Model name as billed.
+    pub model: String,
+    /// Channel name.
+    pub channel: String,
+    /// The UTC hour's first microsecond.
+    pub hour: i64,
+    /// Requests recorded.
+    pub requests: i64,
+    /// Uncached prompt tokens.
+    pub input_tokens: i64,
+    /// Prompt tokens read from a cache.
+    pub cached_input_tokens: i64,
+    /// Prompt tokens written to a cache.
+    pub cache_write_tokens: i64,
+    /// Completion tokens.
+    pub output_tokens: i64,
+    /// Nano-units billed.
+    pub cost: i64,
+}
+
 /// One account's debit by a usage batch.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct AccountUsage {
@@ -150,6 +177,14 @@ pub trait Dialect: Send {
         rows: Vec<NewUsage>,
     ) -> impl Future<Output = diesel::QueryResult<Vec<String>>> + Send;
 
+    /// Adds to hourly aggregates (one row each, in key order so that concurrent batches lock
+    /// them in one order), creating the missing ones; returns how many rows were written. A
+    /// row whose sum would overflow is left alone (and not counted).
+    fn add_hourly(
+        &mut self,
+        rows: Vec<HourlyUsage>,
+    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
     /// Appends ledger entries.
     fn insert_ledger(
         &mut self,
@@ -182,6 +217,44 @@ diesel::define_sql_function! {
     /// can prepare once and cache (a plain `sql_query` is prepared anew every time).
     fn set_config(name: Text, value: Text, is_local: diesel::sql_types::Bool) -> Text;
 }
+
+/// Adds to an hourly aggregate unless a sum would overflow (SQLite would turn it into a float,
+/// PostgreSQL fail the statement): `excluded` is the row proposed for insertion.
+macro_rules! hourly_upsert {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO usage_hourly AS h (account_id, key_id, model, channel, hour, requests, \
+               input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost) ",
+            $rows,
+            " ON CONFLICT (account_id, hour, key_id, model, channel) DO UPDATE SET \
+               requests = h.requests + excluded.requests, \
+               input_tokens = h.input_tokens + excluded.input_tokens, \
+               cached_input_tokens = h.cached_input_tokens + excluded.cached_input_tokens, \
+               cache_write_tokens = h.cache_write_tokens + excluded.cache_write_tokens, \
+               output_tokens = h.output_tokens + excluded.output_tokens, \
+               cost = h.cost + excluded.cost \
+             WHERE h.requests <= 9223372036854775807 - excluded.requests \
+               AND h.input_tokens <= 9223372036854775807 - excluded.input_tokens \
+               AND h.cached_input_tokens <= 9223372036854775807 - excluded.cached_input_tokens \
+               AND h.cache_write_tokens <= 9223372036854775807 - excluded.cache_write_tokens \
+               AND h.output_tokens <= 9223372036854775807 - excluded.output_tokens \
+               AND h.cost <= 9223372036854775807 - excluded.cost"
+        )
+    };
+}
+
+const HOURLY_UPSERT_POSTGRES: &str = hourly_upsert!(
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+       $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])"
+);
+
+// `WHERE true`: without a WHERE, SQLite would read `ON CONFLICT` as a join's `ON`.
+const HOURLY_UPSERT_SQLITE: &str = hourly_upsert!(
+    "SELECT value ->> 'account_id', value ->> 'key_id', value ->> 'model', value ->> 'channel', \
+       value ->> 'hour', value ->> 'requests', value ->> 'input_tokens', \
+       value ->> 'cached_input_tokens', value ->> 'cache_write_tokens', value ->> 'output_tokens', \
+       value ->> 'cost' FROM json_each(?) WHERE true"
+);
 
 #[derive(QueryableByName)]
 struct IdBalance {
@@ -237,6 +310,29 @@ impl Dialect for AsyncPgConnection {
             inserted.extend(ids);
         }
         Ok(inserted)
+    }
+
+    async fn add_hourly(&mut self, rows: Vec<HourlyUsage>) -> diesel::QueryResult<usize> {
+        let mut written = 0;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let numbers = |f: fn(&HourlyUsage) -> i64| chunk.iter().map(f).collect::<Vec<i64>>();
+            let texts = |f: fn(&HourlyUsage) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+            written += diesel::sql_query(HOURLY_UPSERT_POSTGRES)
+                .bind::<Array<BigInt>, _>(numbers(|h| h.account_id))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.key_id))
+                .bind::<Array<Text>, _>(texts(|h| &h.model))
+                .bind::<Array<Text>, _>(texts(|h| &h.channel))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.hour))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.requests))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.input_tokens))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.cached_input_tokens))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.cache_write_tokens))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.output_tokens))
+                .bind::<Array<BigInt>, _>(numbers(|h| h.cost))
+                .execute(self)
+                .await?;
+        }
+        Ok(written)
     }
 
     async fn insert_ledger(&mut self, rows: Vec<NewLedgerEntry>) -> diesel::QueryResult<()> {
@@ -356,6 +452,15 @@ impl<S: SpawnBlocking + Send + 'static> Dialect for SyncConnectionWrapper<Sqlite
             Ok(inserted)
         })
         .await
+    }
+
+    async fn add_hourly(&mut self, rows: Vec<HourlyUsage>) -> diesel::QueryResult<usize> {
+        let mut written = 0;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            written +=
+                diesel::sql_query(HOURLY_UPSERT_SQLITE).bind::<Text, _>(json(chunk)?).execute(self).await?;
+        }
+        Ok(written)
     }
 
     async fn insert_ledger(&mut self, rows: Vec<NewLedgerEntry>) -> diesel::QueryResult<()> {

@@ -25,7 +25,9 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 
-pub use dialect::{AccountUsage, Dialect, INSERT_CHUNK, KeyUsage, LeaseUsage, NewLedgerEntry, NewUsage};
+pub use dialect::{
+    AccountUsage, Dialect, HourlyUsage, INSERT_CHUNK, KeyUsage, LeaseUsage, NewLedgerEntry, NewUsage,
+};
 pub use quota::{AccountQuota, GrantBasis, KeyQuota, LeaseRow};
 pub use tx::{Posted, Posting, TxConn, UsageDebit};
 

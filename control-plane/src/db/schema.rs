@@ -174,6 +174,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    // Requests, tokens and cost per account, key, model, channel and hour (its first micro).
+    usage_hourly (account_id, hour, key_id, model, channel) {
+        account_id -> BigInt,
+        key_id -> BigInt,
+        model -> Text,
+        channel -> Text,
+        hour -> BigInt,
+        requests -> BigInt,
+        input_tokens -> BigInt,
+        cached_input_tokens -> BigInt,
+        cache_write_tokens -> BigInt,
+        output_tokens -> BigInt,
+        cost -> BigInt,
+    }
+}
+
+diesel::table! {
     usage_quarantine (id) {
         id -> BigInt,
         digest -> Text,
@@ -218,6 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     redemption_codes,
     ledger,
     usage_records,
+    usage_hourly,
     usage_quarantine,
     leases,
 );

@@ -2,12 +2,13 @@
 //!
 //! A batch of reports is recorded in one write transaction: every new usage record, one
 //! `usage` ledger debit per billed request, the balance and the key and account spend counters,
-//! and what the reporting leases still hold. A request id already recorded (a replayed batch)
+//! what the reporting leases still hold, and the hourly aggregates that summaries read. A request id already recorded (a replayed batch)
 //! is a duplicate and changes nothing: the usage record's unique index decides, so two
 //! control-plane replicas ingesting the same batch at once still bill it once.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 mod list;
+mod summary;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -15,9 +16,10 @@ use diesel_async::RunQueryDsl;
 pub use self::list::{
     DEFAULT_LIMIT, MAX_LIMIT, Position, UsageFilter, UsagePage, UsageRow, list, page_limit, position_of,
 };
+pub use self::summary::{Bucket, By, MAX_BUCKETS, SummaryFilter, Totals, summarize};
 use super::{DayTotal, utc_day};
 use crate::{
-    db::{Db, Dialect, KeyUsage, LeaseUsage, NewUsage, TxConn, UsageDebit, schema::api_keys},
+    db::{Db, Dialect, HourlyUsage, KeyUsage, LeaseUsage, NewUsage, TxConn, UsageDebit, schema::api_keys},
     error::{StoreError, StoreResult},
     write_tx,
 };
@@ -199,6 +201,42 @@ fn changes<'a>(billed: impl Iterator<Item = (&'a Report, i64)>, now: i64) -> Cha
     }
 }
 
+/// Microseconds in an hour.
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// The first microsecond of the hour `unix_micros` falls in.
+pub fn hour_of(unix_micros: i64) -> i64 {
+    unix_micros - unix_micros.rem_euclid(MICROS_PER_HOUR)
+}
+
+/// Sums newly recorded requests (report, its account, its time) into hourly aggregates,
+/// ordered by the table's key; refuses a sum that would overflow.
+fn hourly<'a>(recorded: impl Iterator<Item = (&'a Report, i64, i64)>) -> StoreResult<Vec<HourlyUsage>> {
+    let overflow = || StoreError::Conflict("a usage total would overflow".into());
+    let mut sums: BTreeMap<(i64, i64, i64, &str, &str), HourlyUsage> = BTreeMap::new();
+    for (report, account_id, time) in recorded {
+        let hour = hour_of(time);
+        let key = (account_id, hour, report.key_id, report.model.as_str(), report.channel.as_str());
+        let sum = sums.entry(key).or_insert_with(|| HourlyUsage {
+            account_id,
+            key_id: report.key_id,
+            model: report.model.clone(),
+            channel: report.channel.clone(),
+            hour,
+            ..HourlyUsage::default()
+        });
+        let add =
+            |total: &mut i64, value: i64| total.checked_add(value).map(|v| *total = v).ok_or_else(overflow);
+        add(&mut sum.requests, 1)?;
+        add(&mut sum.input_tokens, report.input_tokens)?;
+        add(&mut sum.cached_input_tokens, report.cached_input_tokens)?;
+        add(&mut sum.cache_write_tokens, report.cache_write_tokens)?;
+        add(&mut sum.output_tokens, report.output_tokens)?;
+        add(&mut sum.cost, report.cost)?;
+    }
+    Ok(sums.into_values().collect())
+}
+
 /// Records a batch of reports from data plane `node_id` at time `now` (unix micros), exactly
 /// once per request id. Reports that can never be recorded (invalid, naming an unknown key, or
 /// whose cost would overflow a balance or counter) are refused one by one and the rest are
@@ -314,6 +352,17 @@ async fn record(db: &Db, node_id: &str, reports: &[(usize, &Report)], now: i64) 
         }
         // A lease may have ended already: then there is nothing left to lower.
         conn.spend_leases(changes.leases, now).await?;
+        // Last: the busiest rows of all (every data plane's requests for a key and model in
+        // this hour) stay locked for the shortest time.
+        let recorded = unique
+            .iter()
+            .filter(|r| fresh.contains(&r.request_id))
+            .map(|r| (*r, owners.get(&r.key_id).copied().unwrap_or_default(), r.time(now)));
+        let hourly = hourly(recorded)?;
+        let rows = hourly.len();
+        if conn.add_hourly(hourly).await? != rows {
+            return Err(StoreError::Conflict("a usage total would overflow".into()));
+        }
         Ok(fresh.len())
     })
 }

@@ -41,11 +41,18 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates an empty database (needs the multi-threaded runtime).
     pub async fn create(backend: Backend) -> TestDb {
+        TestDb::create_then(backend, async |_| {}).await
+    }
+
+    /// Creates an empty database, lets `before` do what it likes with it (given its URL:
+    /// run some migrations, write rows), then connects, which applies the other migrations.
+    pub async fn create_then(backend: Backend, before: impl AsyncFnOnce(&str)) -> TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("router-cp-test-{}", random_name(12)));
                 std::fs::create_dir_all(&dir).unwrap();
                 let url = format!("sqlite://{}", dir.join("router.db").display());
+                before(&url).await;
                 let db = Db::connect(&url).await.unwrap();
                 TestDb { db, url, dir: Some(dir), pg_name: None }
             }
@@ -58,6 +65,7 @@ impl TestDb {
                 conn.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
                 let url = format!("{base}/{name}");
+                before(&url).await;
                 let db = Db::connect(&url).await.unwrap();
                 TestDb { db, url, dir: None, pg_name: Some(name) }
             }
