@@ -30,6 +30,17 @@ pub struct Config {
     /// Display name of the deployment's currency.
     #[arg(long, env = "ROUTER_CURRENCY", default_value = "USD")]
     pub currency: String,
+
+    /// Delete raw usage records older than this many days (0: keep them all). Summaries
+    /// (hourly aggregates) and the ledger are kept.
+    #[arg(
+        long,
+        env = "ROUTER_USAGE_RETENTION_DAYS",
+        value_name = "DAYS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=36_500)
+    )]
+    pub usage_retention_days: u32,
 }
 
 impl Config {
@@ -50,5 +61,25 @@ impl Config {
             anyhow::bail!("the currency name is empty");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, clap::Error> {
+        let mut line = vec!["router-control-plane", "--admin-token", "a", "--node-token", "n"];
+        line.extend_from_slice(extra);
+        Config::try_parse_from(line)
+    }
+
+    #[test]
+    fn usage_retention_defaults_to_keeping_everything() {
+        assert_eq!(parse(&[]).map(|c| c.usage_retention_days).ok(), Some(0));
+        assert_eq!(parse(&["--usage-retention-days", "90"]).map(|c| c.usage_retention_days).ok(), Some(90));
+        assert!(parse(&["--usage-retention-days", "-1"]).is_err());
+        assert!(parse(&["--usage-retention-days", "ninety"]).is_err());
+        assert!(parse(&["--usage-retention-days", "40000"]).is_err());
     }
 }

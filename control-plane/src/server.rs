@@ -11,11 +11,13 @@ use crate::{
     api::{admin::AdminApi, auth::BearerCheck, feed::PolicyFeed, node::NodeApi},
     config::Config,
     db::Db,
-    store::{leases, now_micros},
+    store::{leases, now_micros, usage::retention},
 };
 
 /// How often long-expired leases are deleted.
 const LEASE_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often usage partitions are created ahead and retention deletes old records.
+const USAGE_MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 /// How long shutdown may take once streams are told to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -46,6 +48,39 @@ async fn sweep_leases(db: Db, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Creates usage partitions ahead of time (PostgreSQL) and deletes usage records older than
+/// `retention_days` (0: none), at start and then now and then, until `stop` turns true.
+async fn maintain_usage(db: Db, retention_days: u32, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(USAGE_MAINTENANCE_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let now = now_micros();
+        match retention::prepare(&db, now).await {
+            Ok(0) => {}
+            Ok(created) => tracing::info!(created, "usage partitions created"),
+            Err(error) => tracing::warn!(%error, "cannot create usage partitions"),
+        }
+        let sweep = retention::sweep(&db, now, retention_days);
+        tokio::select! {
+            result = sweep => match result {
+                Ok(swept) if swept == retention::Swept::default() => {}
+                Ok(swept) => tracing::info!(
+                    partitions = swept.partitions,
+                    records = swept.records,
+                    request_ids = swept.request_ids,
+                    retention_days,
+                    "old usage records deleted"
+                ),
+                Err(error) => tracing::warn!(%error, "cannot delete old usage records"),
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` completes.
 pub async fn serve(
     config: Config,
@@ -57,6 +92,7 @@ pub async fn serve(
     let feed = PolicyFeed::start(db.clone()).await?;
     let (stop_streams, streams_stopped) = watch::channel(false);
     tokio::spawn(sweep_leases(db.clone(), streams_stopped.clone()));
+    tokio::spawn(maintain_usage(db.clone(), config.usage_retention_days, streams_stopped.clone()));
 
     let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
     let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped);

@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 
 use router_proto::pb;
-use router_tests::{Backend, ControlPlane, TestDb, admin_client, nanos, node_client};
+use router_tests::{Backend, ControlPlane, TestDb, admin_client, eventually, nanos, node_client};
 use serde_json::Value;
 use tonic::Code;
 
 use super::quota::{UsageStream, batch};
 
-on_both_backends!(listing_pages_filters_and_export);
+on_both_backends!(listing_pages_filters_and_export, retention_deletes_old_records_and_keeps_summaries);
 
 /// 2026-12-01T00:00:00Z in unix micros.
 const DEC_1: i64 = 1_796_083_200_000_000;
@@ -354,4 +354,75 @@ async fn summaries(cp: &ControlPlane, sent: &[Sent]) {
     let buckets = node.summarize_account_usage(request).await.unwrap().into_inner().buckets;
     assert_eq!(buckets.iter().map(|b| b.requests).sum::<i64>(), bob.len() as i64);
     assert_eq!(buckets.iter().map(|b| b.cost_nanos).sum::<i64>(), bob_cost);
+}
+
+/// `--usage-retention-days`: a control plane started with it deletes the records older than
+/// that (in the background, at start and then now and then); summaries still count them.
+async fn retention_deletes_old_records_and_keeps_summaries(backend: Backend) {
+    let db = TestDb::create(backend).await.unwrap();
+    let cp = ControlPlane::start(&db).unwrap();
+    cp.json(&["account", "add", "ann", "--balance", "1000"]);
+    let key = cp.json(&["key", "create", "--account", "ann"])["id"].as_i64().unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros(),
+    )
+    .unwrap();
+    const DAY: i64 = 86_400_000_000;
+    let sent = [
+        Sent {
+            request_id: "old".into(),
+            key_id: key,
+            account: "ann",
+            model: "gpt-a",
+            status: "ok",
+            cost: 5_000,
+            created_at: now - 60 * DAY,
+        },
+        Sent {
+            request_id: "new".into(),
+            key_id: key,
+            account: "ann",
+            model: "gpt-a",
+            status: "ok",
+            cost: 7_000,
+            created_at: now,
+        },
+    ];
+    let mut node = node_client(&cp.endpoint, &cp.node_token).await.unwrap();
+    let mut stream = UsageStream::open(&mut node).await;
+    let ack = stream.send(batch(1, "n1", sent.iter().map(to_pb).collect())).await.unwrap();
+    assert_eq!(ack.recorded, 2);
+    drop(stream);
+    let (records, _) = page(&cp, &[]);
+    assert_eq!(ids(&records), ["new", "old"], "no retention: every record kept");
+    let summary = cp.json(&["usage", "summary", "--by", "day"]);
+
+    // The same database, now with 30 days of retention.
+    let (admin_token, node_token) = (cp.admin_token.clone(), cp.node_token.clone());
+    drop(cp);
+    let cp = ControlPlane::start_with(
+        &db.url,
+        &admin_token,
+        &node_token,
+        &[("ROUTER_USAGE_RETENTION_DAYS", "30")],
+    )
+    .unwrap();
+    let kept = eventually(std::time::Duration::from_secs(20), || async {
+        let (records, _) = page(&cp, &[]);
+        let kept = ids(&records);
+        (kept.len() == 1).then_some(kept)
+    })
+    .await;
+    assert_eq!(kept, Some(vec!["new".to_owned()]), "the 60-day-old record is deleted");
+    assert_eq!(cp.json(&["usage", "summary", "--by", "day"]), summary, "summaries still count it");
+    let ann = cp.json(&["account", "show", "ann"]);
+    assert_eq!(nanos(&ann["balance"]), 1_000_000_000_000 - 12_000, "and the ledger too");
+
+    // A bad value is a clear error at start.
+    let output = std::process::Command::new(router_tests::bin("router-control-plane"))
+        .args(["--usage-retention-days", "soon", "--admin-token", "a", "--node-token", "n"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--usage-retention-days"));
 }

@@ -3,6 +3,8 @@
 //! `unnest` of arrays for updates) to save round trips. On SQLite inserts are multi-row
 //! statements too, and updates one statement over `json_each` of one parameter (a statement
 //! per row costs more in diesel than SQLite's work for it).
+use std::collections::HashSet;
+
 use diesel::{
     ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryableByName, SelectableHelper,
     SqliteConnection,
@@ -170,11 +172,14 @@ pub trait Dialect: Send {
     /// NORMAL` never waits). Only for what may be lost in a database crash, never for money.
     fn commit_without_flush(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
 
-    /// Inserts usage records whose request id is not yet recorded (the others are skipped);
-    /// returns the request ids inserted.
+    /// Inserts usage records whose request id is not yet recorded (the others are skipped) at
+    /// time `now`; returns the request ids inserted. On SQLite the records' unique request id
+    /// decides; on PostgreSQL, whose records are partitioned by time (so a unique index there
+    /// must include the time), `usage_request_ids` does.
     fn insert_usage(
         &mut self,
         rows: Vec<NewUsage>,
+        now: i64,
     ) -> impl Future<Output = diesel::QueryResult<Vec<String>>> + Send;
 
     /// Adds to hourly aggregates (one row each, in key order so that concurrent batches lock
@@ -257,6 +262,12 @@ const HOURLY_UPSERT_SQLITE: &str = hourly_upsert!(
 );
 
 #[derive(QueryableByName)]
+struct RequestId {
+    #[diesel(sql_type = Text)]
+    request_id: String,
+}
+
+#[derive(QueryableByName)]
 struct IdBalance {
     #[diesel(sql_type = BigInt)]
     id: i64,
@@ -297,17 +308,25 @@ impl Dialect for AsyncPgConnection {
         diesel::select(set_config("synchronous_commit", "off", true)).execute(self).await.map(drop)
     }
 
-    async fn insert_usage(&mut self, rows: Vec<NewUsage>) -> diesel::QueryResult<Vec<String>> {
+    async fn insert_usage(&mut self, rows: Vec<NewUsage>, now: i64) -> diesel::QueryResult<Vec<String>> {
         let mut inserted = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let ids: Vec<String> = diesel::insert_into(usage_records::table)
-                .values(chunk)
-                .on_conflict(usage_records::request_id)
-                .do_nothing()
-                .returning(usage_records::request_id)
-                .load(self)
-                .await?;
-            inserted.extend(ids);
+            let ids: Vec<&str> = chunk.iter().map(|r| r.request_id.as_str()).collect();
+            let fresh: Vec<RequestId> = diesel::sql_query(
+                "INSERT INTO usage_request_ids (request_id, recorded_at) \
+                 SELECT id, $2 FROM unnest($1::text[]) AS v(id) \
+                 ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<BigInt, _>(now)
+            .load(self)
+            .await?;
+            let fresh: HashSet<String> = fresh.into_iter().map(|r| r.request_id).collect();
+            let new: Vec<&NewUsage> = chunk.iter().filter(|r| fresh.contains(&r.request_id)).collect();
+            if !new.is_empty() {
+                diesel::insert_into(usage_records::table).values(new).execute(self).await?;
+            }
+            inserted.extend(fresh);
         }
         Ok(inserted)
     }
@@ -435,7 +454,7 @@ impl<S: SpawnBlocking + Send + 'static> Dialect for SyncConnectionWrapper<Sqlite
 
     // Multi-row inserts run on the connection's own thread: diesel renders SQLite's multi-row
     // `INSERT` only for its synchronous connection.
-    async fn insert_usage(&mut self, rows: Vec<NewUsage>) -> diesel::QueryResult<Vec<String>> {
+    async fn insert_usage(&mut self, rows: Vec<NewUsage>, _now: i64) -> diesel::QueryResult<Vec<String>> {
         self.spawn_blocking(move |conn| {
             let mut inserted = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(INSERT_CHUNK) {

@@ -2,7 +2,9 @@
 //! (the statements that differ per backend are in [`Dialect`](super::Dialect)).
 use std::collections::HashMap;
 
-use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SqliteConnection};
+use diesel::{
+    ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SqliteConnection, result::DatabaseErrorKind,
+};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl, sync_connection_wrapper::SyncConnectionWrapper,
 };
@@ -217,7 +219,14 @@ macro_rules! impl_tx_conn {
                         });
                     }
                 }
-                self.insert_ledger(rows).await?;
+                // The ledger remembers every billed request for good, also when retention has
+                // deleted its usage record (and with it what made a re-delivery a duplicate).
+                self.insert_ledger(rows).await.map_err(|error| match error {
+                    diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                        StoreError::Conflict("the request was billed before".into())
+                    }
+                    other => other.into(),
+                })?;
                 Ok(())
             }
 

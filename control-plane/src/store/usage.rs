@@ -2,12 +2,14 @@
 //!
 //! A batch of reports is recorded in one write transaction: every new usage record, one
 //! `usage` ledger debit per billed request, the balance and the key and account spend counters,
-//! what the reporting leases still hold, and the hourly aggregates that summaries read. A request id already recorded (a replayed batch)
-//! is a duplicate and changes nothing: the usage record's unique index decides, so two
+//! what the reporting leases still hold, and the hourly aggregates that summaries read. A
+//! request id already recorded (a replayed batch) is a duplicate and changes nothing: a unique
+//! index decides (the usage record's on SQLite, `usage_request_ids` on PostgreSQL), so two
 //! control-plane replicas ingesting the same batch at once still bill it once.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 mod list;
+pub mod retention;
 mod summary;
 
 use diesel::prelude::*;
@@ -338,7 +340,7 @@ async fn record(db: &Db, node_id: &str, reports: &[(usize, &Report)], now: i64) 
                     .cloned(),
             })
             .collect();
-        let fresh: HashSet<String> = conn.insert_usage(rows).await?.into_iter().collect();
+        let fresh: HashSet<String> = conn.insert_usage(rows, now).await?.into_iter().collect();
 
         let billed = unique
             .iter()
