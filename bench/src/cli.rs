@@ -145,9 +145,18 @@ pub struct RunArgs {
 /// `propagation` flags.
 #[derive(Debug, Clone, Args)]
 pub struct PropagationArgs {
-    /// Data planes following the one control plane.
+    /// Data planes following the control plane(s).
     #[arg(long, default_value_t = 10)]
     pub data_planes: usize,
+    /// Control-plane replicas sharing one PostgreSQL database (needs `--postgres`). Changes are
+    /// made through the first; the data planes follow the others, so every measured change
+    /// crosses from one replica to another (LISTEN/NOTIFY).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub replicas: u64,
+    /// With `--replicas` above 1: a PostgreSQL server URL (`postgres://USER@HOST:PORT/DB`);
+    /// a fresh database is created on it for the run and dropped afterwards.
+    #[arg(long)]
+    pub postgres: Option<String>,
     /// Trials; each creates a key and then revokes it.
     #[arg(long, default_value_t = 50)]
     pub trials: usize,

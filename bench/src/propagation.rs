@@ -1,7 +1,9 @@
 //! `propagation`: how long an admin change takes until every data plane enforces it.
 //!
 //! One control plane (temporary SQLite), the mock and `--data-planes` data planes following
-//! it. Each trial makes two admin changes through the AdminService gRPC API (one connection,
+//! it; or, with `--replicas N --postgres URL`, N control planes sharing a fresh PostgreSQL
+//! database, changes made through the first and the data planes following the others (spread
+//! over them), so that every change measured crosses replicas. Each trial makes two admin changes through the AdminService gRPC API (one connection,
 //! opened beforehand, so process start-up is not timed):
 //!
 //! - **create**: `CreateKey` on the provisioned account; the new key must start working.
@@ -42,6 +44,12 @@ pub async fn run(args: PropagationArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs_f64(args.timeout);
     eprintln!("starting control plane, mock and {} data planes …", args.data_planes);
     let fleet = Fleet::start(&args).await?;
+    let outcome = measure(&args, &fleet, timeout).await;
+    fleet.finish().await;
+    outcome
+}
+
+async fn measure(args: &PropagationArgs, fleet: &Fleet, timeout: Duration) -> anyhow::Result<()> {
     let mut admin = routerctl::client::connect(&fleet.control_plane_url, &fleet.admin_token).await?;
     let mut probes = Vec::with_capacity(fleet.data_planes.len());
     for (_, url) in &fleet.data_planes {
@@ -76,10 +84,11 @@ pub async fn run(args: PropagationArgs) -> anyhow::Result<()> {
         results.record(Change::Revoke, &seen?);
     }
 
-    println!("{}", results.table(&args));
+    println!("{}", results.table(args));
     let json = json!({
         "config": {
             "data_planes": args.data_planes,
+            "replicas": args.replicas,
             "trials": args.trials,
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "target_p99_ms": TARGET_P99.as_millis() as u64,
@@ -160,13 +169,16 @@ impl Probe {
 /// The control plane, the mock and the data planes; every process is killed and the
 /// temporary directory removed when this is dropped.
 struct Fleet {
-    _control_plane: Service,
+    /// Changes are made through the first; data planes follow the others (or the only one).
+    control_planes: Vec<Service>,
     _mock: Service,
     /// Each data plane with its `http://ADDR`.
     data_planes: Vec<(Service, String)>,
     control_plane_url: String,
     admin_token: String,
     work_dir: PathBuf,
+    /// `--replicas`: the PostgreSQL server's URL and the run's database on it.
+    postgres: Option<(String, String)>,
 }
 
 impl Drop for Fleet {
@@ -191,20 +203,48 @@ impl Fleet {
         let node_token = format!("bench-node-{pid}");
 
         let (mock, mock_url) = stack::start_mock(&me, 1, 0).await?;
-        let (control_plane, control_plane_url) =
-            stack::start_control_plane(&control_plane_bin, &work_dir, &admin_token, &node_token).await?;
+        let (database_url, postgres) = match (args.replicas, &args.postgres) {
+            (1, None) => (format!("sqlite://{}", work_dir.join("router.db").display()), None),
+            (_, Some(server)) => {
+                let name = format!("router_bench_{pid}");
+                let url = create_database(server, &name).await?;
+                (url, Some((server.clone(), name)))
+            }
+            (_, None) => anyhow::bail!(
+                "--replicas above 1 needs --postgres URL (replicas share a PostgreSQL database)"
+            ),
+        };
+        let mut control_planes = Vec::new();
+        let mut replica_urls = Vec::new();
+        for index in 0..args.replicas {
+            let name = format!("control plane {index}");
+            let (service, url) = stack::start_control_plane_on(
+                &control_plane_bin,
+                &name,
+                &database_url,
+                &admin_token,
+                &node_token,
+            )
+            .await?;
+            control_planes.push(service);
+            replica_urls.push(url);
+        }
+        let control_plane_url = replica_urls[0].clone();
         let ctl =
             Ctl { bin: routerctl, endpoint: control_plane_url.clone(), admin_token: admin_token.clone() };
         let key = stack::provision(&ctl, &mock_url).await?;
 
         let mut fleet = Fleet {
-            _control_plane: control_plane,
+            control_planes,
             _mock: mock,
             data_planes: Vec::with_capacity(args.data_planes),
             control_plane_url,
             admin_token,
             work_dir,
+            postgres,
         };
+        // With replicas, the data planes follow all but the first (which takes the changes).
+        let followed = if replica_urls.len() > 1 { &replica_urls[1..] } else { &replica_urls[..] };
         for index in 0..args.data_planes {
             let spool = fleet.work_dir.join(format!("spool-{index}"));
             std::fs::create_dir_all(&spool)?;
@@ -212,7 +252,7 @@ impl Fleet {
             let started = stack::start_data_plane(
                 &data_plane_bin,
                 &name,
-                &fleet.control_plane_url,
+                &followed[index % followed.len()],
                 &spool,
                 &node_token,
             )
@@ -224,6 +264,36 @@ impl Fleet {
         }
         Ok(fleet)
     }
+}
+
+impl Fleet {
+    /// Stops every process and drops the run's PostgreSQL database.
+    async fn finish(mut self) {
+        self.data_planes.clear();
+        self.control_planes.clear();
+        if let Some((server, name)) = self.postgres.take() {
+            if let Err(error) = drop_database(&server, &name).await {
+                eprintln!("could not drop the database {name}: {error:#}");
+            }
+        }
+    }
+}
+
+/// Creates database `name` on the PostgreSQL server at `server`; returns its URL.
+async fn create_database(server: &str, name: &str) -> anyhow::Result<String> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let mut conn = AsyncPgConnection::establish(server).await?;
+    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).await?;
+    let base = server.split('?').next().unwrap_or(server);
+    let base = base.rsplit_once('/').map_or(base, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
+async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let mut conn = AsyncPgConnection::establish(server).await?;
+    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    Ok(())
 }
 
 /// The two kinds of change measured.

@@ -41,6 +41,12 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(0..=36_500)
     )]
     pub usage_retention_days: u32,
+    /// Milliseconds between two reads of the policy version when nothing announced a change.
+    /// Changes made through this replica, and on PostgreSQL through any replica (LISTEN/NOTIFY),
+    /// reach the data planes at once; this poll is the fallback while notifications are down.
+    #[arg(long, env = "ROUTER_POLICY_POLL_INTERVAL_MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub policy_poll_interval_ms: u64,
 }
 
 impl Config {

@@ -89,7 +89,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
-    let feed = PolicyFeed::start(db.clone()).await?;
+    let feed = PolicyFeed::start(db.clone(), Duration::from_millis(config.policy_poll_interval_ms)).await?;
     let (stop_streams, streams_stopped) = watch::channel(false);
     tokio::spawn(sweep_leases(db.clone(), streams_stopped.clone()));
     tokio::spawn(maintain_usage(db.clone(), config.usage_retention_days, streams_stopped.clone()));

@@ -602,3 +602,59 @@ async fn a_change_made_through_another_control_plane_replica_is_enforced_within_
     .await;
     assert!(unavailable.is_some(), "a channel disabled through another replica still took traffic");
 }
+
+/// On PostgreSQL a change announces itself (LISTEN/NOTIFY): a replica that would poll only every
+/// ten minutes still enforces a change made through another one at once, and again after its
+/// listening connection was cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_learns_of_a_change_by_notification_not_by_polling() {
+    let gw = Gateway::start(Backend::Postgres, &[]).await;
+    let slow_poll = [("ROUTER_POLICY_POLL_INTERVAL_MS", "600000")];
+    let replica =
+        ControlPlane::start_with(&gw.db.url, &gw.cp.admin_token, &gw.cp.node_token, &slow_poll).unwrap();
+    let dp = DataPlane::start(&replica, &gw.db.dir.join("replica-spool"), &[]).await.unwrap();
+    let url = format!("{}/v1/chat/completions", dp.url);
+    let served = |key: String| {
+        let url = url.clone();
+        async move {
+            let auth = format!("Bearer {key}");
+            eventually(Duration::from_secs(5), || async {
+                let answer =
+                    post_json(&url, &[("authorization", &auth)], &chat("gpt-4o-mini", false)).await.ok()?;
+                (answer.status == 200).then_some(())
+            })
+            .await
+            .is_some()
+        }
+    };
+    assert!(served(gw.key.clone()).await, "the replica's data plane does not serve");
+    for trial in 0..3 {
+        // Made through the first control plane; the data plane watches the replica.
+        let fresh = gw.cp.json(&["key", "create", "--account", "acme"])["key"].as_str().unwrap().to_owned();
+        let started = std::time::Instant::now();
+        assert!(served(fresh).await, "trial {trial}: a key created through another replica was not served");
+        eprintln!("trial {trial}: a new key was served through the replica after {:?}", started.elapsed());
+    }
+    // Cut the replica's listening connection: it connects again and catches up.
+    use diesel_async::AsyncConnection;
+    let mut conn = diesel_async::AsyncPgConnection::establish(&gw.db.url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let cut = loop {
+        use diesel_async::RunQueryDsl;
+        let rows = diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'router-policy-listener'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        // Both control planes listen.
+        if rows >= 2 || std::time::Instant::now() > deadline {
+            break (rows >= 2).then_some(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(cut.is_some(), "no listening connections found in pg_stat_activity");
+    let fresh = gw.cp.json(&["key", "create", "--account", "acme"])["key"].as_str().unwrap().to_owned();
+    assert!(served(fresh).await, "after its listening connection was cut, the replica missed a change");
+}

@@ -142,10 +142,22 @@ pub(crate) async fn start_control_plane(
     admin_token: &str,
     node_token: &str,
 ) -> anyhow::Result<(Service, String)> {
-    let mut control_plane = Service::spawn("control plane", {
+    let database_url = format!("sqlite://{}", work_dir.join("router.db").display());
+    start_control_plane_on(bin, "control plane", &database_url, admin_token, node_token).await
+}
+
+/// Starts a control plane named `name` on `database_url`; returns it with its `http://ADDR`.
+pub(crate) async fn start_control_plane_on(
+    bin: &Path,
+    name: &str,
+    database_url: &str,
+    admin_token: &str,
+    node_token: &str,
+) -> anyhow::Result<(Service, String)> {
+    let mut control_plane = Service::spawn(name, {
         let mut c = Command::new(bin);
         c.args(["--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", format!("sqlite://{}", work_dir.join("router.db").display()))
+            .env("DATABASE_URL", database_url)
             .env("ROUTER_ADMIN_TOKEN", admin_token)
             .env("ROUTER_NODE_TOKEN", node_token)
             .env("NO_COLOR", "1")

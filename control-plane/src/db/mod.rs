@@ -68,6 +68,8 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// PostgreSQL's URL, for connections outside the pool (LISTEN).
+    postgres_url: Option<std::sync::Arc<str>>,
 }
 
 /// Where a `DATABASE_URL` points.
@@ -94,8 +96,10 @@ impl Db {
     /// Connects to the database named by `url` and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         let db = match parse_url(url)? {
-            Target::Postgres(url) => Db { pool: Pool::Postgres(postgres_pool(&url)?) },
-            Target::Sqlite(path) => Db { pool: Pool::Sqlite(sqlite_pools(&path)?) },
+            Target::Postgres(url) => {
+                Db { pool: Pool::Postgres(postgres_pool(&url)?), postgres_url: Some(url.into()) }
+            }
+            Target::Sqlite(path) => Db { pool: Pool::Sqlite(sqlite_pools(&path)?), postgres_url: None },
         };
         db.migrate().await?;
         Ok(db)
@@ -104,6 +108,19 @@ impl Db {
     /// The pool, for the dispatch macros.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// PostgreSQL: a new connection of its own, outside the pool (for `LISTEN`, which holds a
+    /// connection for as long as it listens), named `application_name` in `pg_stat_activity`.
+    /// `None` on SQLite.
+    pub async fn dedicated_postgres(
+        &self,
+        application_name: &str,
+    ) -> Option<anyhow::Result<AsyncPgConnection>> {
+        let url = self.postgres_url.as_deref()?;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}application_name={application_name}");
+        Some(AsyncPgConnection::establish(&url).await.context("cannot connect to PostgreSQL"))
     }
 
     /// Which backend this is.
