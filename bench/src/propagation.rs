@@ -271,10 +271,10 @@ impl Fleet {
     async fn finish(mut self) {
         self.data_planes.clear();
         self.control_planes.clear();
-        if let Some((server, name)) = self.postgres.take() {
-            if let Err(error) = drop_database(&server, &name).await {
-                eprintln!("could not drop the database {name}: {error:#}");
-            }
+        if let Some((server, name)) = self.postgres.take()
+            && let Err(error) = drop_database(&server, &name).await
+        {
+            eprintln!("could not drop the database {name}: {error:#}");
         }
     }
 }
