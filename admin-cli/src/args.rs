@@ -155,6 +155,24 @@ pub fn clearable_text(input: &str) -> Result<Clearable<String>, String> {
     clearable(input, |text| Ok(text.to_owned()))
 }
 
+/// Parses a `--protocols` list: names from [`router_proto::protocols::PROTOCOLS`].
+pub fn protocols(input: &str) -> Result<Names, String> {
+    let names = names(input)?;
+    if let Some(unknown) = names.0.iter().find(|n| !router_proto::protocols::PROTOCOLS.contains(&n.as_str()))
+    {
+        return Err(format!(
+            "unknown protocol {unknown:?} (expected one of {})",
+            router_proto::protocols::PROTOCOLS.join(", ")
+        ));
+    }
+    Ok(names)
+}
+
+/// Parses an upstream base URL or `none`.
+pub fn clearable_base_url(input: &str) -> Result<Clearable<String>, String> {
+    clearable(input, base_url)
+}
+
 /// Parses an upstream base URL; a trailing `/` is dropped because paths are appended to it.
 pub fn base_url(input: &str) -> Result<String, String> {
     let trimmed = input.trim().trim_end_matches('/');

@@ -7,6 +7,7 @@
 
 pub mod cost;
 pub mod money;
+pub mod protocols;
 
 pub use cost::{CostError, Tariff, TokenPrices, TokenUsage, cost};
 pub use money::{AmountError, Money, Multiplier};

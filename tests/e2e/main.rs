@@ -30,6 +30,7 @@ mod hostile;
 mod import;
 mod ledger;
 mod lifecycle;
+mod protocols;
 mod proxy;
 mod quickstart;
 mod quota;

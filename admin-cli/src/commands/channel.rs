@@ -102,6 +102,15 @@ pub struct AddArgs {
     /// The API version (Azure).
     #[arg(long, value_name = "V")]
     pub api_version: Option<String>,
+    /// Protocols the upstream speaks natively, comma-separated: chat, completions, embeddings,
+    /// responses, messages (default by type: openai and azure chat,completions,embeddings,responses;
+    /// anthropic messages; gemini chat,embeddings). Others are served by conversion.
+    #[arg(long, value_name = "LIST", value_parser = args::protocols)]
+    pub protocols: Option<Names>,
+    /// Where an openai channel speaking `messages` serves Anthropic's API, as an anthropic
+    /// channel's base URL (`{URL}/v1/messages`; default `{base-url}/messages`).
+    #[arg(long, value_name = "URL", value_parser = args::base_url)]
+    pub messages_base_url: Option<String>,
 }
 
 impl AddArgs {
@@ -116,6 +125,8 @@ impl AddArgs {
             weight: self.weight,
             model_map: self.model_map.map(ModelMap::into_proto).unwrap_or_default(),
             api_version: self.api_version,
+            protocols: self.protocols.map(|names| names.0).unwrap_or_default(),
+            messages_base_url: self.messages_base_url,
         }
     }
 }
@@ -154,6 +165,17 @@ pub struct UpdateArgs {
     /// The API version (Azure); `none` removes it.
     #[arg(long, value_name = "V", group = "changes", value_parser = args::clearable_text)]
     pub api_version: Option<Clearable<String>>,
+    /// Replaces the natively spoken protocols, comma-separated; `default` for the type's.
+    #[arg(long, value_name = "LIST", group = "changes", value_parser = clearable_protocols)]
+    pub protocols: Option<Clearable<Names>>,
+    /// Where an openai channel serves Anthropic's Messages API; `none` removes it.
+    #[arg(long, value_name = "URL", group = "changes", value_parser = args::clearable_base_url)]
+    pub messages_base_url: Option<Clearable<String>>,
+}
+
+/// `default` (the type's protocols) or a protocol list.
+fn clearable_protocols(input: &str) -> Result<Clearable<Names>, String> {
+    if input == "default" { Ok(Clearable::Clear) } else { args::protocols(input).map(Clearable::Set) }
 }
 
 impl UpdateArgs {
@@ -161,6 +183,9 @@ impl UpdateArgs {
         let set_model_map = self.model_map.is_some();
         let model_map = self.model_map.and_then(Clearable::set);
         let (api_version, clear_api_version) = split_clearable(self.api_version);
+        let (messages_base_url, clear_messages_base_url) = split_clearable(self.messages_base_url);
+        let set_protocols = self.protocols.is_some();
+        let protocols = self.protocols.and_then(Clearable::set).map(|names| names.0).unwrap_or_default();
         pb::UpdateChannelRequest {
             name: self.name,
             r#type: self.kind.map(|kind| kind.as_str().to_owned()),
@@ -175,6 +200,10 @@ impl UpdateArgs {
             api_version,
             clear_api_version,
             new_name: self.new_name,
+            set_protocols,
+            protocols,
+            messages_base_url,
+            clear_messages_base_url,
         }
     }
 }
@@ -216,6 +245,8 @@ pub struct ChannelView {
     /// Masked by the control plane; printed as given.
     api_key: String,
     models: Vec<String>,
+    protocols: Vec<String>,
+    messages_base_url: Option<String>,
     priority: i32,
     weight: i32,
     model_map: BTreeMap<String, String>,
@@ -234,6 +265,8 @@ impl ChannelView {
             base_url: channel.base_url.clone(),
             api_key: channel.api_key.clone(),
             models: channel.models.clone(),
+            protocols: channel.protocols.clone(),
+            messages_base_url: channel.messages_base_url.clone(),
             priority: channel.priority,
             weight: channel.weight,
             // Sorted, so the output is stable from one run to the next.
@@ -247,7 +280,7 @@ impl ChannelView {
 
 impl Record for ChannelView {
     const COLUMNS: &'static [&'static str] =
-        &["id", "name", "type", "enabled", "priority", "weight", "models", "base_url"];
+        &["id", "name", "type", "enabled", "priority", "weight", "models", "protocols", "base_url"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         let model_map: Vec<String> = self.model_map.iter().map(|(from, to)| format!("{from}={to}")).collect();
@@ -258,6 +291,8 @@ impl Record for ChannelView {
             ("base_url", self.base_url.clone()),
             ("api_key", self.api_key.clone()),
             ("models", output::list(&self.models, output::UNSET)),
+            ("protocols", output::list(&self.protocols, output::UNSET)),
+            ("messages_base_url", or_unset(self.messages_base_url.as_ref())),
             ("priority", self.priority.to_string()),
             ("weight", self.weight.to_string()),
             ("model_map", output::list(&model_map, output::UNSET)),
@@ -324,6 +359,28 @@ mod tests {
         assert!(request.set_model_map && request.model_map.is_empty());
         assert!(request.clear_api_version && request.api_version.is_none());
         assert!(!request.set_models && request.base_url.is_none() && request.new_name.is_none());
+        assert!(!request.set_protocols && !request.clear_messages_base_url);
+        let command = parse(&[
+            "channel",
+            "update",
+            "oa",
+            "--protocols",
+            "messages, chat",
+            "--messages-base-url",
+            "none",
+        ])
+        .expect("a valid command line");
+        let ChannelCommand::Update(update) = command else { panic!("not update") };
+        let request = update.into_request();
+        assert!(request.set_protocols && request.clear_messages_base_url);
+        assert_eq!(request.protocols, ["messages", "chat"]);
+        let command =
+            parse(&["channel", "update", "oa", "--protocols", "default"]).expect("a valid command line");
+        let ChannelCommand::Update(update) = command else { panic!("not update") };
+        let request = update.into_request();
+        assert!(request.set_protocols && request.protocols.is_empty());
+        let refused = parse(&["channel", "update", "oa", "--protocols", "chat,grpc"]).expect_err("unknown");
+        assert!(refused.to_string().contains("unknown protocol \"grpc\""), "{refused}");
         // An update that changes nothing is a usage error, not a silent no-op.
         assert!(parse(&["channel", "update", "oa"]).is_err());
     }
@@ -343,12 +400,15 @@ mod tests {
             api_version: None,
             enabled: true,
             created_at_unix_micros: 1_000_000,
+            protocols: vec!["chat".into(), "messages".into()],
+            messages_base_url: Some("https://api.deepseek.com/anthropic".into()),
         };
         assert_eq!(
             serde_json::to_value(ChannelView::new(&channel)).expect("views serialize"),
             serde_json::json!({
                 "id": 3, "name": "oa", "type": "openai", "base_url": "https://api.openai.com/v1",
-                "api_key": "sk-a…wxyz", "models": ["gpt-4o"], "priority": 0, "weight": 1,
+                "api_key": "sk-a…wxyz", "models": ["gpt-4o"], "protocols": ["chat", "messages"],
+                "messages_base_url": "https://api.deepseek.com/anthropic", "priority": 0, "weight": 1,
                 "model_map": {"gpt-4o": "gpt-4o-2024-08-06"}, "api_version": null,
                 "enabled": true, "created_at": "1970-01-01T00:00:01Z",
             })

@@ -281,6 +281,9 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
                     api_version: (kind == "azure")
                         .then(|| channel.other.trim().to_owned())
                         .filter(|v| !v.is_empty()),
+                    // new-api's channel types map to ours with our defaults.
+                    protocols: Vec::new(),
+                    messages_base_url: None,
                 }),
                 enabled: Some(channel.status == 1),
             });

@@ -55,6 +55,12 @@ pub struct ChannelItem {
     pub api_key: String,
     /// `--models`.
     pub models: Vec<String>,
+    /// `--protocols` (absent: the type's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<String>>,
+    /// `--messages-base-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_base_url: Option<String>,
     /// `--priority`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
@@ -317,6 +323,14 @@ fn channel_to_proto(item: &ChannelItem, base: &Path) -> Result<pb::DeclaredChann
         .map_err(|_| format!("unknown type {:?} (expected openai, anthropic, azure or gemini)", item.kind))?;
     let base_url = args::base_url(&item.base_url)?;
     let api_key = secrets::resolve(&item.api_key, base).map_err(|e| format!("api_key: {e}"))?;
+    let protocols = match &item.protocols {
+        Some(list) if list.is_empty() => {
+            return Err("protocols must not be empty (omit it for the type's defaults)".into());
+        }
+        Some(list) => args::protocols(&list.join(",")).map_err(|e| format!("protocols: {e}"))?.0,
+        None => Vec::new(),
+    };
+    let messages_base_url = item.messages_base_url.as_deref().map(args::base_url).transpose()?;
     Ok(pb::DeclaredChannel {
         channel: Some(pb::AddChannelRequest {
             name: item.name.get_ref().clone(),
@@ -328,6 +342,8 @@ fn channel_to_proto(item: &ChannelItem, base: &Path) -> Result<pb::DeclaredChann
             weight: item.weight,
             model_map: item.model_map.clone().into_iter().collect(),
             api_version: item.api_version.clone(),
+            protocols,
+            messages_base_url,
         }),
         enabled: item.enabled,
     })
@@ -403,6 +419,8 @@ pub fn from_proto(setup: pb::Setup, with_secrets: bool) -> SetupFile {
                 base_url: c.base_url,
                 api_key: if with_secrets { c.api_key } else { format!("env:{var}") },
                 models: c.models,
+                protocols: (!c.protocols.is_empty()).then_some(c.protocols),
+                messages_base_url: c.messages_base_url,
                 priority: c.priority,
                 weight: c.weight,
                 api_version: c.api_version,

@@ -74,6 +74,12 @@ impl AdminService for AdminApi {
             weight: r.weight,
             model_map: r.set_model_map.then(|| r.model_map.into_iter().collect()),
             api_version: if r.clear_api_version { Some(None) } else { r.api_version.map(Some) },
+            protocols: r.set_protocols.then_some(r.protocols),
+            messages_base_url: if r.clear_messages_base_url {
+                Some(None)
+            } else {
+                r.messages_base_url.map(Some)
+            },
         };
         let channel = channels::update(&self.db, &r.name, update).await?;
         self.changed(convert::channel_to_pb(channel, false))

@@ -66,6 +66,8 @@ pub fn channel_to_pb(channel: Channel, reveal_key: bool) -> pb::Channel {
     pb::Channel {
         id: channel.id,
         models: channel.model_list(),
+        protocols: channel.protocol_list(),
+        messages_base_url: channel.messages_base_url.clone(),
         model_map: channel.model_map().into_iter().collect(),
         name: channel.name,
         r#type: channel.channel_type,
@@ -91,6 +93,8 @@ pub fn channel_spec_from_pb(r: pb::AddChannelRequest) -> ChannelSpec {
         weight: r.weight,
         model_map: r.model_map.into_iter().collect(),
         api_version: r.api_version,
+        protocols: r.protocols,
+        messages_base_url: r.messages_base_url,
     }
 }
 
@@ -106,6 +110,8 @@ pub fn channel_spec_to_pb(spec: ChannelSpec, with_secret: bool) -> pb::AddChanne
         weight: spec.weight,
         model_map: spec.model_map.into_iter().collect(),
         api_version: spec.api_version,
+        protocols: spec.protocols,
+        messages_base_url: spec.messages_base_url,
     }
 }
 

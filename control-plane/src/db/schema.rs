@@ -87,6 +87,8 @@ diesel::table! {
         enabled -> Bool,
         version -> BigInt,
         created_at -> BigInt,
+        protocols -> Text,
+        messages_base_url -> Nullable<Text>,
     }
 }
 

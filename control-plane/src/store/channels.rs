@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use router_proto::protocols;
 
 use super::{check_name, clean_names, json_list, now_micros, parse_json_list};
 use crate::{
@@ -46,9 +47,24 @@ pub struct Channel {
     pub version: i64,
     /// Unix micros.
     pub created_at: i64,
+    /// JSON list of the protocols it speaks natively, canonical order (`[]`: its type's
+    /// defaults).
+    pub protocols: String,
+    /// Where an `openai` channel serves Anthropic's Messages API (`{URL}/v1/messages`).
+    pub messages_base_url: Option<String>,
 }
 
 impl Channel {
+    /// The protocols as declared (empty: the type's defaults).
+    pub fn declared_protocols(&self) -> Vec<String> {
+        parse_json_list(&self.protocols)
+    }
+
+    /// The protocols it speaks: declared, or its type's defaults.
+    pub fn protocol_list(&self) -> Vec<String> {
+        protocols::effective(&self.channel_type, &self.declared_protocols())
+    }
+
     /// The model names served.
     pub fn model_list(&self) -> Vec<String> {
         parse_json_list(&self.models)
@@ -97,6 +113,10 @@ pub struct ChannelSpec {
     pub model_map: BTreeMap<String, String>,
     /// Azure `api-version`.
     pub api_version: Option<String>,
+    /// Protocols spoken natively (empty: the type's defaults).
+    pub protocols: Vec<String>,
+    /// Where an `openai` channel serves Anthropic's Messages API.
+    pub messages_base_url: Option<String>,
 }
 
 /// Changes to a channel; `None` leaves a field as it is.
@@ -120,6 +140,10 @@ pub struct ChannelUpdate {
     pub model_map: Option<BTreeMap<String, String>>,
     /// `Some(None)` clears the api version.
     pub api_version: Option<Option<String>>,
+    /// Replacement protocol list (empty: the type's defaults).
+    pub protocols: Option<Vec<String>>,
+    /// `Some(None)` clears the Messages base URL.
+    pub messages_base_url: Option<Option<String>>,
 }
 
 fn validate(channel: &Channel) -> StoreResult<()> {
@@ -131,10 +155,17 @@ fn validate(channel: &Channel) -> StoreResult<()> {
             CHANNEL_TYPES.join(", ")
         )));
     }
-    let url = channel.base_url.as_str();
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
-        return Err(StoreError::invalid(format!("base URL {url:?} must be an http:// or https:// URL")));
+    check_url("base URL", &channel.base_url)?;
+    // Also checks a list kept across a change of type.
+    protocols::normalize(&channel.channel_type, &channel.declared_protocols())
+        .map_err(StoreError::invalid)?;
+    if let Some(url) = &channel.messages_base_url {
+        check_url("messages base URL", url)?;
+        if channel.channel_type != "openai" || !channel.protocol_list().iter().any(|p| p == "messages") {
+            return Err(StoreError::invalid(
+                "a messages base URL is for an openai channel whose protocols include messages",
+            ));
+        }
     }
     if channel.api_key.trim().is_empty() {
         return Err(StoreError::invalid("channel api key must not be empty"));
@@ -152,12 +183,31 @@ fn validate(channel: &Channel) -> StoreResult<()> {
     Ok(())
 }
 
+fn check_url(what: &str, url: &str) -> StoreResult<()> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+        return Err(StoreError::invalid(format!("{what} {url:?} must be an http:// or https:// URL")));
+    }
+    Ok(())
+}
+
+/// The stored form of a declared protocol list: checked for `channel_type`, canonical order,
+/// `[]` for the type's defaults.
+fn encode_protocols(channel_type: &str, declared: &[String]) -> StoreResult<String> {
+    Ok(json_list(&protocols::normalize(channel_type, declared).map_err(StoreError::invalid)?))
+}
+
+fn clean_url(url: Option<String>) -> Option<String> {
+    url.map(|u| u.trim_end_matches('/').to_owned()).filter(|u| !u.is_empty())
+}
+
 fn encode_map(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// The row a new channel gets (enabled, not yet stamped with a version), checked.
 pub fn new_row(spec: ChannelSpec, now: i64) -> StoreResult<Channel> {
+    let protocols = encode_protocols(&spec.channel_type, &spec.protocols)?;
     let channel = Channel {
         id: 0,
         name: spec.name,
@@ -172,6 +222,8 @@ pub fn new_row(spec: ChannelSpec, now: i64) -> StoreResult<Channel> {
         enabled: true,
         version: 0,
         created_at: now,
+        protocols,
+        messages_base_url: clean_url(spec.messages_base_url),
     };
     validate(&channel)?;
     Ok(channel)
@@ -247,6 +299,13 @@ pub async fn update(db: &Db, name: &str, update: ChannelUpdate) -> StoreResult<C
         }
         if let Some(v) = update.api_version {
             channel.api_version = v.filter(|v| !v.is_empty());
+        }
+        // A kept list is stored again for the (possibly new) type: equal to its defaults, it
+        // becomes `[]`.
+        let protocols = update.protocols.unwrap_or_else(|| channel.declared_protocols());
+        channel.protocols = encode_protocols(&channel.channel_type, &protocols)?;
+        if let Some(v) = update.messages_base_url {
+            channel.messages_base_url = clean_url(v);
         }
         Ok(())
     })

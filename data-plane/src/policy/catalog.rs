@@ -1,5 +1,6 @@
 //! Channels, models and groups, with the indexes the request path reads: price by model name,
-//! group by id, and the enabled channels that serve a model over a protocol.
+//! group by id, and the enabled channels that serve a model over each protocol they speak
+//! natively (`--protocols`).
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
@@ -7,14 +8,51 @@ use std::{
 
 use router_proto::{Money, Multiplier, Tariff, TokenPrices, pb};
 
-/// The wire protocol of an endpoint, which decides which channel types can serve it.
+/// The wire protocol of an endpoint: a channel serves it natively when it lists it in its
+/// protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
-    /// OpenAI's API: `openai`, `azure` and `gemini` channels.
-    OpenAi = 0,
-    /// Anthropic's Messages API: `anthropic` channels.
-    Anthropic = 1,
+    /// OpenAI Chat Completions.
+    Chat = 0,
+    /// OpenAI legacy completions.
+    Completions = 1,
+    /// OpenAI embeddings.
+    Embeddings = 2,
+    /// OpenAI Responses API.
+    Responses = 3,
+    /// Anthropic Messages (and its `count_tokens`).
+    Messages = 4,
 }
+
+/// How many protocols there are.
+const PROTOCOLS: usize = 5;
+
+impl Protocol {
+    fn parse(name: &str) -> Option<Protocol> {
+        Some(match name {
+            "chat" => Protocol::Chat,
+            "completions" => Protocol::Completions,
+            "embeddings" => Protocol::Embeddings,
+            "responses" => Protocol::Responses,
+            "messages" => Protocol::Messages,
+            _ => return None,
+        })
+    }
+
+    /// The name `--protocols` and usage records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Chat => "chat",
+            Protocol::Completions => "completions",
+            Protocol::Embeddings => "embeddings",
+            Protocol::Responses => "responses",
+            Protocol::Messages => "messages",
+        }
+    }
+}
+
+/// The enabled channels serving one model, by protocol, highest priority first.
+pub type Routes = [Vec<Arc<ChannelInfo>>; PROTOCOLS];
 
 /// How to talk to a channel's upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,14 +76,6 @@ impl ChannelKind {
             "gemini" => ChannelKind::Gemini,
             _ => return None,
         })
-    }
-
-    /// The protocol this kind speaks.
-    pub fn protocol(self) -> Protocol {
-        match self {
-            ChannelKind::Anthropic => Protocol::Anthropic,
-            ChannelKind::OpenAi | ChannelKind::Azure | ChannelKind::Gemini => Protocol::OpenAi,
-        }
     }
 }
 
@@ -72,9 +102,23 @@ pub struct ChannelInfo {
     pub model_map: HashMap<String, String>,
     /// Azure `api-version`.
     pub api_version: Option<String>,
+    /// Where a non-Anthropic channel speaking Messages serves it (`{URL}/v1/messages`; `None`:
+    /// `{base_url}/messages`).
+    pub messages_base_url: Option<String>,
+    /// The credential header on the Messages protocol of a non-Anthropic channel (`x-api-key`).
+    pub messages_credential: Option<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl ChannelInfo {
+    /// The credential header for a request in `protocol`.
+    pub fn credential_for(&self, protocol: Protocol) -> Option<&(http::HeaderName, http::HeaderValue)> {
+        if protocol == Protocol::Messages && self.kind != ChannelKind::Anthropic {
+            self.messages_credential.as_ref()
+        } else {
+            self.credential.as_ref()
+        }
+    }
+
     /// The model name to send upstream for `model`.
     pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
         self.model_map.get(model).map_or(model, String::as_str)
@@ -198,7 +242,7 @@ pub struct Catalog {
     pub currency: String,
     models: HashMap<String, Arc<ModelInfo>>,
     groups: HashMap<i64, GroupInfo>,
-    routes: HashMap<String, [Vec<Arc<ChannelInfo>>; 2]>,
+    routes: HashMap<String, Routes>,
     served: HashSet<String>,
     /// Exact aliases: name -> the priced model they are served as.
     aliases: HashMap<String, Arc<ModelInfo>>,
@@ -254,7 +298,7 @@ impl Catalog {
                 (g.id, info)
             })
             .collect();
-        let mut routes: HashMap<String, [Vec<Arc<ChannelInfo>>; 2]> = HashMap::new();
+        let mut routes: HashMap<String, Routes> = HashMap::new();
         let mut served = HashSet::new();
         for channel in raw.channels.values() {
             let Some(kind) = ChannelKind::parse(&channel.r#type) else { continue };
@@ -265,6 +309,14 @@ impl Catalog {
             if !channel.enabled {
                 continue;
             }
+            // The control plane sends the effective list; an empty one (an older control
+            // plane) means the type's defaults.
+            let names = router_proto::protocols::effective(&channel.r#type, &channel.protocols);
+            let protocols: Vec<Protocol> = names.iter().filter_map(|p| Protocol::parse(p)).collect();
+            let messages_credential = (kind != ChannelKind::Anthropic
+                && protocols.contains(&Protocol::Messages))
+            .then(|| credential(ChannelKind::Anthropic, &channel.api_key))
+            .flatten();
             let info = Arc::new(ChannelInfo {
                 id: channel.id,
                 name: Arc::from(channel.name.as_str()),
@@ -276,14 +328,22 @@ impl Catalog {
                 weight: u32::try_from(channel.weight).unwrap_or(0),
                 model_map: channel.model_map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 api_version: channel.api_version.clone(),
+                messages_base_url: channel
+                    .messages_base_url
+                    .as_ref()
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+                messages_credential,
             });
             for name in &channel.models {
                 let expanded = std::iter::once(name.as_str())
                     .chain(members.get(name.as_str()).into_iter().flatten().copied());
                 for model in expanded {
-                    let list = &mut routes.entry(model.to_owned()).or_default()[kind.protocol() as usize];
-                    if !list.iter().any(|c| c.id == info.id) {
-                        list.push(Arc::clone(&info));
+                    let lists = routes.entry(model.to_owned()).or_default();
+                    for protocol in &protocols {
+                        let list = &mut lists[*protocol as usize];
+                        if !list.iter().any(|c| c.id == info.id) {
+                            list.push(Arc::clone(&info));
+                        }
                     }
                 }
             }
@@ -339,9 +399,14 @@ impl Catalog {
         groups
     }
 
-    /// Enabled channels serving `model` over `protocol`, highest priority first.
+    /// Enabled channels serving `model` over `protocol` natively, highest priority first.
     pub fn channels(&self, protocol: Protocol, model: &str) -> &[Arc<ChannelInfo>] {
         self.routes.get(model).map_or(&[], |lists| lists[protocol as usize].as_slice())
+    }
+
+    /// Enabled channels serving `model`, by protocol.
+    pub fn routes(&self, model: &str) -> Option<&Routes> {
+        self.routes.get(model)
     }
 
     /// Whether any channel (enabled or not) lists `model`.
@@ -424,6 +489,15 @@ mod tests {
                 enabled: true,
                 ..Default::default()
             },
+            pb::Channel {
+                id: 5,
+                name: "deepseek".into(),
+                r#type: "openai".into(),
+                models: vec!["a".into()],
+                protocols: vec!["chat".into(), "messages".into()],
+                enabled: true,
+                ..Default::default()
+            },
         ];
         let models = [pb::Model { id: 1, name: "a".into(), price: price(5), ..Default::default() }];
         let groups = [pb::ModelGroup {
@@ -434,10 +508,20 @@ mod tests {
         }];
         raw.upsert(&channels, &models, &groups, &[]);
         let catalog = Catalog::build(raw);
-        let names: Vec<_> = catalog.channels(Protocol::OpenAi, "a").iter().map(|c| &*c.name).collect();
-        assert_eq!(names, ["high", "low"]);
-        assert_eq!(catalog.channels(Protocol::Anthropic, "a").len(), 1);
-        assert_eq!(catalog.channels(Protocol::OpenAi, "b").len(), 1);
+        let names = |protocol, model| -> Vec<String> {
+            catalog.channels(protocol, model).iter().map(|c| c.name.to_string()).collect()
+        };
+        assert_eq!(names(Protocol::Chat, "a"), ["high", "low", "deepseek"]);
+        // Each protocol by the channels that list it (here: the type's defaults, or declared).
+        assert_eq!(names(Protocol::Responses, "a"), ["high", "low"]);
+        assert_eq!(names(Protocol::Messages, "a"), ["claude", "deepseek"]);
+        assert_eq!(names(Protocol::Chat, "b"), ["low"]);
+        assert!(names(Protocol::Messages, "b").is_empty());
+        let deepseek = &catalog.channels(Protocol::Messages, "a")[1];
+        let (header, _) = deepseek.credential_for(Protocol::Messages).expect("x-api-key");
+        assert_eq!(header.as_str(), "x-api-key");
+        let (header, _) = deepseek.credential_for(Protocol::Chat).expect("bearer");
+        assert_eq!(header, http::header::AUTHORIZATION);
         let a = catalog.model("a").expect("priced");
         assert!(matches!(a.tariff, Tariff::Tokens(t) if t.input.nanos() == 5));
         assert_eq!(a.model_group.as_deref(), Some("fam"));

@@ -46,11 +46,14 @@ impl Endpoint {
         }
     }
 
-    /// Which channels can serve it.
+    /// The protocol it speaks: channels listing it serve it natively.
     pub fn protocol(self) -> Protocol {
         match self {
-            Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
-            _ => Protocol::OpenAi,
+            Endpoint::ChatCompletions => Protocol::Chat,
+            Endpoint::Completions => Protocol::Completions,
+            Endpoint::Embeddings => Protocol::Embeddings,
+            Endpoint::Responses => Protocol::Responses,
+            Endpoint::Messages | Endpoint::CountTokens => Protocol::Messages,
         }
     }
 
@@ -70,7 +73,7 @@ impl Endpoint {
 
     /// Whether errors use Anthropic's shape.
     pub fn anthropic_errors(self) -> bool {
-        self.protocol() == Protocol::Anthropic
+        self.protocol() == Protocol::Messages
     }
 
     /// Whether requests to it are billed (`count_tokens` is free and leaves no usage record).

@@ -173,6 +173,8 @@ mod tests {
             weight,
             model_map: HashMap::new(),
             api_version: None,
+            messages_base_url: None,
+            messages_credential: None,
         })
     }
 

@@ -11,7 +11,10 @@ use hyper_util::{
 };
 
 use super::endpoint::Endpoint;
-use crate::policy::{ChannelInfo, catalog::ChannelKind};
+use crate::policy::{
+    ChannelInfo,
+    catalog::{ChannelKind, Protocol},
+};
 
 /// The shared upstream client (connection pools per host, HTTP/1.1 and HTTP/2, TLS).
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -55,6 +58,16 @@ fn path(endpoint: Endpoint) -> &'static str {
 pub fn url(channel: &ChannelInfo, endpoint: Endpoint, upstream_model: &str, query: Option<&str>) -> String {
     let base = &channel.base_url;
     let mut url = match channel.kind {
+        // An OpenAI-compatible server's Anthropic API: at `--messages-base-url` as at an
+        // Anthropic base, else beside its other endpoints (`{base}/messages`).
+        ChannelKind::OpenAi | ChannelKind::Azure | ChannelKind::Gemini
+            if endpoint.protocol() == Protocol::Messages =>
+        {
+            match &channel.messages_base_url {
+                Some(messages_base) => format!("{messages_base}/{}", path(endpoint)),
+                None => format!("{base}/{}", &path(endpoint)["v1/".len()..]),
+            }
+        }
         ChannelKind::Azure => {
             let version = channel.api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
             format!("{base}/openai/deployments/{upstream_model}/{}?api-version={version}", path(endpoint))
@@ -117,12 +130,13 @@ pub fn request(
             headers.append(name.clone(), value.clone());
         }
     }
+    let messages = endpoint.protocol() == Protocol::Messages;
     let (name, value) = channel
-        .credential
-        .clone()
+        .credential_for(endpoint.protocol())
+        .cloned()
         .ok_or_else(|| anyhow::anyhow!("the channel's api key is not a valid header value"))?;
     headers.insert(name, value);
-    if channel.kind == ChannelKind::Anthropic {
+    if messages {
         headers
             .entry(HeaderName::from_static("anthropic-version"))
             .or_insert(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
@@ -149,6 +163,8 @@ mod tests {
             weight: 1,
             model_map: Default::default(),
             api_version: Some("2024-06-01".into()),
+            messages_base_url: None,
+            messages_credential: crate::policy::catalog::credential(ChannelKind::Anthropic, "upstream-key"),
         }
     }
 
@@ -167,6 +183,23 @@ mod tests {
         assert_eq!(
             url(&anthropic, Endpoint::Messages, "m", Some("beta=true")),
             "https://api.anthropic.com/v1/messages?beta=true"
+        );
+        // An OpenAI-compatible channel that also speaks Messages: beside its other endpoints,
+        // or at its own Anthropic base.
+        let mut deepseek = channel(ChannelKind::OpenAi, "https://api.deepseek.com/v1");
+        assert_eq!(url(&deepseek, Endpoint::Messages, "m", None), "https://api.deepseek.com/v1/messages");
+        assert_eq!(
+            url(&deepseek, Endpoint::CountTokens, "m", None),
+            "https://api.deepseek.com/v1/messages/count_tokens"
+        );
+        deepseek.messages_base_url = Some("https://api.deepseek.com/anthropic".into());
+        assert_eq!(
+            url(&deepseek, Endpoint::Messages, "m", Some("beta=true")),
+            "https://api.deepseek.com/anthropic/v1/messages?beta=true"
+        );
+        assert_eq!(
+            url(&deepseek, Endpoint::ChatCompletions, "m", None),
+            "https://api.deepseek.com/v1/chat/completions"
         );
         let azure = channel(ChannelKind::Azure, "https://x.openai.azure.com");
         assert_eq!(
@@ -199,5 +232,12 @@ mod tests {
             Some(&b"Bearer upstream-key"[..])
         );
         assert!(request.headers().get("x-api-key").is_none());
+        // The same channel on its Messages protocol: Anthropic's headers.
+        let request =
+            super::request(&openai, Endpoint::Messages, "m", None, &headers, Bytes::new()).expect("request");
+        let sent = request.headers();
+        assert_eq!(sent.get("x-api-key").map(|v| v.as_bytes()), Some(&b"upstream-key"[..]));
+        assert!(sent.get("authorization").is_none());
+        assert_eq!(sent.get("anthropic-version").map(|v| v.as_bytes()), Some(&b"2023-06-01"[..]));
     }
 }

@@ -402,6 +402,8 @@ pub fn declared(state: State) -> Setup {
             .map(|c| DeclaredChannel {
                 spec: ChannelSpec {
                     models: c.model_list(),
+                    protocols: c.declared_protocols(),
+                    messages_base_url: c.messages_base_url.clone(),
                     model_map: c.model_map().into_iter().collect::<BTreeMap<_, _>>(),
                     name: c.name,
                     channel_type: c.channel_type,
