@@ -47,6 +47,15 @@ pub struct Config {
     #[arg(long, env = "ROUTER_POLICY_POLL_INTERVAL_MS", default_value_t = 200,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub policy_poll_interval_ms: u64,
+    /// Seconds between two health checks of every channel (one small real request each);
+    /// 0: no checks.
+    #[arg(long, env = "ROUTER_CHANNEL_CHECK_INTERVAL", default_value_t = 0)]
+    pub channel_check_interval: u64,
+
+    /// Failed checks in a row that disable a channel (a passing check enables it again).
+    #[arg(long, env = "ROUTER_CHANNEL_CHECK_FAILURES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub channel_check_failures: u32,
 }
 
 impl Config {

@@ -6,5 +6,6 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod server;
 pub mod store;

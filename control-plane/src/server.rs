@@ -93,6 +93,11 @@ pub async fn serve(
     let (stop_streams, streams_stopped) = watch::channel(false);
     tokio::spawn(sweep_leases(db.clone(), streams_stopped.clone()));
     tokio::spawn(maintain_usage(db.clone(), config.usage_retention_days, streams_stopped.clone()));
+    if config.channel_check_interval > 0 {
+        let interval = Duration::from_secs(config.channel_check_interval);
+        let (db, feed, stop) = (db.clone(), feed.clone(), streams_stopped.clone());
+        tokio::spawn(crate::health::run(db, feed, interval, config.channel_check_failures, stop));
+    }
 
     let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
     let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped);

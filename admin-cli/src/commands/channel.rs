@@ -45,6 +45,16 @@ pub enum ChannelCommand {
         #[arg(value_parser = args::name)]
         name: String,
     },
+    /// Send one small real request through a channel and print its status and latency
+    /// (exit 1 when it fails).
+    Test {
+        /// The channel's name.
+        #[arg(value_parser = args::name)]
+        name: String,
+        /// The model to ask for (default: the channel's first; its model map applies).
+        #[arg(long, value_name = "M", value_parser = args::name)]
+        model: Option<String>,
+    },
 }
 
 /// The protocol a channel speaks upstream.
@@ -230,6 +240,22 @@ pub async fn run(command: ChannelCommand, admin: &mut Admin, out: &mut Output) -
             let json = serde_json::json!({ "deleted": name });
             return out.either(&json, &format!("deleted channel {name}"));
         }
+        ChannelCommand::Test { name, model } => {
+            let result = admin.test_channel(pb::TestChannelRequest { name, model }).await?.into_inner();
+            let view = TestView {
+                name: result.name,
+                ok: result.ok,
+                status: result.status,
+                latency_ms: result.latency_ms,
+                error: result.error,
+            };
+            out.record(&view)?;
+            if view.ok {
+                return Ok(());
+            }
+            let why = view.error.as_deref().unwrap_or("no reason given");
+            return Err(Error::Server(format!("channel {} failed its check: {why}", view.name)));
+        }
     };
     out.record(&ChannelView::new(channel.get_ref()))
 }
@@ -252,7 +278,34 @@ pub struct ChannelView {
     model_map: BTreeMap<String, String>,
     api_version: Option<String>,
     enabled: bool,
+    /// `admin` or `health` while disabled.
+    disabled_reason: Option<String>,
     created_at: String,
+}
+
+/// The outcome of `channel test`.
+#[derive(Debug, Serialize)]
+struct TestView {
+    name: String,
+    ok: bool,
+    /// 0: no answer came.
+    status: u32,
+    latency_ms: u64,
+    error: Option<String>,
+}
+
+impl Record for TestView {
+    const COLUMNS: &'static [&'static str] = &["name", "ok", "status", "latency_ms", "error"];
+
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("name", self.name.clone()),
+            ("ok", self.ok.to_string()),
+            ("status", if self.status == 0 { output::UNSET.to_owned() } else { self.status.to_string() }),
+            ("latency_ms", self.latency_ms.to_string()),
+            ("error", or_unset(self.error.as_ref())),
+        ]
+    }
 }
 
 impl ChannelView {
@@ -273,14 +326,25 @@ impl ChannelView {
             model_map: channel.model_map.clone().into_iter().collect(),
             api_version: channel.api_version.clone(),
             enabled: channel.enabled,
+            disabled_reason: channel.disabled_reason.clone(),
             created_at: output::time(channel.created_at_unix_micros),
         }
     }
 }
 
 impl Record for ChannelView {
-    const COLUMNS: &'static [&'static str] =
-        &["id", "name", "type", "enabled", "priority", "weight", "models", "protocols", "base_url"];
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "type",
+        "enabled",
+        "disabled_reason",
+        "priority",
+        "weight",
+        "models",
+        "protocols",
+        "base_url",
+    ];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         let model_map: Vec<String> = self.model_map.iter().map(|(from, to)| format!("{from}={to}")).collect();
@@ -298,6 +362,7 @@ impl Record for ChannelView {
             ("model_map", output::list(&model_map, output::UNSET)),
             ("api_version", or_unset(self.api_version.as_ref())),
             ("enabled", self.enabled.to_string()),
+            ("disabled_reason", or_unset(self.disabled_reason.as_ref())),
             ("created_at", self.created_at.clone()),
         ]
     }

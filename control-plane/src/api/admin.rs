@@ -12,6 +12,7 @@ use crate::{
     store::{
         accounts, aliases, channels, codes, groups, keys, ledger, models, pricing, quarantine, setup, usage,
     },
+    health::Checker,
 };
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -22,12 +23,13 @@ pub struct AdminApi {
     db: Db,
     feed: PolicyFeed,
     currency: String,
+    checker: Checker,
 }
 
 impl AdminApi {
     /// An admin API over `db`; policy changes are announced on `feed`.
     pub fn new(db: Db, feed: PolicyFeed, currency: String) -> AdminApi {
-        AdminApi { db, feed, currency }
+        AdminApi { db, feed, currency, checker: Checker::new() }
     }
 
     /// Answers an apply or import; watchers are told when it changed the policy.
@@ -103,6 +105,24 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let channel = channels::set_enabled(&self.db, &r.name, r.enabled).await?;
         self.changed(convert::channel_to_pb(channel, false))
+    }
+
+    async fn test_channel(&self, request: Request<pb::TestChannelRequest>) -> Answer<pb::ChannelTestResult> {
+        let r = request.into_inner();
+        let channel = channels::get(&self.db, &r.name).await?;
+        if let Some(model) = &r.model
+            && !channel.model_list().contains(model)
+        {
+            return Err(Status::invalid_argument(format!("channel {:?} does not serve {model:?}", r.name)));
+        }
+        let result = self.checker.check(&channel, r.model.as_deref()).await;
+        Ok(Response::new(pb::ChannelTestResult {
+            name: channel.name,
+            ok: result.ok,
+            status: u32::from(result.status),
+            latency_ms: u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX),
+            error: result.error,
+        }))
     }
 
     async fn delete_channel(&self, request: Request<pb::NameRequest>) -> Answer<pb::Empty> {

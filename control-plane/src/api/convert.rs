@@ -78,6 +78,7 @@ pub fn channel_to_pb(channel: Channel, reveal_key: bool) -> pb::Channel {
         api_version: channel.api_version,
         enabled: channel.enabled,
         created_at_unix_micros: channel.created_at,
+        disabled_reason: channel.disabled_reason,
     }
 }
 

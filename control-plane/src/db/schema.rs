@@ -89,6 +89,7 @@ diesel::table! {
         created_at -> BigInt,
         protocols -> Text,
         messages_base_url -> Nullable<Text>,
+        disabled_reason -> Nullable<Text>,
     }
 }
 

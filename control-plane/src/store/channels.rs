@@ -52,7 +52,15 @@ pub struct Channel {
     pub protocols: String,
     /// Where an `openai` channel serves Anthropic's Messages API (`{URL}/v1/messages`).
     pub messages_base_url: Option<String>,
+    /// Why it is disabled ([`DISABLED_BY_ADMIN`] or [`DISABLED_BY_HEALTH`]); `None` while
+    /// enabled.
+    pub disabled_reason: Option<String>,
 }
+
+/// `disabled_reason` of a channel an admin disabled: health checks never enable it.
+pub const DISABLED_BY_ADMIN: &str = "admin";
+/// `disabled_reason` of a channel its health checks disabled: a passing check enables it.
+pub const DISABLED_BY_HEALTH: &str = "health";
 
 impl Channel {
     /// The protocols as declared (empty: the type's defaults).
@@ -224,6 +232,7 @@ pub fn new_row(spec: ChannelSpec, now: i64) -> StoreResult<Channel> {
         created_at: now,
         protocols,
         messages_base_url: clean_url(spec.messages_base_url),
+        disabled_reason: None,
     };
     validate(&channel)?;
     Ok(channel)
@@ -312,13 +321,47 @@ pub async fn update(db: &Db, name: &str, update: ChannelUpdate) -> StoreResult<C
     .await
 }
 
-/// Enables or disables a channel.
+/// Enables or disables a channel (an admin's decision, which health checks respect).
 pub async fn set_enabled(db: &Db, name: &str, enabled: bool) -> StoreResult<Channel> {
     change(db, name, move |channel| {
         channel.enabled = enabled;
+        channel.disabled_reason = (!enabled).then(|| DISABLED_BY_ADMIN.to_owned());
         Ok(())
     })
     .await
+}
+
+/// What a health check concluded about channel `id`: an enabled channel that is not `healthy`
+/// is disabled with reason `health`; a channel disabled for its health that is `healthy` again
+/// is enabled. Anything else (above all a channel an admin disabled) is left alone. Returns the
+/// channel when it changed.
+pub async fn set_health(db: &Db, id: i64, healthy: bool) -> StoreResult<Option<Channel>> {
+    write_tx!(db, |conn| {
+        let Some(mut channel) =
+            channels::table.find(id).select(Channel::as_select()).first(conn).await.optional()?
+        else {
+            return Ok(None);
+        };
+        let by_health = channel.disabled_reason.as_deref() == Some(DISABLED_BY_HEALTH);
+        match (channel.enabled, healthy) {
+            (true, false) => {
+                channel.enabled = false;
+                channel.disabled_reason = Some(DISABLED_BY_HEALTH.to_owned());
+            }
+            (false, true) if by_health => {
+                channel.enabled = true;
+                channel.disabled_reason = None;
+            }
+            _ => return Ok(None),
+        }
+        channel.version = conn.bump_policy_version().await?;
+        let changed = diesel::update(channels::table.find(channel.id))
+            .set(&channel)
+            .returning(Channel::as_returning())
+            .get_result(conn)
+            .await?;
+        Ok(Some(changed))
+    })
 }
 
 /// One channel by name.
