@@ -4,8 +4,8 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use router_proto::pb::{admin_service_server::AdminServiceServer, node_service_server::NodeServiceServer};
+use router_startup::accept::Acceptor;
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
     api::{admin::AdminApi, auth::BearerCheck, feed::PolicyFeed, node::NodeApi},
@@ -20,10 +20,22 @@ const LEASE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 const USAGE_MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 /// How long shutdown may take once streams are told to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// HTTP/2 pings on an idle connection, and how long a ping may go unanswered before the
+/// connection is closed.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// TCP keep-alive probes after this much idle time (a peer gone without a word).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Concurrent gRPC calls per connection (a data plane holds a few streams and calls).
+const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Connects to the database and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     config.validate()?;
+    match router_startup::accept::raise_descriptor_limit() {
+        Ok(limit) => tracing::info!(limit, "descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
+    }
     let db = Db::connect(&config.database_url).await?;
     tracing::info!(backend = ?db.backend(), "database ready");
     let listener = TcpListener::bind(config.listen)
@@ -119,12 +131,18 @@ pub async fn serve(
         let _ = signal_sent.send(true);
     });
     let mut graceful = signal.clone();
+    // Accept errors (out of descriptors) back off instead of spinning: tonic's own listener
+    // retries them at once.
+    let incoming = Acceptor::new(listener)?.into_stream(Some(TCP_KEEPALIVE));
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .add_service(health)
         .add_service(reflection)
         .add_service(admin)
         .add_service(node)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = graceful.wait_for(|stop| *stop).await;
         });
     tracing::info!("listening on {address}");

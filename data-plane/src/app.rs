@@ -4,7 +4,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::{
     config::Config,
@@ -40,6 +40,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The policy version loaded (0 until the first snapshot).
     pub loaded: watch::Receiver<u64>,
+    /// One permit per client connection that may be open (`--max-connections`).
+    pub connections: Arc<Semaphore>,
 }
 
 impl App {

@@ -77,6 +77,24 @@ pub struct Config {
     #[arg(long, env = "ROUTER_RESERVE_OUTPUT_TOKENS", default_value_t = 4096)]
     pub reserve_output_tokens: u64,
 
+    /// Seconds a client has to send a whole request head: from connecting for the first
+    /// request, from its first byte for the next ones. A connection that has not is closed.
+    #[arg(long, env = "ROUTER_HEADER_READ_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Longest wait, in seconds, for the next piece of a request body; then 408.
+    #[arg(long, env = "ROUTER_BODY_READ_TIMEOUT", default_value = "60", value_parser = seconds)]
+    pub body_read_timeout: Duration,
+
+    /// Seconds a connection may stay idle between two requests before it is closed.
+    #[arg(long, env = "ROUTER_KEEP_ALIVE_TIMEOUT", default_value = "90", value_parser = seconds)]
+    pub keep_alive_timeout: Duration,
+
+    /// Most client connections open at once; beyond it new connections wait in the listen
+    /// backlog until one closes.
+    #[arg(long, env = "ROUTER_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Worker threads, each serving its own share of connections start to end (0: one per CPU).
     #[arg(long, env = "ROUTER_DP_WORKERS", default_value_t = 0)]
     pub workers: usize,

@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod quota;
 pub mod report;
 pub mod server;
+pub mod watchdog;
 
 use std::{future::Future, sync::Arc};
 
@@ -60,7 +61,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     .map_err(|e| anyhow::anyhow!("cannot open the usage spool in {}: {e}", config.spool_dir.display()))?;
     let quota = quota::Quota::new(node.clone(), node_id.clone(), reporter.clone(), stopped.clone());
 
+    match router_startup::accept::raise_descriptor_limit() {
+        Ok(limit) => tracing::info!(limit, max_connections = config.max_connections, "descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
+    }
     let app = App {
+        connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize)),
         http: proxy::upstream::client(config.connect_timeout),
         config,
         node_id,

@@ -14,6 +14,8 @@ use tokio::{
     sync::watch,
 };
 
+use router_startup::accept::Acceptor;
+
 use crate::{
     app::App,
     body::{ResponseBody, empty},
@@ -23,6 +25,7 @@ use crate::{
         endpoint::Endpoint,
         error::{ApiError, ErrorCode},
     },
+    watchdog::{self, Tracked, Watch, Watched},
 };
 
 /// Serves HTTP on the configured address until `shutdown` completes, then drains each
@@ -134,36 +137,54 @@ async fn keep_timer_armed() {
 }
 
 /// Accepts connections until `shutdown` completes, then drains for up to the grace.
+///
+/// A connection takes one of the `--max-connections` permits (shared by all workers) before it
+/// is accepted, so beyond the cap new connections wait in the listen backlog; the acceptor
+/// backs off while the process is out of descriptors.
 async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let mut acceptor = match Acceptor::new(listener) {
+        Ok(acceptor) => acceptor,
+        Err(error) => {
+            tracing::error!(%error, "cannot accept on a worker's socket");
+            return;
+        }
+    };
+    let (header, keep_alive) = (app.config.header_read_timeout, app.config.keep_alive_timeout);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    continue;
-                }
-            },
+        let (stream, _, permit) = tokio::select! {
+            accepted = acceptor.accept_when(|| Arc::clone(&app.connections).acquire_owned()) => accepted,
             () = &mut shutdown => break,
         };
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { break };
         let _ = stream.set_nodelay(true);
+        let watch = Watch::new();
         let app = Arc::clone(&app);
+        let on_request = Arc::clone(&watch);
         let service = service_fn(move |request| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(route(app, request).await) }
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            let busy = on_request.request();
+            async move {
+                let response = route(app, request).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
             }
         });
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&watch)));
+        let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            match watchdog::guard(connection, &watch, header, keep_alive).await {
+                Some(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
+                Some(Ok(())) => {}
+                None => tracing::debug!("connection closed: header or keep-alive timeout"),
+            }
+            drop(permit);
+        });
     }
-    drop(listener);
+    drop(acceptor);
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("a worker's requests all finished"),
         () = tokio::time::sleep(app.config.shutdown_grace) => tracing::warn!("shutdown grace period over; closing what is left"),
@@ -316,15 +337,10 @@ async fn keyed(
         }
         "/api/redeem" => {
             let limit = app.config.max_body_bytes.min(64 * 1024);
-            match http_body_util::BodyExt::collect(http_body_util::Limited::new(request.into_body(), limit))
-                .await
-            {
-                Ok(body) => account::redeem(app, key_id, &body.to_bytes()).await,
-                Err(_) => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidRequest,
-                    "cannot read the request body",
-                )),
+            let (head, body) = request.into_parts();
+            match proxy::request::read_body(&head.headers, body, limit, app.config.body_read_timeout).await {
+                Ok(body) => account::redeem(app, key_id, &body).await,
+                Err(error) => Err(error),
             }
         }
         _ => {

@@ -1,7 +1,10 @@
 //! Start-up shared by Code Router's binaries: logging to stderr, the tokio runtime, the
-//! shutdown signals, and the mapping of failure to an exit code. Binaries stay thin: they parse
-//! their configuration and hand the rest to [`run`].
+//! shutdown signals, the mapping of failure to an exit code, and the accept loop both servers
+//! share ([`accept`]). Binaries stay thin: they parse their configuration and hand the rest to
+//! [`run`].
 #![forbid(unsafe_code)]
+
+pub mod accept;
 
 use std::{future::Future, io::IsTerminal, process::ExitCode};
 

@@ -249,6 +249,11 @@ impl Process {
         Ok(())
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_some()
@@ -466,7 +471,25 @@ pub struct DataPlane {
 impl DataPlane {
     /// Starts a data plane for `cp` with extra flags, and waits until it is ready.
     pub async fn start(cp: &ControlPlane, spool_dir: &Path, args: &[&str]) -> anyhow::Result<DataPlane> {
-        let mut command = Command::new(bin("router-data-plane"));
+        DataPlane::start_under(cp, spool_dir, args, &[]).await
+    }
+
+    /// The same, run under `wrapper` (a command and its arguments that runs the rest, such as
+    /// `prlimit --nofile=128:128`; empty: none).
+    pub async fn start_under(
+        cp: &ControlPlane,
+        spool_dir: &Path,
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> anyhow::Result<DataPlane> {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(bin("router-data-plane"));
+                command
+            }
+            None => Command::new(bin("router-data-plane")),
+        };
         command
             .args(["--listen", "127.0.0.1:0", "--control-plane", &cp.endpoint])
             .arg("--spool-dir")

@@ -59,7 +59,9 @@ async fn serve(
     let caller = auth::authenticate(&policy, request.headers(), crate::app::unix_micros())?;
     // Step 2: the body.
     let (head, body) = request.into_parts();
-    let body = request::read_body(&head.headers, body, app.config.max_body_bytes).await?;
+    let body =
+        request::read_body(&head.headers, body, app.config.max_body_bytes, app.config.body_read_timeout)
+            .await?;
     let fields = request::fields(&body)?;
     // Step 3: the model (an alias is served and billed as its target), and whether this key
     // may use it.

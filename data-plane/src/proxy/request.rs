@@ -1,11 +1,11 @@
 //! Step 2 of the request path, the request body: read size-limited, the few fields the gateway
 //! reads (borrowed, the rest skipped unparsed) and the small splice it makes (a mapped model
 //! name, `stream_options`), copying every other top-level value through byte for byte.
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{
     Deserialize, Deserializer,
@@ -18,8 +18,14 @@ use super::error::{ApiError, ErrorCode};
 /// Request bodies up to this size are copied out of the connection's read buffer.
 const SMALL_BODY_BYTES: usize = 16 * 1024;
 
-/// The body, size-limited (413 at once on a declared `Content-Length` over the limit).
-pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+/// The body, size-limited (413 at once on a declared `Content-Length` over the limit), each
+/// piece awaited at most `timeout` (then 408).
+pub async fn read_body(
+    headers: &HeaderMap,
+    mut body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -32,23 +38,50 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Res
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        // A body that came in one piece is a slice of the connection's read buffer; the meter
-        // keeps the body until the answer ends (to count tokens locally if the upstream reports
-        // none), which would pin that whole buffer for as long as a stream lasts. A small body
-        // is copied out instead: a few hundred bytes per request rather than kilobytes per
-        // open stream.
-        Ok(collected) => {
-            let body = collected.to_bytes();
-            Ok(if body.len() <= SMALL_BODY_BYTES { Bytes::copy_from_slice(&body) } else { body })
+    // A body that comes in one piece stays that piece (a slice of the connection's read
+    // buffer); one in several is joined.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(error))) => {
+                return Err(bad_request(format!("cannot read the request body: {error}")));
+            }
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::InvalidRequest,
+                    format!("the request body stalled: no data for {} s", timeout.as_secs_f64()),
+                ));
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        length += data.len();
+        if length > limit {
+            return Err(too_large());
         }
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidRequest,
-            format!("cannot read the request body: {error}"),
-        )),
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    joined.extend_from_slice(&earlier);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
     }
+    // The meter keeps the body until the answer ends (to count tokens locally if the upstream
+    // reports none), which would pin the connection's whole read buffer for as long as a
+    // stream lasts. A small body is copied out instead: a few hundred bytes per request rather
+    // than kilobytes per open stream.
+    Ok(match first {
+        Some(body) if body.len() <= SMALL_BODY_BYTES => Bytes::copy_from_slice(&body),
+        Some(body) => body,
+        None => Bytes::from(joined),
+    })
 }
 
 #[derive(Deserialize)]
