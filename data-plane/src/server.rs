@@ -315,7 +315,7 @@ async fn keyed(
         return ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
-            format!("no route for {method} {path}"),
+            format!("no route for {method} {}", proxy::error::echo(path)),
         )
         .response(anthropic);
     }
@@ -349,7 +349,7 @@ async fn keyed(
                 ApiError::new(
                     StatusCode::NOT_FOUND,
                     ErrorCode::ModelNotFound,
-                    format!("the model `{id}` does not exist"),
+                    format!("the model `{}` does not exist", proxy::error::echo(id)),
                 )
             })
         }

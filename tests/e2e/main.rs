@@ -37,6 +37,7 @@ mod proxy;
 mod quickstart;
 mod quota;
 mod quota_dp;
+mod requests;
 mod sdk;
 mod security;
 mod setup;

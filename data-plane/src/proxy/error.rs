@@ -72,6 +72,18 @@ impl ErrorCode {
     }
 }
 
+/// Longest client-given text an error message repeats, in characters.
+pub const MAX_ECHO_CHARS: usize = 200;
+
+/// `text` as an error message may repeat it: at most [`MAX_ECHO_CHARS`] characters, marked
+/// with `…` when cut (a 1 MB model name is not sent back whole).
+pub fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

@@ -69,7 +69,7 @@ async fn serve(
         ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::ModelNotFound,
-            format!("the model `{}` does not exist", fields.model),
+            format!("the model `{}` does not exist", error::echo(&fields.model)),
         )
     })?;
     check_access(&caller, model)?;

@@ -13,7 +13,7 @@ use serde::{
 };
 use serde_json::value::RawValue;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, echo};
 
 /// Request bodies up to this size are copied out of the connection's read buffer.
 const SMALL_BODY_BYTES: usize = 16 * 1024;
@@ -148,10 +148,15 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
 }
 
-/// Reads the fields of a JSON body; 400 when it is not a JSON object with a string `model`.
+/// Reads the fields of a JSON body; 400 when it is not UTF-8, or not a JSON object with a
+/// string `model`.
 pub fn fields(body: &[u8]) -> Result<Fields<'_>, ApiError> {
-    let raw: Raw<'_> = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?;
+    // JSON is UTF-8 (RFC 8259); the parser would skip the unread members without checking.
+    let body = std::str::from_utf8(body).map_err(|e| {
+        bad_request(format!("the request body is not valid UTF-8 (at byte {})", e.valid_up_to()))
+    })?;
+    let raw: Raw<'_> = serde_json::from_str(body)
+        .map_err(|e| bad_request(format!("the request body is not valid JSON: {}", echo(&e.to_string()))))?;
     let model =
         raw.model.filter(|m| !m.is_empty()).ok_or_else(|| bad_request("the request has no `model`"))?;
     Ok(Fields {
@@ -192,8 +197,9 @@ impl<'de> Deserialize<'de> for Members<'de> {
 /// The body with `model` replaced (when `model` is given) and `stream_options.include_usage`
 /// set (when `include_usage`); every other member is copied through unchanged.
 pub fn splice(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, ApiError> {
-    let members: Members<'_> = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the request body is not a JSON object: {e}")))?;
+    let members: Members<'_> = serde_json::from_slice(body).map_err(|e| {
+        bad_request(format!("the request body is not a JSON object: {}", echo(&e.to_string())))
+    })?;
     let mut out = Vec::with_capacity(body.len() + 48);
     out.push(b'{');
     let mut first = true;

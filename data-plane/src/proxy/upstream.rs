@@ -77,10 +77,35 @@ pub fn url(channel: &ChannelInfo, endpoint: Endpoint, upstream_model: &str, quer
         }
     };
     if let Some(query) = query.filter(|q| !q.is_empty()) {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(query);
+        let mut separator = if url.contains('?') { '&' } else { '?' };
+        for parameter in query.split('&').filter(|p| !p.is_empty() && !is_credential(p)) {
+            url.push(separator);
+            url.push_str(parameter);
+            separator = '&';
+        }
     }
     url
+}
+
+/// Whether a query parameter (`name=value`) may carry a credential: `api_key`, `key` or
+/// `access_token`, in any case, percent-encoded or not. The gateway's own key must never reach
+/// a provider this way (nor does the gateway read keys from the query).
+fn is_credential(parameter: &str) -> bool {
+    let name = parameter.split_once('=').map_or(parameter, |(name, _)| name);
+    let mut decoded = String::with_capacity(name.len());
+    let mut bytes = name.bytes();
+    while let Some(byte) = bytes.next() {
+        let byte = match byte {
+            b'%' => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                std::str::from_utf8(&hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(b'%')
+            }
+            b'+' => b' ',
+            other => other,
+        };
+        decoded.push(char::from(byte.to_ascii_lowercase()));
+    }
+    matches!(decoded.trim(), "api_key" | "key" | "access_token" | "api-key" | "apikey")
 }
 
 /// Headers never forwarded: hop-by-hop ones, the client's credentials, and what the
@@ -110,6 +135,7 @@ fn is_withheld(name: &HeaderName) -> bool {
             | "forwarded"
             | "x-forwarded-for"
             | "x-real-ip"
+            | "expect"
     )
 }
 
@@ -201,6 +227,15 @@ mod tests {
             url(&deepseek, Endpoint::ChatCompletions, "m", None),
             "https://api.deepseek.com/v1/chat/completions"
         );
+        assert_eq!(
+            url(&openai, Endpoint::ChatCompletions, "m", Some("api_key=sk-1&x=1&KEY=2&access%5Ftoken=3&&y")),
+            "https://api.openai.com/v1/chat/completions?x=1&y",
+            "credentials in the query never go upstream"
+        );
+        assert_eq!(
+            url(&openai, Endpoint::ChatCompletions, "m", Some("key=1")),
+            "https://api.openai.com/v1/chat/completions"
+        );
         let azure = channel(ChannelKind::Azure, "https://x.openai.azure.com");
         assert_eq!(
             url(&azure, Endpoint::Embeddings, "dep", None),
@@ -215,6 +250,7 @@ mod tests {
         headers.insert("x-api-key", HeaderValue::from_static("sk-client"));
         headers.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("expect", HeaderValue::from_static("100-continue"));
         let anthropic = channel(ChannelKind::Anthropic, "http://h");
         let request =
             request(&anthropic, Endpoint::Messages, "m", None, &headers, Bytes::new()).expect("request");
@@ -224,6 +260,7 @@ mod tests {
         assert_eq!(sent.get("anthropic-beta").map(|v| v.as_bytes()), Some(&b"tools-2024"[..]));
         assert_eq!(sent.get("anthropic-version").map(|v| v.as_bytes()), Some(&b"2023-06-01"[..]));
         assert!(sent.get("connection").is_none());
+        assert!(sent.get("expect").is_none(), "Expect is between the client and the gateway");
         let openai = channel(ChannelKind::OpenAi, "http://h");
         let request = super::request(&openai, Endpoint::ChatCompletions, "m", None, &headers, Bytes::new())
             .expect("request");
