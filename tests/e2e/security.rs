@@ -116,3 +116,71 @@ async fn each_api_admits_only_its_own_token(backend: Backend) {
     let first = events.message().await.unwrap().expect("a first event");
     assert!(matches!(first.event, Some(pb::policy_event::Event::Snapshot(ref page)) if page.first));
 }
+
+on_both_backends!(a_replaced_channel_key_is_not_left_in_the_database_files);
+
+/// The bytes of the database's files that hold the channels (SQLite: the database and its
+/// write-ahead log; PostgreSQL: the table's file, after a checkpoint).
+async fn channel_files(db: &TestDb) -> Vec<u8> {
+    match db.backend {
+        Backend::Sqlite => {
+            let mut bytes = Vec::new();
+            for entry in std::fs::read_dir(&db.dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("router.db")) {
+                    bytes.extend(std::fs::read(&path).unwrap());
+                }
+            }
+            bytes
+        }
+        Backend::Postgres => {
+            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+            #[derive(diesel::QueryableByName)]
+            struct Row {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                text: String,
+            }
+            let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+            conn.batch_execute("CHECKPOINT").await.unwrap();
+            let rows: Vec<Row> = diesel::sql_query(
+                "SELECT current_setting('data_directory') || '/' || pg_relation_filepath('channels') AS text",
+            )
+            .load(&mut conn)
+            .await
+            .unwrap();
+            std::fs::read(&rows[0].text).unwrap()
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+async fn a_replaced_channel_key_is_not_left_in_the_database_files(backend: Backend) {
+    let db = TestDb::create(backend).await.unwrap();
+    let cp = ControlPlane::start(&db).unwrap();
+    let old_key = format!("sk-old-{}", random_name(24));
+    let new_key = format!("sk-new-{}", random_name(24));
+    cp.json(&[
+        "channel",
+        "add",
+        "--name",
+        "c",
+        "--type",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--api-key",
+        &old_key,
+        "--models",
+        "m",
+    ]);
+    assert!(contains(&channel_files(&db).await, &old_key), "the check cannot see the key it looks for");
+    cp.json(&["channel", "update", "c", "--api-key", &new_key]);
+    let files = channel_files(&db).await;
+    assert!(!contains(&files, &old_key), "the replaced key is still in the database files");
+    assert!(contains(&files, &new_key));
+    cp.json(&["channel", "delete", "c"]);
+    assert!(!contains(&channel_files(&db).await, &new_key), "a deleted channel's key is still there");
+}

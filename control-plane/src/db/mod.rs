@@ -131,6 +131,30 @@ impl Db {
         }
     }
 
+    /// Makes sure replaced or deleted rows of `table` (an old secret) are not left behind in
+    /// the database's files: SQLite overwrites freed content (`secure_delete`) and its
+    /// write-ahead log is checkpointed and truncated; PostgreSQL rewrites the table
+    /// (`VACUUM FULL`, which drops the old file). Best effort: a failure is logged.
+    pub async fn scrub(&self, table: &'static str) {
+        let done = match &self.pool {
+            Pool::Postgres(pool) => match pool.get().await {
+                Ok(mut conn) => {
+                    conn.batch_execute(&format!("VACUUM FULL {table}")).await.map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            },
+            Pool::Sqlite(pools) => match pools.write.get().await {
+                Ok(mut conn) => {
+                    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").await.map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        if let Err(error) = done {
+            tracing::warn!(table, %error, "cannot scrub replaced rows from the database files");
+        }
+    }
+
     async fn migrate(&self) -> anyhow::Result<()> {
         match &self.pool {
             Pool::Postgres(pool) => {
@@ -207,7 +231,8 @@ where
             let mut conn = SyncConnectionWrapper::<SqliteConnection, S>::establish(&path).await?;
             conn.batch_execute(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; {pragmas}"
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; \
+                 {pragmas}"
             ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

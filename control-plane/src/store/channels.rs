@@ -279,9 +279,10 @@ async fn change(
     })
 }
 
-/// Changes a channel.
+/// Changes a channel; a replaced api key is not left behind in the database files.
 pub async fn update(db: &Db, name: &str, update: ChannelUpdate) -> StoreResult<Channel> {
-    change(db, name, move |channel| {
+    let new_key = update.api_key.is_some();
+    let changed = change(db, name, move |channel| {
         if let Some(v) = update.name {
             channel.name = v;
         }
@@ -318,7 +319,11 @@ pub async fn update(db: &Db, name: &str, update: ChannelUpdate) -> StoreResult<C
         }
         Ok(())
     })
-    .await
+    .await?;
+    if new_key {
+        db.scrub("channels").await;
+    }
+    Ok(changed)
 }
 
 /// Enables or disables a channel (an admin's decision, which health checks respect).
@@ -386,7 +391,7 @@ pub async fn list(db: &Db) -> StoreResult<Vec<Channel>> {
         .await?))
 }
 
-/// Deletes a channel.
+/// Deletes a channel; its api key is not left behind in the database files.
 pub async fn delete(db: &Db, name: &str) -> StoreResult<()> {
     write_tx!(db, |conn| {
         let id: i64 = channels::table
@@ -400,7 +405,9 @@ pub async fn delete(db: &Db, name: &str) -> StoreResult<()> {
         diesel::delete(channels::table.find(id)).execute(conn).await?;
         conn.record_removal(version, "channel", id).await?;
         Ok(())
-    })
+    })?;
+    db.scrub("channels").await;
+    Ok(())
 }
 
 #[cfg(test)]

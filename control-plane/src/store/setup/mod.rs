@@ -211,7 +211,14 @@ pub async fn apply(db: &Db, setup: &Setup, options: Options) -> StoreResult<Appl
             applied.version = None;
             Ok(applied)
         }
-        (outcome, _) => outcome,
+        (outcome, _) => {
+            // A channel's key may have been replaced, or the channel deleted: leave no old key
+            // behind in the database files.
+            if outcome.as_ref().is_ok_and(|applied| applied.version.is_some()) {
+                db.scrub("channels").await;
+            }
+            outcome
+        }
     }
 }
 
