@@ -1,6 +1,11 @@
 //! Lying upstreams (INTERFACE.md, "Hostile clients and lying upstreams"): usage an upstream
 //! reports beyond what the request allowed is not believed, one lying answer never bills more
-//! than the request could have cost, and it never stops the reports behind it.
+//! than the request could have cost, and it never stops the reports behind it. Hostile clients:
+//! [`connections`] (timeouts, the connection cap, descriptor exhaustion) and [`requests`]
+//! (credentials in the query, invalid UTF-8, echoed fields).
+mod connections;
+mod requests;
+
 use std::time::Duration;
 
 use router_tests::{Backend, eventually, http_client, mock::Mode};
