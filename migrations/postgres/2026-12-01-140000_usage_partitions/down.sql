@@ -21,14 +21,15 @@ CREATE TABLE usage_records (
     first_byte_ms BIGINT NOT NULL,
     node_id TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    usage_adjusted BOOLEAN NOT NULL DEFAULT FALSE
+    usage_adjusted BOOLEAN NOT NULL DEFAULT FALSE,
+    requested_model TEXT
 );
 INSERT INTO usage_records (request_id, key_id, account_id, model, channel, endpoint, input_tokens,
                            cached_input_tokens, cache_write_tokens, output_tokens, cost, status,
-                           duration_ms, first_byte_ms, node_id, created_at, usage_adjusted)
+                           duration_ms, first_byte_ms, node_id, created_at, usage_adjusted, requested_model)
 SELECT request_id, key_id, account_id, model, channel, endpoint, input_tokens, cached_input_tokens,
        cache_write_tokens, output_tokens, cost, status, duration_ms, first_byte_ms, node_id,
-       created_at, usage_adjusted
+       created_at, usage_adjusted, requested_model
 FROM usage_records_partitioned ORDER BY created_at, request_id;
 CREATE INDEX usage_records_time ON usage_records (created_at, request_id);
 CREATE INDEX usage_records_account_time ON usage_records (account_id, created_at, request_id);

@@ -41,6 +41,8 @@ CREATE TABLE usage_records (
     node_id TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     usage_adjusted BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Added by 2026-12-01-130200_model_aliases, which runs before this one.
+    requested_model TEXT,
     -- Also the listing order's index.
     CONSTRAINT usage_records_pkey PRIMARY KEY (created_at, request_id)
 ) PARTITION BY RANGE (created_at);
@@ -119,10 +121,11 @@ SELECT router_usage_partitions((extract(epoch FROM now()) * 1000000)::BIGINT,
                                (extract(epoch FROM now() + INTERVAL '2 months') * 1000000)::BIGINT);
 INSERT INTO usage_records (request_id, key_id, account_id, model, channel, endpoint, input_tokens,
                            cached_input_tokens, cache_write_tokens, output_tokens, cost, status,
-                           duration_ms, first_byte_ms, node_id, created_at, usage_adjusted)
+                           duration_ms, first_byte_ms, node_id, created_at, usage_adjusted,
+                           requested_model)
 SELECT request_id, key_id, account_id, model, channel, endpoint, input_tokens, cached_input_tokens,
        cache_write_tokens, output_tokens, cost, status, duration_ms, first_byte_ms, node_id,
-       created_at, usage_adjusted
+       created_at, usage_adjusted, requested_model
 FROM usage_records_unpartitioned;
 INSERT INTO usage_request_ids (request_id, recorded_at)
 SELECT request_id, created_at FROM usage_records_unpartitioned;
