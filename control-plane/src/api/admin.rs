@@ -9,10 +9,10 @@ use super::{
 };
 use crate::{
     db::Db,
+    health::Checker,
     store::{
         accounts, aliases, channels, codes, groups, keys, ledger, models, pricing, quarantine, setup, usage,
     },
-    health::Checker,
 };
 
 type Answer<T> = Result<Response<T>, Status>;
