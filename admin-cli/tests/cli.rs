@@ -118,6 +118,7 @@ fake_admin_service! {
     add_channel: AddChannelRequest -> Channel;
     update_channel: UpdateChannelRequest -> Channel;
     get_channel: NameRequest -> Channel;
+    test_channel: TestChannelRequest -> ChannelTestResult;
     list_channels: ListChannelsRequest -> ListChannelsResponse;
     set_channel_enabled: SetChannelEnabledRequest -> Channel;
     delete_channel: NameRequest -> Empty;
