@@ -467,6 +467,7 @@ mod tests {
             created_at_unix_micros: 1_000_000,
             protocols: vec!["chat".into(), "messages".into()],
             messages_base_url: Some("https://api.deepseek.com/anthropic".into()),
+            disabled_reason: None,
         };
         assert_eq!(
             serde_json::to_value(ChannelView::new(&channel)).expect("views serialize"),
@@ -475,7 +476,7 @@ mod tests {
                 "api_key": "sk-a…wxyz", "models": ["gpt-4o"], "protocols": ["chat", "messages"],
                 "messages_base_url": "https://api.deepseek.com/anthropic", "priority": 0, "weight": 1,
                 "model_map": {"gpt-4o": "gpt-4o-2024-08-06"}, "api_version": null,
-                "enabled": true, "created_at": "1970-01-01T00:00:01Z",
+                "enabled": true, "disabled_reason": null, "created_at": "1970-01-01T00:00:01Z",
             })
         );
     }
