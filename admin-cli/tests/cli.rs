@@ -448,8 +448,8 @@ async fn usage_all_streams_every_page_as_csv() {
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].starts_with("request_id,key_id,account,model,channel,"), "{text}");
-    assert!(lines[1].starts_with("r3,3,bob,gpt-4o,oa,"), "{text}");
+    assert!(lines[0].starts_with("request_id,key_id,account,model,requested_model,channel,"), "{text}");
+    assert!(lines[1].starts_with("r3,3,bob,gpt-4o,gpt-4o,oa,"), "{text}");
     assert!(lines[3].contains(",1.5,ok,"), "amounts as decimal strings: {text}");
     assert_eq!(fake.calls()[0].method, "export_usage");
 
