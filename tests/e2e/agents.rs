@@ -13,16 +13,25 @@ use serde_json::{Value, json};
 
 use crate::proxy::Gateway;
 
-/// A key of a new account with no money.
-fn empty_account_key(gw: &Gateway) -> String {
+/// A key of a new account with no money, once the data plane knows it (a key it has not yet
+/// heard of is refused as invalid, 401, not as out of money).
+async fn empty_account_key(gw: &Gateway) -> String {
     gw.cp.json(&["account", "add", "broke", "--balance", "0"]);
-    gw.cp.json(&["key", "create", "--account", "broke"])["key"].as_str().unwrap().to_owned()
+    let key = gw.cp.json(&["key", "create", "--account", "broke"])["key"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {key}");
+    eventually(Duration::from_secs(15), || async {
+        let models = get(&gw.url("/v1/models"), &[("authorization", &bearer)]).await.unwrap();
+        (models.status == 200).then_some(())
+    })
+    .await
+    .expect("the data plane learns of the new key");
+    key
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sdks_stop_at_final_refusals() {
     let gw = Gateway::start(Backend::Sqlite, &[]).await;
-    let empty = empty_account_key(&gw);
+    let empty = empty_account_key(&gw).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/retry_check.py");
     let (url, key) = (gw.dp.url.clone(), gw.key.clone());
     let output = tokio::task::spawn_blocking(move || {
@@ -49,7 +58,7 @@ async fn refusal_headers_doubled_v1_and_account_headers() {
     let auth = gw.bearer();
     let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
     // Each refusal a retry cannot fix says so, on both error shapes.
-    let empty = format!("Bearer {}", empty_account_key(&gw));
+    let empty = format!("Bearer {}", empty_account_key(&gw).await);
     for (path, headers, body, status) in [
         ("/v1/chat/completions", vec![("authorization", "Bearer sk-wrong")], chat.clone(), 401),
         ("/v1/chat/completions", vec![("authorization", auth.as_str())], json!({"messages": []}), 400),
