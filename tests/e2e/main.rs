@@ -26,6 +26,7 @@ mod affinity;
 mod agents;
 mod aliases;
 mod conversion;
+mod convert_http;
 mod health;
 mod hostile;
 mod import;

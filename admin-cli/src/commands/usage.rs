@@ -183,6 +183,9 @@ pub struct UsageView {
     duration_ms: i64,
     created_at: String,
     usage_adjusted: bool,
+    /// The protocol the client spoke, and the upstream's (they differ when converted).
+    client_protocol: String,
+    upstream_protocol: String,
 }
 
 impl UsageView {
@@ -210,6 +213,8 @@ impl UsageView {
             duration_ms: record.duration_ms,
             created_at: output::time(record.created_at_unix_micros),
             usage_adjusted: record.usage_adjusted,
+            client_protocol: record.client_protocol.clone(),
+            upstream_protocol: record.upstream_protocol.clone(),
         }
     }
 }
@@ -252,6 +257,8 @@ impl Record for UsageView {
             ("duration_ms", self.duration_ms.to_string()),
             ("created_at", self.created_at.clone()),
             ("usage_adjusted", self.usage_adjusted.to_string()),
+            ("client_protocol", self.client_protocol.clone()),
+            ("upstream_protocol", self.upstream_protocol.clone()),
         ]
     }
 }
@@ -357,6 +364,8 @@ mod tests {
             duration_ms: 812,
             usage_adjusted: true,
             requested_model: "gpt-4o-latest".into(),
+            client_protocol: "messages".into(),
+            upstream_protocol: "chat".into(),
         };
         assert_eq!(
             serde_json::to_value(UsageView::new(&record)).expect("views serialize"),
@@ -366,6 +375,7 @@ mod tests {
                 "cached_input_tokens": 200, "cache_write_tokens": 0, "output_tokens": 50,
                 "cost": "0.00325", "status": "ok", "duration_ms": 812,
                 "created_at": "1970-01-01T00:00:00Z", "usage_adjusted": true,
+                "client_protocol": "messages", "upstream_protocol": "chat",
             })
         );
     }

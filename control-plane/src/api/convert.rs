@@ -390,6 +390,8 @@ pub fn usage_to_pb((row, account): (UsageRow, String)) -> pb::UsageRecord {
         duration_ms: row.duration_ms,
         usage_adjusted: row.usage_adjusted,
         requested_model: row.requested_model.unwrap_or(model),
+        client_protocol: row.client_protocol,
+        upstream_protocol: row.upstream_protocol,
     }
 }
 
@@ -436,6 +438,8 @@ pub fn report_from_pb(report: pb::UsageReport) -> Report {
         lease_id: report.lease_id.filter(|id| !id.is_empty()),
         usage_adjusted: report.usage_adjusted,
         requested_model: report.requested_model,
+        client_protocol: report.client_protocol,
+        upstream_protocol: report.upstream_protocol,
     }
 }
 
@@ -459,6 +463,8 @@ pub fn report_to_pb(report: &Report) -> pb::UsageReport {
         lease_id: report.lease_id.clone(),
         usage_adjusted: report.usage_adjusted,
         requested_model: report.requested_model.clone(),
+        client_protocol: report.client_protocol.clone(),
+        upstream_protocol: report.upstream_protocol.clone(),
     }
 }
 

@@ -173,6 +173,8 @@ diesel::table! {
         created_at -> BigInt,
         usage_adjusted -> Bool,
         requested_model -> Nullable<Text>,
+        client_protocol -> Text,
+        upstream_protocol -> Text,
     }
 }
 

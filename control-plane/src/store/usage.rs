@@ -73,6 +73,10 @@ pub struct Report {
     pub usage_adjusted: bool,
     /// The name the client asked for, when it differs from `model` (an alias); empty: the same.
     pub requested_model: String,
+    /// The protocol the client spoke (`chat`, `messages` …).
+    pub client_protocol: String,
+    /// The protocol the upstream spoke (differs from the client's when converted).
+    pub upstream_protocol: String,
 }
 
 impl Report {
@@ -109,6 +113,8 @@ impl Report {
             ("requested_model", self.requested_model.as_str()),
             ("channel", self.channel.as_str()),
             ("endpoint", self.endpoint.as_str()),
+            ("client_protocol", self.client_protocol.as_str()),
+            ("upstream_protocol", self.upstream_protocol.as_str()),
             ("status", self.status.as_str()),
             ("lease_id", self.lease_id.as_deref().unwrap_or_default()),
         ];
@@ -338,6 +344,8 @@ async fn record(db: &Db, node_id: &str, reports: &[(usize, &Report)], now: i64) 
                 requested_model: Some(&r.requested_model)
                     .filter(|name| !name.is_empty() && **name != r.model)
                     .cloned(),
+                client_protocol: r.client_protocol.clone(),
+                upstream_protocol: r.upstream_protocol.clone(),
             })
             .collect();
         let fresh: HashSet<String> = conn.insert_usage(rows, now).await?.into_iter().collect();

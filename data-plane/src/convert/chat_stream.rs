@@ -52,6 +52,7 @@ pub struct ChatStream<W> {
     id_prefix: String,
     started: bool,
     done: bool,
+    failed: bool,
     calls: Vec<Call>,
     finish: Option<String>,
     usage: Option<chat::Usage>,
@@ -66,6 +67,7 @@ impl<W: Writer> ChatStream<W> {
             id_prefix,
             started: false,
             done: false,
+            failed: false,
             calls: Vec::new(),
             finish: None,
             usage: None,
@@ -75,6 +77,11 @@ impl<W: Writer> ChatStream<W> {
     /// Whether the client's stream is closed.
     pub fn is_finished(&self) -> bool {
         self.done
+    }
+
+    /// Whether it closed with an error event rather than the complete answer.
+    pub fn is_failed(&self) -> bool {
+        self.failed
     }
 
     /// One upstream event.
@@ -102,12 +109,14 @@ impl<W: Writer> ChatStream<W> {
                 let message = format!("the upstream sent an unreadable stream event: {error}");
                 self.writer.error(&message, out);
                 self.done = true;
+                self.failed = true;
                 return;
             }
         };
         if chunk.error.is_some() {
             self.writer.error(&UpstreamError::read(500, data).message, out);
             self.done = true;
+            self.failed = true;
             return;
         }
         for choice in chunk.choices.iter().filter(|c| c.index == 0) {
@@ -182,6 +191,7 @@ impl<W: Writer> ChatStream<W> {
         } else {
             self.writer.error(message, out);
             self.done = true;
+            self.failed = true;
         }
     }
 }

@@ -178,4 +178,15 @@ impl StreamConverter {
             Inner::ChatMessages(stream) => stream.is_finished(),
         }
     }
+
+    /// Whether the client's stream closed with the complete answer (not with an error event,
+    /// nor still open): what billing calls `ok`.
+    pub fn is_complete(&self) -> bool {
+        let failed = match &self.inner {
+            Inner::MessagesChat(stream) => stream.is_failed(),
+            Inner::ResponsesChat(stream) => stream.is_failed(),
+            Inner::ChatMessages(stream) => stream.is_failed(),
+        };
+        self.is_finished() && !failed
+    }
 }

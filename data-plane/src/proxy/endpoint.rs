@@ -1,7 +1,7 @@
 //! The proxied endpoints as clients call them: which path is which, the protocol it speaks,
 //! how its answers report usage and how its errors look.
 use super::usage::Dialect;
-use crate::policy::Protocol;
+use crate::{convert::Conversion, policy::Protocol};
 
 /// The proxied endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,17 @@ impl Endpoint {
             Endpoint::Embeddings => Protocol::Embeddings,
             Endpoint::Responses => Protocol::Responses,
             Endpoint::Messages | Endpoint::CountTokens => Protocol::Messages,
+        }
+    }
+
+    /// How it is served on channels that do not speak its protocol: the conversion, and the
+    /// upstream endpoint it converts to (Messages ⇄ Chat, Responses → Chat).
+    pub fn conversion(self) -> Option<(Conversion, Endpoint)> {
+        match self {
+            Endpoint::Messages => Some((Conversion::MessagesToChat, Endpoint::ChatCompletions)),
+            Endpoint::ChatCompletions => Some((Conversion::ChatToMessages, Endpoint::Messages)),
+            Endpoint::Responses => Some((Conversion::ResponsesToChat, Endpoint::ChatCompletions)),
+            Endpoint::Completions | Endpoint::Embeddings | Endpoint::CountTokens => None,
         }
     }
 

@@ -4,11 +4,14 @@
 //! One loop serves the billed endpoints and the free one (`count_tokens`, with no meter).
 //! A connect error, a timeout, a 5xx, 429, 408 or 401/403 (bad channel credentials) cools the
 //! channel down and moves on to the next, which is safe because nothing has reached the client
-//! yet; an upstream 400/404/413/422 is the request's own fault and is passed through, free.
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+//! yet — also from a native channel to a converted one; an upstream 400/404/413/422 is the
+//! request's own fault and is passed through, free.
+//!
+//! Conversion is one step of an attempt on a channel that speaks another protocol: the body is
+//! converted for that channel (its model name, the model's output cap), and its answer, stream
+//! or error converted back into the client's protocol ([`crate::convert`]). A native attempt
+//! pays only the check that it has no conversion.
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header, request::Parts};
@@ -20,13 +23,14 @@ use super::{
     error::{ApiError, ErrorCode, SHOULD_RETRY},
     meter::{Meter, Outcome, Produced},
     request::{self, Fields},
-    route,
+    route::{self, Candidates},
     stream::MeteredStream,
     upstream, usage,
 };
 use crate::{
     app::App,
     body::{ResponseBody, full},
+    convert::{Conversion, ConvertError, Target},
     policy::{ChannelInfo, ModelInfo},
 };
 
@@ -49,6 +53,17 @@ pub struct Attempt<'a> {
     pub model: &'a ModelInfo,
     /// When the request arrived (for the latency the gateway adds).
     pub started: Instant,
+    /// The request's id (a converted answer's ids derive from it).
+    pub request_id: &'a str,
+}
+
+/// Why no upstream request could be built for a channel.
+enum Unbuilt {
+    /// The client's request has a field the channel's protocol cannot express: a 400 for the
+    /// client, whichever channel would be next.
+    Inexpressible(ConvertError),
+    /// The channel's settings are unusable (its URL or key): the next channel may do.
+    Channel(anyhow::Error),
 }
 
 /// Why an attempt on a channel failed.
@@ -86,26 +101,34 @@ fn is_request_fault(status: StatusCode) -> bool {
 /// An upstream answer worth handing to the client, and how long its first byte took.
 type Answered = (Response<Incoming>, Duration);
 
-/// Tries `channels` (in the order [`route::plan`] gives) until one answers; `meter` bills the
-/// request (`None`: a free request, never billed).
+/// Tries the candidates (in the order [`route::plan`] gives) until one answers; `meter` bills
+/// the request (`None`: a free request, never billed).
 pub async fn forward(
     attempt: &Attempt<'_>,
-    channels: &[Arc<ChannelInfo>],
+    candidates: &Candidates<'_>,
     mut meter: Option<Meter>,
 ) -> Response<ResponseBody> {
     let mut failure = Failure::Unreachable;
     let mut sent_any = false;
     let session = route::Session::of(&attempt.head.headers, attempt.fields.session.as_deref());
-    for channel in route::plan(channels, &attempt.app.cool_downs, session) {
+    for (channel, conversion) in route::plan(candidates, &attempt.app.cool_downs, session) {
         if let Some(meter) = &mut meter {
-            meter.trying(&channel.name);
+            meter.trying(&channel.name, attempt.upstream_endpoint(conversion));
         }
-        let request = match attempt.upstream_request(&channel) {
+        let request = match attempt.upstream_request(&channel, conversion) {
             Ok(request) => request,
-            Err(error) => {
+            Err(Unbuilt::Channel(error)) => {
                 tracing::error!(channel = %channel.name, %error, "cannot build the upstream request");
                 failure = Failure::Unreachable;
                 continue;
+            }
+            Err(Unbuilt::Inexpressible(error)) => {
+                // Refused before it went anywhere: no usage record, unless an earlier attempt
+                // did reach an upstream (then it is recorded as that failure, free).
+                if let Some(meter) = meter.filter(|_| sent_any) {
+                    meter.finish(Outcome::UpstreamError, Produced::default());
+                }
+                return inexpressible(&error).response(attempt.endpoint.anthropic_errors());
             }
         };
         if !sent_any {
@@ -113,7 +136,7 @@ pub async fn forward(
             sent_any = true;
         }
         match attempt.send(&channel, request).await {
-            Ok(answered) => return attempt.deliver(answered, meter).await,
+            Ok(answered) => return attempt.deliver(answered, conversion, meter).await,
             Err(why) => failure = why,
         }
     }
@@ -123,12 +146,44 @@ pub async fn forward(
     failure.error().response(attempt.endpoint.anthropic_errors())
 }
 
+/// The client's 400 for a field its request's conversion cannot express.
+fn inexpressible(error: &ConvertError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.message.clone())
+}
+
 impl Attempt<'_> {
+    /// The endpoint called upstream: the client's, or the one its conversion converts to.
+    fn upstream_endpoint(&self, conversion: Option<Conversion>) -> Endpoint {
+        match (conversion, self.endpoint.conversion()) {
+            (Some(_), Some((_, upstream))) => upstream,
+            _ => self.endpoint,
+        }
+    }
+
     /// The request for `channel`: its URL and credentials, the body with the channel's model
-    /// name (for an alias, its target's, mapped) and, on a stream whose protocol has it, the
-    /// usage chunk asked for.
-    fn upstream_request(&self, channel: &ChannelInfo) -> anyhow::Result<Request<Full<Bytes>>> {
+    /// name (for an alias, its target's, mapped) and, on a stream whose protocol has it, the usage chunk asked for — or, converted,
+    /// the body in the channel's protocol.
+    fn upstream_request(
+        &self,
+        channel: &ChannelInfo,
+        conversion: Option<Conversion>,
+    ) -> Result<Request<Full<Bytes>>, Unbuilt> {
         let upstream_model = channel.upstream_model(&self.model.name);
+        if let Some(conversion) = conversion {
+            let cap = self.model.max_output_tokens.unwrap_or(0);
+            let target = Target { upstream_model, max_output_tokens: cap };
+            let body = conversion.request(self.body, &target).map_err(Unbuilt::Inexpressible)?;
+            // The client's query belongs to its own protocol (Claude Code's `?beta=true`).
+            return upstream::request(
+                channel,
+                self.upstream_endpoint(Some(conversion)),
+                upstream_model,
+                None,
+                &self.head.headers,
+                Bytes::from(body),
+            )
+            .map_err(Unbuilt::Channel);
+        }
         let renamed = (upstream_model != &*self.fields.model).then_some(upstream_model);
         let body = if renamed.is_some() || self.injects_usage() {
             request::splice(self.body, renamed, self.injects_usage()).unwrap_or_else(|_| self.body.clone())
@@ -143,6 +198,7 @@ impl Attempt<'_> {
             &self.head.headers,
             body,
         )
+        .map_err(Unbuilt::Channel)
     }
 
     /// Whether the gateway asks for a stream's usage chunk the client did not ask for.
@@ -186,27 +242,35 @@ impl Attempt<'_> {
     }
 
     /// Hands an answer to the client: a stream event by event through the meter, anything
-    /// else read whole (and billed from its usage when it is a success).
+    /// else read whole (and billed from its usage when it is a success); a converted one in
+    /// the client's protocol.
     async fn deliver(
         &self,
         (response, first_byte): Answered,
+        conversion: Option<Conversion>,
         meter: Option<Meter>,
     ) -> Response<ResponseBody> {
         let (head, body) = response.into_parts();
         let idle = self.app.config.idle_timeout;
         let success = head.status.is_success();
+        // Usage is read in the upstream's own terms.
+        let dialect = self.upstream_endpoint(conversion).dialect();
         let meter = match meter {
             Some(meter) if success && self.fields.stream && is_event_stream(&head.headers) => {
-                let dialect = self.endpoint.dialect();
-                let stream = MeteredStream::new(body, dialect, self.injects_usage(), idle, meter, first_byte);
+                let converter = conversion.map(|c| Box::new(c.stream(self.context(c))));
+                let strip = conversion.is_none() && self.injects_usage();
+                let stream = MeteredStream::new(body, dialect, strip, idle, meter, first_byte, converter);
                 return client_response(head.status, &head.headers, BodyExt::boxed(stream));
             }
             meter => meter,
         };
         let answer = read_answer(body, idle).await;
+        if let Some(conversion) = conversion {
+            return self.deliver_converted(conversion, head, answer, first_byte, meter);
+        }
         let (outcome, produced) = match &answer {
             Ok(answer) if success => {
-                let usage = usage::from_body(answer, self.endpoint.dialect());
+                let usage = usage::from_body(answer, dialect);
                 (
                     Outcome::Ok,
                     Produced { usage, raw_output: vec![answer.clone()], first_byte: Some(first_byte) },
@@ -222,14 +286,82 @@ impl Attempt<'_> {
             Ok(answer) => client_response(head.status, &head.headers, full(answer)),
             // A refusal whose body broke off still reaches the client with its status.
             Err(_) if !success => client_response(head.status, &head.headers, full(Bytes::new())),
-            Err(why) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                ErrorCode::UpstreamError,
-                format!("the upstream answer broke off: {why}"),
-            )
-            .response(self.endpoint.anthropic_errors()),
+            Err(why) => broke_off(&why).response(self.endpoint.anthropic_errors()),
         }
     }
+
+    /// What a converted answer's conversion needs to know of the request.
+    fn context(&self, conversion: Conversion) -> crate::convert::StreamContext {
+        conversion.context(self.body, &*self.fields.model, self.request_id)
+    }
+
+    /// A whole converted answer: a success converted into the client's answer and billed from
+    /// the upstream's usage; a refusal in the client's error shape, the upstream's message
+    /// kept, free.
+    fn deliver_converted(
+        &self,
+        conversion: Conversion,
+        head: http::response::Parts,
+        answer: Result<Bytes, String>,
+        first_byte: Duration,
+        meter: Option<Meter>,
+    ) -> Response<ResponseBody> {
+        let anthropic = self.endpoint.anthropic_errors();
+        let upstream = self.upstream_endpoint(Some(conversion));
+        let converted = match answer {
+            Ok(answer) if head.status.is_success() => {
+                match conversion.answer_in(&answer, &self.context(conversion)) {
+                    Ok(converted) => {
+                        let usage = usage::from_body(&answer, upstream.dialect());
+                        let produced =
+                            Produced { usage, raw_output: vec![answer], first_byte: Some(first_byte) };
+                        finish(meter, Outcome::Ok, produced);
+                        Ok(converted)
+                    }
+                    Err(error) => {
+                        tracing::warn!(why = %error.message, "the upstream's answer cannot be converted");
+                        finish(meter, Outcome::UpstreamError, Produced::default());
+                        let message = format!("the upstream's answer cannot be converted: {}", error.message);
+                        Err(ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError, message))
+                    }
+                }
+            }
+            Ok(refusal) => {
+                finish(meter, Outcome::UpstreamError, Produced::default());
+                Ok(conversion.error(head.status.as_u16(), &refusal))
+            }
+            Err(_) if !head.status.is_success() => {
+                finish(meter, Outcome::UpstreamError, Produced::default());
+                Ok(conversion.error(head.status.as_u16(), b""))
+            }
+            Err(why) => {
+                finish(meter, Outcome::UpstreamError, Produced::default());
+                Err(broke_off(&why))
+            }
+        };
+        match converted {
+            Ok(body) => {
+                let mut headers = head.headers;
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                client_response(head.status, &headers, full(Bytes::from(body)))
+            }
+            Err(error) => error.response(anthropic),
+        }
+    }
+}
+
+fn finish(meter: Option<Meter>, outcome: Outcome, produced: Produced) {
+    if let Some(meter) = meter {
+        meter.finish(outcome, produced);
+    }
+}
+
+fn broke_off(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::UpstreamError,
+        format!("the upstream answer broke off: {why}"),
+    )
 }
 
 fn is_event_stream(headers: &HeaderMap) -> bool {

@@ -98,6 +98,8 @@ pub struct Meter {
     request_body: Bytes,
     /// The channel being tried (the last one tried, when all failed).
     channel: Option<Arc<str>>,
+    /// The endpoint called upstream on it (the client's, unless the request is converted).
+    upstream: Endpoint,
 }
 
 /// What a finished request produced.
@@ -114,6 +116,7 @@ pub struct Produced {
 impl Meter {
     /// A meter for one request, holding its reservation until it is finished.
     pub fn new(app: &App, bill: Bill, reservation: Reservation, request_body: Bytes) -> Meter {
+        let upstream = bill.endpoint;
         Meter {
             bill,
             reservation: Some(reservation),
@@ -122,12 +125,15 @@ impl Meter {
             started: Instant::now(),
             request_body,
             channel: None,
+            upstream,
         }
     }
 
-    /// Notes the channel now being tried: the one the usage report names.
-    pub fn trying(&mut self, channel: &Arc<str>) {
+    /// Notes the channel now being tried and the endpoint called on it: the ones the usage
+    /// report names (and whose dialect a local count reads).
+    pub fn trying(&mut self, channel: &Arc<str>, upstream: Endpoint) {
         self.channel = Some(Arc::clone(channel));
+        self.upstream = upstream;
     }
 
     /// Bills the request and hands its usage report over.
@@ -178,6 +184,8 @@ impl Meter {
             lease_id,
             usage_adjusted: adjusted,
             requested_model: self.bill.requested_model.take().map(String::from).unwrap_or_default(),
+            client_protocol: self.bill.endpoint.protocol().as_str().to_owned(),
+            upstream_protocol: self.upstream.protocol().as_str().to_owned(),
         };
         self.metrics.finished(
             self.bill.endpoint.as_str(),
@@ -193,7 +201,8 @@ impl Meter {
 
     fn count_locally(&self, raw_output: &[Bytes]) -> TokenUsage {
         let input = tokenize::count_json_strings(&self.request_body);
-        let text = usage::answer_text(raw_output, self.bill.endpoint.dialect());
+        // The kept output is the upstream's, in its protocol.
+        let text = usage::answer_text(raw_output, self.upstream.dialect());
         let output = tokenize::count(&text);
         TokenUsage { input, output, ..TokenUsage::default() }
     }

@@ -1,6 +1,7 @@
 //! The request path of the proxied endpoints, top to bottom, in the order of DESIGN.md:
 //! key (401, [`auth`]) → body (413, 400, [`request`]) → model (404) → access (403) → channels
-//! ([`route`]) → quota (429, [`meter`]) → forward ([`forward`], over [`upstream`]) → the answer,
+//! ([`route`]: native, else by conversion) → quota (429, [`meter`]) → forward ([`forward`],
+//! over [`upstream`], converting where the channel speaks another protocol) → the answer,
 //! whole or streamed ([`stream`]), billed from its usage ([`usage`], [`tokenize`]). A request
 //! refused by a check never reaches an upstream and costs nothing.
 pub mod auth;
@@ -18,7 +19,8 @@ pub mod usage;
 
 use std::{sync::Arc, time::Instant};
 
-use http::{Request, Response, StatusCode};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use self::{
@@ -27,8 +29,13 @@ use self::{
     error::{ApiError, ErrorCode},
     forward::Attempt,
     meter::{Bill, Meter},
+    route::Candidates,
 };
-use crate::{app::App, body::ResponseBody, policy::ModelInfo};
+use crate::{
+    app::App,
+    body::{ResponseBody, full},
+    policy::ModelInfo,
+};
 
 /// Serves one request to a proxied endpoint.
 pub async fn handle(
@@ -73,18 +80,42 @@ async fn serve(
         )
     })?;
     check_access(&caller, model)?;
-    // Step 5 (looked up before the quota is touched): the channels that can serve it.
-    let channels = policy.catalog.channels(endpoint.protocol(), &model.name);
-    if channels.is_empty() {
+    // Step 5 (looked up before the quota is touched): the channels that can serve it,
+    // natively or by conversion.
+    let routes = policy.catalog.routes(&model.name);
+    let channels = |protocol: crate::policy::Protocol| routes.map_or(&[][..], |r| &r[protocol as usize][..]);
+    let conversion = endpoint.conversion();
+    let candidates = Candidates {
+        native: channels(endpoint.protocol()),
+        converted: conversion.map_or(&[][..], |(_, upstream)| channels(upstream.protocol())),
+        conversion: conversion.map(|(conversion, _)| conversion),
+    };
+    if candidates.is_empty() {
+        if endpoint == Endpoint::CountTokens {
+            return Ok(count_tokens_locally(&body));
+        }
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamError,
-            format!("no channel is enabled for the model `{}` on {}", model.name, endpoint.as_str()),
+            format!(
+                "no channel is enabled for the model `{}` on {} (natively or by conversion)",
+                model.name,
+                endpoint.as_str()
+            ),
         ));
     }
-    let attempt = Attempt { app, endpoint, head: &head, body: &body, fields: &fields, model, started };
+    let attempt = Attempt {
+        app,
+        endpoint,
+        head: &head,
+        body: &body,
+        fields: &fields,
+        model,
+        started,
+        request_id: &request_id,
+    };
     if !endpoint.is_billed() {
-        return Ok(forward::forward(&attempt, channels, None).await);
+        return Ok(forward::forward(&attempt, &candidates, None).await);
     }
     // Step 4: reserve the request's most possible cost. Nothing goes upstream that could not
     // be billed: a full spool refuses up front.
@@ -104,7 +135,7 @@ async fn serve(
     let bounds = sanity::Bounds::new(body.len(), output_cap);
     let requested_model = (*model.name != *fields.model).then(|| Box::from(&*fields.model));
     let bill = Bill {
-        request_id,
+        request_id: Arc::clone(&request_id),
         key_id: caller.key.id,
         model: Arc::clone(model),
         requested_model,
@@ -114,7 +145,16 @@ async fn serve(
     };
     let meter = Meter::new(app, bill, reservation, body.clone());
     // Steps 5–7: forward, answer, bill.
-    Ok(forward::forward(&attempt, channels, Some(meter)).await)
+    Ok(forward::forward(&attempt, &candidates, Some(meter)).await)
+}
+
+/// `count_tokens` for a model no channel serves over Messages: counted here with the gateway's
+/// tokenizer, free (no upstream, no usage record).
+fn count_tokens_locally(body: &[u8]) -> Response<ResponseBody> {
+    let answer = serde_json::json!({ "input_tokens": tokenize::count_prompt(body) });
+    let mut response = Response::new(full(Bytes::from(answer.to_string())));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Step 3b: the key's group and allow-list must reach the model.

@@ -1,5 +1,5 @@
-//! Channel choice: highest priority first, channels in cool-down after failures skipped
-//! (unless nothing else is left); within a priority, a request of a session goes to the same
+//! Channel choice: native channels before converted ones, highest priority first, channels in
+//! cool-down after failures skipped (unless nothing else is left); within a priority, a request of a session goes to the same
 //! channel every time (weighted rendezvous hashing, so the upstream's prompt cache keeps
 //! hitting), any other request to a weighted random one.
 use std::{
@@ -10,7 +10,7 @@ use std::{
 
 use rand::Rng;
 
-use crate::policy::ChannelInfo;
+use crate::{convert::Conversion, policy::ChannelInfo};
 
 /// First cool-down after a failure; doubles with each consecutive failure.
 const COOL_DOWN_START: Duration = Duration::from_secs(5);
@@ -102,41 +102,78 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The order to try `channels` in (they arrive sorted by priority, highest first); `session`
-/// pins the order within each priority.
-pub fn plan(
-    channels: &[Arc<ChannelInfo>],
-    cool_downs: &CoolDowns,
-    session: Option<Session>,
-) -> Vec<Arc<ChannelInfo>> {
+/// The channels that can serve one request: those speaking its protocol natively, and those
+/// reached through `conversion` (each list sorted by priority, highest first).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates<'a> {
+    /// Channels speaking the client's protocol.
+    pub native: &'a [Arc<ChannelInfo>],
+    /// Channels speaking the protocol `conversion` converts to.
+    pub converted: &'a [Arc<ChannelInfo>],
+    /// How the client's protocol is served on `converted`.
+    pub conversion: Option<Conversion>,
+}
+
+impl Candidates<'_> {
+    /// Whether no channel can serve the request, natively or by conversion.
+    pub fn is_empty(&self) -> bool {
+        self.native.is_empty() && (self.conversion.is_none() || self.converted.is_empty())
+    }
+}
+
+/// One planned attempt: the channel, and the conversion on the way (`None`: native).
+pub type Step = (Arc<ChannelInfo>, Option<Conversion>);
+
+/// The order to try the candidates in: the native channels that are not cooling down, then
+/// the converted ones that are not, then the native and the converted ones in cool-down (tried
+/// only when nothing else is left). Within each, highest priority first; within a priority,
+/// `session` pins the order, else it is weighted random. A channel that speaks both protocols
+/// is tried natively only.
+pub fn plan(candidates: &Candidates<'_>, cool_downs: &CoolDowns, session: Option<Session>) -> Vec<Step> {
     let cooling = cool_downs.cooling(Instant::now());
-    let (mut ready, resting): (Vec<_>, Vec<_>) =
-        channels.iter().cloned().partition(|c| !cooling.contains(&c.id));
-    let mut order = Vec::with_capacity(channels.len());
-    for list in [&mut ready, &mut resting.clone()] {
-        let mut start = 0;
-        while start < list.len() {
-            let priority = list[start].priority;
-            let end =
-                list[start..].iter().position(|c| c.priority != priority).map_or(list.len(), |n| start + n);
-            order_tier(list[start..end].to_vec(), session, &mut order);
-            start = end;
+    let conversion = candidates.conversion;
+    let converted = if conversion.is_some() { candidates.converted } else { &[] };
+    let mut order = Vec::with_capacity(candidates.native.len() + converted.len());
+    for resting in [false, true] {
+        let native = candidates.native.iter().filter(|c| cooling.contains(&c.id) == resting);
+        push_tiers(&mut order, native.cloned().collect(), None, session);
+        if !converted.is_empty() {
+            let other = converted.iter().filter(|c| {
+                cooling.contains(&c.id) == resting && !candidates.native.iter().any(|n| n.id == c.id)
+            });
+            push_tiers(&mut order, other.cloned().collect(), conversion, session);
         }
     }
     order
 }
 
-/// Appends the channels of one priority in the order to try them: by the session's
-/// rendezvous keys, or weighted random without a session.
-fn order_tier(mut tier: Vec<Arc<ChannelInfo>>, session: Option<Session>, order: &mut Vec<Arc<ChannelInfo>>) {
+/// Appends `list` (sorted by priority) tier by tier, each reached through `conversion`.
+fn push_tiers(
+    order: &mut Vec<Step>,
+    list: Vec<Arc<ChannelInfo>>,
+    conversion: Option<Conversion>,
+    session: Option<Session>,
+) {
+    let mut start = 0;
+    while start < list.len() {
+        let priority = list[start].priority;
+        let end = list[start..].iter().position(|c| c.priority != priority).map_or(list.len(), |n| start + n);
+        order.extend(order_tier(list[start..end].to_vec(), session).into_iter().map(|c| (c, conversion)));
+        start = end;
+    }
+}
+
+/// The channels of one priority in the order to try them: by the session's rendezvous keys,
+/// or weighted random without a session.
+fn order_tier(mut tier: Vec<Arc<ChannelInfo>>, session: Option<Session>) -> Vec<Arc<ChannelInfo>> {
     if let Some(session) = session {
         let mut keyed: Vec<(f64, Arc<ChannelInfo>)> =
             tier.into_iter().map(|c| (session.key(&c), c)).collect();
         keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
-        order.extend(keyed.into_iter().map(|(_, c)| c));
-        return;
+        return keyed.into_iter().map(|(_, c)| c).collect();
     }
     let mut rng = rand::rng();
+    let mut order = Vec::with_capacity(tier.len());
     while !tier.is_empty() {
         let total: u64 = tier.iter().map(|c| u64::from(c.weight.max(1))).sum();
         let mut pick = rng.random_range(0..total);
@@ -154,6 +191,7 @@ fn order_tier(mut tier: Vec<Arc<ChannelInfo>>, session: Option<Session>, order: 
             .unwrap_or(0);
         order.push(tier.remove(index));
     }
+    order
 }
 
 #[cfg(test)]
@@ -178,31 +216,66 @@ mod tests {
         })
     }
 
+    fn native(channels: &[Arc<ChannelInfo>]) -> Candidates<'_> {
+        Candidates { native: channels, converted: &[], conversion: None }
+    }
+
+    fn ids(steps: &[Step]) -> Vec<(i64, bool)> {
+        steps.iter().map(|(c, conversion)| (c.id, conversion.is_some())).collect()
+    }
+
+    fn order(channels: &[Arc<ChannelInfo>], cool_downs: &CoolDowns, session: Option<Session>) -> Vec<i64> {
+        plan(&native(channels), cool_downs, session).iter().map(|(c, _)| c.id).collect()
+    }
+
     #[test]
     fn higher_priority_first_and_cooling_channels_last() {
         let channels = [channel(1, 9, 1), channel(2, 5, 1), channel(3, 5, 1)];
         let cool_downs = CoolDowns::default();
-        let ids: Vec<_> = plan(&channels, &cool_downs, None).iter().map(|c| c.id).collect();
+        let ids = order(&channels, &cool_downs, None);
         assert_eq!(ids[0], 1);
         assert_eq!(ids.len(), 3);
         cool_downs.failed(1);
-        let ids: Vec<_> = plan(&channels, &cool_downs, None).iter().map(|c| c.id).collect();
+        let ids = order(&channels, &cool_downs, None);
         assert_eq!(ids[2], 1, "a failing channel is tried only when nothing else is left");
         cool_downs.succeeded(1);
-        assert_eq!(plan(&channels, &cool_downs, None)[0].id, 1);
+        assert_eq!(order(&channels, &cool_downs, None)[0], 1);
+    }
+
+    #[test]
+    fn native_channels_first_then_converted_then_the_cooling_ones() {
+        let native = [channel(1, 0, 1)];
+        // Channel 1 speaks both protocols: it is never also tried converted.
+        let converted = [channel(2, 99, 1), channel(1, 0, 1), channel(3, 0, 1)];
+        let conversion = Some(Conversion::MessagesToChat);
+        let candidates = Candidates { native: &native, converted: &converted, conversion };
+        let cool_downs = CoolDowns::default();
+        assert_eq!(ids(&plan(&candidates, &cool_downs, None)), [(1, false), (2, true), (3, true)]);
+        // A session pins the order within each tier, and never puts converted before native.
+        let session = Some(Session::new("s"));
+        assert_eq!(ids(&plan(&candidates, &cool_downs, session)), [(1, false), (2, true), (3, true)]);
+        // The native channel cools down: the converted ones that do not come first.
+        cool_downs.failed(1);
+        cool_downs.failed(2);
+        assert_eq!(ids(&plan(&candidates, &cool_downs, None)), [(3, true), (1, false), (2, true)]);
+        // Without a conversion for the endpoint, the other protocol's channels are never used.
+        let none = Candidates { conversion: None, ..candidates };
+        assert_eq!(ids(&plan(&none, &cool_downs, None)), [(1, false)]);
+        assert!(!none.is_empty() && Candidates { native: &[], ..none }.is_empty());
+        assert!(!Candidates { native: &[], ..candidates }.is_empty());
     }
 
     #[test]
     fn weights_share_traffic_within_a_priority() {
         let channels = [channel(1, 0, 9), channel(2, 0, 1)];
         let cool_downs = CoolDowns::default();
-        let first_is_heavy = (0..2000).filter(|_| plan(&channels, &cool_downs, None)[0].id == 1).count();
+        let first_is_heavy = (0..2000).filter(|_| order(&channels, &cool_downs, None)[0] == 1).count();
         // Expected 1800 of 2000; the bounds are many standard deviations wide.
         assert!((1650..1950).contains(&first_is_heavy), "{first_is_heavy}");
     }
 
     fn first(channels: &[Arc<ChannelInfo>], cool_downs: &CoolDowns, session: &str) -> i64 {
-        plan(channels, cool_downs, Some(Session::new(session)))[0].id
+        order(channels, cool_downs, Some(Session::new(session)))[0]
     }
 
     #[test]
@@ -279,9 +352,8 @@ mod tests {
         cool_downs.failed(home);
         let away = first(&channels, &cool_downs, session);
         assert!(away != home && away != 9, "moves within the priority: {away}");
-        let order: Vec<_> =
-            plan(&channels, &cool_downs, Some(Session::new(session))).iter().map(|c| c.id).collect();
-        assert_eq!(order.last(), Some(&home), "the cooling channel is the last resort");
+        let ids = order(&channels, &cool_downs, Some(Session::new(session)));
+        assert_eq!(ids.last(), Some(&home), "the cooling channel is the last resort");
         cool_downs.succeeded(home);
         assert_eq!(first(&channels, &cool_downs, session), home, "and comes back when it recovers");
     }

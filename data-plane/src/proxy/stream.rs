@@ -1,7 +1,9 @@
 //! Server-sent events passed through as they arrive, event by event, while usage is read from
-//! them. The request is billed and its report handed over before the stream's terminal event
-//! goes out; a stream that breaks, stalls or is abandoned by the client is billed for what was
-//! produced and recorded as `incomplete`.
+//! them — or, on a converted request, each upstream event turned into the client protocol's
+//! events as it arrives ([`StreamConverter`]), usage read from the upstream's. The request is
+//! billed and its report handed over before the client's terminal event goes out; a stream
+//! that breaks, stalls or is abandoned by the client is billed for what was produced and
+//! recorded as `incomplete`.
 use std::{
     collections::VecDeque,
     pin::Pin,
@@ -18,6 +20,7 @@ use super::{
     meter::{Meter, Outcome, Produced},
     usage::{self, Dialect, EventUsage, StreamUsage},
 };
+use crate::convert::StreamConverter;
 
 /// Most answer bytes kept for counting tokens locally when the upstream reports no usage.
 const MAX_KEPT_OUTPUT: usize = 4 * 1024 * 1024;
@@ -125,11 +128,13 @@ pub struct MeteredStream {
     first_byte: Duration,
     ready: VecDeque<Bytes>,
     done: bool,
+    /// A converted request's stream converter (`None`: passed through as received).
+    converter: Option<Box<StreamConverter>>,
 }
 
 impl MeteredStream {
     /// Wraps an upstream stream in `dialect` (`first_byte` after it was asked); `meter` bills
-    /// it when it ends.
+    /// it when it ends; `converter` (a converted request) turns it into the client's protocol.
     pub fn new(
         upstream: Incoming,
         dialect: Dialect,
@@ -137,6 +142,7 @@ impl MeteredStream {
         idle_timeout: Duration,
         meter: Meter,
         first_byte: Duration,
+        converter: Option<Box<StreamConverter>>,
     ) -> MeteredStream {
         MeteredStream {
             upstream,
@@ -153,6 +159,7 @@ impl MeteredStream {
             first_byte,
             ready: VecDeque::new(),
             done: false,
+            converter,
         }
     }
 
@@ -184,6 +191,13 @@ impl MeteredStream {
                 usage::from_event(&event.data, self.dialect)
             };
             self.usage.observe(event_usage);
+            if self.converter.is_some() {
+                self.convert(&event, &mut out);
+                if self.done {
+                    break;
+                }
+                continue;
+            }
             if is_terminal(&event, self.dialect) {
                 // Billed and reported before the terminal event goes out.
                 if !out.is_empty() {
@@ -215,8 +229,52 @@ impl MeteredStream {
         }
     }
 
+    /// One upstream event of a converted stream: its client events go to `out`. The request
+    /// is billed once the client's stream is closed — before its terminal event leaves — and
+    /// the rest of the upstream's is not read.
+    fn convert(&mut self, event: &Event, out: &mut BytesMut) {
+        let Some(converter) = self.converter.as_mut() else { return };
+        converter.event(event.name.as_deref(), &event.data, out);
+        if !event.data.is_empty() {
+            self.produced_content = true;
+            if self.kept_bytes + event.data.len() <= MAX_KEPT_OUTPUT {
+                self.kept_bytes += event.data.len();
+                self.kept.push(event.data.clone());
+            }
+        }
+        // The upstream's answer is complete though the converter did not close on its last
+        // event: close the client's stream as complete as it is.
+        if is_terminal(event, self.dialect) && !converter.is_finished() {
+            converter.fail("the upstream stream ended", out);
+        }
+        if converter.is_finished() {
+            let outcome = if converter.is_complete() { Outcome::Ok } else { Outcome::Incomplete };
+            self.finish(outcome);
+            if !out.is_empty() {
+                self.ready.push_back(out.split().freeze());
+            }
+            self.done = true;
+        }
+    }
+
     /// The stream broke: bill what was produced, tell the client in its protocol.
     fn broke(&mut self, why: &str) {
+        if let Some(converter) = self.converter.as_mut() {
+            // The converter closes the client's stream in its protocol: as the complete answer
+            // when the upstream had already given its stop reason, else with an error event.
+            let mut out = BytesMut::new();
+            if !converter.is_finished() {
+                tracing::warn!(why, "upstream stream ended early");
+                converter.fail(&format!("upstream stream ended early: {why}"), &mut out);
+            }
+            let outcome = if converter.is_complete() { Outcome::Ok } else { Outcome::Incomplete };
+            self.finish(outcome);
+            if !out.is_empty() {
+                self.ready.push_back(out.freeze());
+            }
+            self.done = true;
+            return;
+        }
         let rest = self.parser.take_rest();
         if !rest.is_empty() {
             self.ready.push_back(rest);

@@ -59,6 +59,10 @@ pub struct UsageRow {
     pub usage_adjusted: bool,
     /// The name the client asked for, when it differs from `model` (an alias).
     pub requested_model: Option<String>,
+    /// The protocol the client spoke (`chat`, `messages` …).
+    pub client_protocol: String,
+    /// The protocol the upstream spoke (differs from the client's when converted).
+    pub upstream_protocol: String,
 }
 
 /// Where a record sits in the listing order.

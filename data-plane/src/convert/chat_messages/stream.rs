@@ -21,6 +21,7 @@ pub fn stream(context: StreamContext, include_usage: bool) -> Stream {
         usage: messages::Usage::default(),
         finish: None,
         done: false,
+        failed: false,
     }
 }
 
@@ -35,6 +36,7 @@ pub struct Stream {
     usage: messages::Usage,
     finish: Option<&'static str>,
     done: bool,
+    failed: bool,
 }
 
 #[derive(Serialize)]
@@ -90,6 +92,11 @@ impl Stream {
     /// Whether the client's stream is closed.
     pub fn is_finished(&self) -> bool {
         self.done
+    }
+
+    /// Whether it closed with an error event rather than the complete answer.
+    pub fn is_failed(&self) -> bool {
+        self.failed
     }
 
     fn chunk<D: Serialize>(&self, out: &mut BytesMut, delta: D, finish_reason: Option<&'static str>) {
@@ -227,6 +234,7 @@ impl Stream {
         out.extend_from_slice(&error.openai_body());
         out.extend_from_slice(b"\n\n");
         self.done = true;
+        self.failed = true;
     }
 
     /// The upstream stream ended early or broke. One that already gave its stop reason lacks
