@@ -1,7 +1,7 @@
 """One official SDK, unmodified, asking for a tool call whole and streamed; prints what the SDK
 parsed as one JSON object, for the end-to-end test to check: the whole answer, the streamed one
-as the SDK's stream helper assembled it, the helper's event types, and the tool-call argument
-deltas in the order they came.
+as the SDK's stream helper assembled it, the helper's event types, and the (non-empty) text and
+tool-call argument deltas in the order they came.
 
 Usage: convert_check.py messages|chat|responses MODEL (ROUTER_URL and ROUTER_KEY in the
 environment). Run by the tests in tests/e2e/conversion.rs, which script the mock upstream's
@@ -33,12 +33,13 @@ PARAMETERS = {
 DESCRIPTION = "The current weather in a city"
 
 
-def result(whole, final, events, pieces):
+def result(whole, final, events, pieces, texts):
     return {
         "whole": whole.model_dump(mode="json"),
         "stream": final.model_dump(mode="json"),
         "events": events,
         "arguments": [piece for piece in pieces if piece],
+        "texts": [text for text in texts if text],
     }
 
 
@@ -53,13 +54,15 @@ def messages():
     )
     whole = client.messages.create(**args)
     with client.messages.stream(**args) as stream:
-        events, pieces = [], []
+        events, pieces, texts = [], [], []
         for event in stream:
             events.append(event.type)
             if event.type == "input_json":
                 pieces.append(event.partial_json)
+            elif event.type == "text":
+                texts.append(event.text)
         final = stream.get_final_message()
-    return result(whole, final, events, pieces)
+    return result(whole, final, events, pieces, texts)
 
 
 def chat():
@@ -72,13 +75,15 @@ def chat():
     )
     whole = client.chat.completions.create(**args)
     with client.chat.completions.stream(**args, stream_options={"include_usage": True}) as stream:
-        events, pieces = [], []
+        events, pieces, texts = [], [], []
         for event in stream:
             events.append(event.type)
             if event.type == "tool_calls.function.arguments.delta":
                 pieces.append(event.arguments_delta)
+            elif event.type == "content.delta":
+                texts.append(event.delta)
         final = stream.get_final_completion()
-    return result(whole, final, events, pieces)
+    return result(whole, final, events, pieces, texts)
 
 
 def responses():
@@ -91,13 +96,15 @@ def responses():
     )
     whole = client.responses.create(**args)
     with client.responses.stream(**args) as stream:
-        events, pieces = [], []
+        events, pieces, texts = [], [], []
         for event in stream:
             events.append(event.type)
             if event.type == "response.function_call_arguments.delta":
                 pieces.append(event.delta)
+            elif event.type == "response.output_text.delta":
+                texts.append(event.delta)
         final = stream.get_final_response()
-    return result(whole, final, events, pieces)
+    return result(whole, final, events, pieces, texts)
 
 
 print(json.dumps({"messages": messages, "chat": chat, "responses": responses}[API]()))
