@@ -7,7 +7,9 @@
 //! to the key's recent spend) and the request waits, at most [`MAX_WAIT`], for the refill or
 //! for in-flight requests to settle, then is refused with 429 `insufficient_quota`. Leases are
 //! refilled ahead of need (low-water mark, or near their end), are not used past their
-//! expiry minus a safety margin, and are released after [`IDLE_RELEASE`] without traffic.
+//! expiry minus a safety margin (shorter for a lease that ends early at its key's expiry or a
+//! daily limit's midnight, so that those last seconds are served), and are released after
+//! [`IDLE_RELEASE`] without traffic.
 //!
 //! Fail-closed: with the control plane unreachable, requests are served from what the leases
 //! already hold; once a lease is spent or expired, they are refused (429) until it is back.
@@ -47,6 +49,9 @@ pub enum Refused {
     /// No lease can cover the estimate and none can be granted.
     #[error("insufficient quota: {0}")]
     Insufficient(String),
+    /// The control plane found the key revoked or expired (the policy had not caught up).
+    #[error("{0}")]
+    KeyGone(String),
 }
 
 /// The quota of this data plane's keys; cheap to clone.
@@ -70,7 +75,7 @@ impl std::fmt::Debug for Quota {
 enum Step {
     Taken { refill: Option<RefillRequest> },
     Wait(watch::Receiver<()>, Option<RefillRequest>),
-    Refuse(String),
+    Refuse(String, bool),
 }
 
 impl Quota {
@@ -119,7 +124,7 @@ impl Quota {
                     // Requests in flight may give back enough when they settle.
                     Step::Wait(key.changed.subscribe(), None)
                 } else {
-                    Step::Refuse(state.refusal.clone())
+                    Step::Refuse(state.refusal.clone(), state.key_gone)
                 }
             };
             match step {
@@ -138,18 +143,25 @@ impl Quota {
                     let until = deadline.min(tokio::time::Instant::now() + lease::RETRY_AFTER);
                     let _ = tokio::time::timeout_at(until, changed.changed()).await;
                     if tokio::time::Instant::now() >= deadline {
-                        let why = key.lock().refusal.clone();
-                        return Err(Refused::Insufficient(refusal(why)));
+                        let state = key.lock();
+                        return Err(refused(state.refusal.clone(), state.key_gone));
                     }
                 }
-                Step::Refuse(why) => return Err(Refused::Insufficient(refusal(why))),
+                Step::Refuse(why, key_gone) => return Err(refused(why, key_gone)),
             }
         }
     }
 }
 
-fn refusal(why: String) -> String {
-    if why.is_empty() { "the key's quota lease cannot cover this request".to_owned() } else { why }
+fn refused(why: String, key_gone: bool) -> Refused {
+    if key_gone {
+        return Refused::KeyGone(why);
+    }
+    Refused::Insufficient(if why.is_empty() {
+        "the key's quota lease cannot cover this request".to_owned()
+    } else {
+        why
+    })
 }
 
 impl Inner {

@@ -248,3 +248,45 @@ async fn concurrent_large_requests_stay_within_the_bound(backend: Backend) {
     );
     assert!(overspend <= CLIENTS as i64 * excess, "overspent {overspend} nano-units");
 }
+
+/// A key valid for a few more seconds is served until it expires, then refused with 401 —
+/// never `insufficient_quota` while its account has money (its lease is cut short at the
+/// expiry, and a lease that short is still used).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_expiring_soon_is_served_then_401() {
+    let gw = Gateway::start(Backend::Sqlite, &[]).await;
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
+    let expires = expires.replace_nanosecond(0).unwrap();
+    let at = expires.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let key = gw.cp.json(&["key", "create", "--account", "acme", "--expires-at", &at])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {key}");
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let url = gw.url("/v1/chat/completions");
+    let seconds_left = || (expires - time::OffsetDateTime::now_utc()).as_seconds_f64();
+    eventually(Duration::from_secs(5), || async {
+        let answer = post_json(&url, &[("authorization", &bearer)], &chat).await.unwrap();
+        (answer.status == 200).then_some(())
+    })
+    .await
+    .expect("the key is served once it has propagated");
+    let mut last_served = f64::MAX;
+    let refused = loop {
+        let left = seconds_left();
+        assert!(left > -5.0, "the expired key was still served");
+        let answer = post_json(&url, &[("authorization", &bearer)], &chat).await.unwrap();
+        match answer.status {
+            200 => last_served = left,
+            401 => break left,
+            other => panic!("{other} with {left:.2} s left: {}", answer.text()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("last served {last_served:.2} s before expiry; 401 at {refused:.2} s");
+    assert!(last_served < 1.5, "served into its last seconds (last at {last_served:.2} s before expiry)");
+    assert!(refused < 0.3, "refused only once expired ({refused:.2} s early)");
+    let answer = post_json(&url, &[("authorization", &bearer)], &chat).await.unwrap();
+    assert_eq!((answer.status, answer.json()["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+}

@@ -129,8 +129,15 @@ async fn serve(
     let output_cap = meter::output_cap(model, fields.max_output_tokens).saturating_mul(fields.choices);
     let estimate =
         meter::estimate(model, multiplier, body.len(), output_cap, app.config.reserve_output_tokens);
-    let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
+    let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| match refused {
+        // The key expired (or was revoked) between the policy check and the lease: a 401, as
+        // the next request gets — never a quota refusal while its balance is there.
+        crate::quota::Refused::KeyGone(why) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, why)
+        }
+        crate::quota::Refused::Insufficient(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
+        }
     })?;
     let bounds = sanity::Bounds::new(body.len(), output_cap);
     let requested_model = (*model.name != *fields.model).then(|| Box::from(&*fields.model));

@@ -7,8 +7,12 @@ use std::{
 
 use tokio::sync::watch;
 
-/// A lease is not used this long before the control plane's expiry (its clock decides).
+/// A lease is not used this long before the control plane's expiry (its clock decides)...
 const SAFETY_MARGIN: Duration = Duration::from_secs(5);
+/// ... nor, for a lease cut short (it ends at its key's expiry or at the UTC midnight of a
+/// daily limit), for more than this share of its life: a key valid for 3 more seconds is
+/// served from a lease of 3 seconds, not refused as if it had no quota.
+const SAFETY_SHARE: u32 = 6;
 /// A lease this close to its (local) end is renewed in the background.
 const RENEW_BEFORE: Duration = Duration::from_secs(10);
 /// After a refused or failed grant, the control plane is not asked again sooner than this.
@@ -80,6 +84,8 @@ pub struct LeaseState {
     refused_at: Option<Instant>,
     /// Why the last grant was refused, for the 429.
     pub refusal: String,
+    /// The last grant was refused because the key is revoked or expired (a 401, not a 429).
+    pub key_gone: bool,
     last_grant: i64,
     last_estimate: i64,
     pub last_used: Instant,
@@ -99,6 +105,7 @@ impl LeaseState {
             refilling: false,
             refused_at: None,
             refusal: String::new(),
+            key_gone: false,
             last_grant: 0,
             last_estimate: 0,
             last_used: now,
@@ -173,7 +180,7 @@ impl LeaseState {
             self.lease_id = Some(Arc::from(grant.lease_id.as_str()));
             self.available = grant.held.saturating_sub(self.reserved);
         }
-        self.usable_until = now + grant.lives.saturating_sub(SAFETY_MARGIN);
+        self.usable_until = now + grant.lives.saturating_sub(SAFETY_MARGIN.min(grant.lives / SAFETY_SHARE));
         if grant.granted > 0 {
             self.last_grant = grant.granted;
             self.refused_at = None;
@@ -181,11 +188,14 @@ impl LeaseState {
             self.refused_at = Some(now);
             self.refusal = describe(&grant.limited_by);
         }
+        self.key_gone =
+            grant.lease_id.is_empty() && matches!(grant.limited_by.as_str(), "revoked" | "expired");
     }
 
     /// The control plane could not be asked.
     pub fn refill_failed(&mut self, now: Instant, why: String) {
         self.refilling = false;
+        self.key_gone = false;
         self.refused_at = Some(now);
         self.refusal = why;
     }
@@ -296,5 +306,25 @@ mod tests {
         assert!(!state.wants_refill(now), "plenty left");
         assert!(state.try_take(70, now));
         assert!(state.wants_refill(now), "below low water");
+    }
+
+    #[test]
+    fn a_lease_cut_short_by_expiry_or_midnight_is_used_to_near_its_end() {
+        let now = Instant::now();
+        let mut state = LeaseState::new(now);
+        // The key expires (or the UTC day ends) in 3 s: the lease lives 3 s.
+        let short = Granted { lives: Duration::from_secs(3), ..grant("a", 100, 100) };
+        state.apply_grant(None, &short, now);
+        assert!(state.try_take(10, now + Duration::from_millis(2400)), "served 0.6 s before the end");
+        assert!(!state.usable(now + Duration::from_millis(2600)), "not in the last sixth");
+        // The next grant (0.3 s left) is usable for most of what it has.
+        let last = Granted { lives: Duration::from_millis(300), ..grant("a", 10, 100) };
+        state.apply_grant(Some(&Arc::from("a")), &last, now);
+        assert!(state.usable(now + Duration::from_millis(240)));
+        // A whole lease keeps the full margin.
+        state.apply_grant(Some(&Arc::from("a")), &grant("a", 10, 100), now);
+        assert!(
+            state.usable(now + Duration::from_millis(24_900)) && !state.usable(now + Duration::from_secs(25))
+        );
     }
 }
