@@ -36,6 +36,8 @@ pub enum Command {
     /// Holds many concurrent streams open through the data plane and the forwarder and
     /// measures their memory.
     Streams(StreamsArgs),
+    /// Times usage summaries (admin and console) over many usage records (bulk-generated).
+    Usage(UsageArgs),
 }
 
 /// `mock` flags.
@@ -210,6 +212,24 @@ pub struct KeysArgs {
     pub out: std::path::PathBuf,
     /// Directory holding `router-control-plane`, `router-data-plane` and `routerctl`
     /// (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
+/// `usage` flags.
+#[derive(Debug, Clone, Args)]
+pub struct UsageArgs {
+    /// Usage records, one fresh control plane per count, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,10000000")]
+    pub counts: Vec<u64>,
+    /// Timed runs of each summary (after three warm-up runs).
+    #[arg(long, default_value_t = 20)]
+    pub runs: u32,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-usage.json")]
+    pub out: std::path::PathBuf,
+    /// Directory holding `router-control-plane` and `routerctl` (default: the directory of
+    /// this executable).
     #[arg(long)]
     pub bin_dir: Option<std::path::PathBuf>,
 }

@@ -75,7 +75,7 @@ struct RequestOutcome {
 }
 
 /// A temporary directory, removed on drop.
-struct WorkDir(PathBuf);
+pub(crate) struct WorkDir(pub(crate) PathBuf);
 
 impl Drop for WorkDir {
     fn drop(&mut self) {

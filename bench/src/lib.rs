@@ -14,6 +14,7 @@ pub mod propagation;
 pub mod report;
 pub mod scenario;
 pub mod streams;
+pub mod usage;
 
 /// Runs one subcommand to completion.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -30,5 +31,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Stack(args) => hold::run(args).await,
         cli::Command::Keys(args) => keys::run(args).await,
         cli::Command::Streams(args) => streams::run(args).await,
+        cli::Command::Usage(args) => usage::run(args).await,
     }
 }
