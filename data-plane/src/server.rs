@@ -172,7 +172,7 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
                 Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
             }
         });
-        let io = TokioIo::new(Watched::new(stream, Arc::clone(&watch)));
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&watch), permit));
         let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -181,7 +181,6 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
                 Some(Ok(())) => {}
                 None => tracing::debug!("connection closed: header or keep-alive timeout"),
             }
-            drop(permit);
         });
     }
     drop(acceptor);
@@ -191,7 +190,8 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
     }
 }
 
-fn request_id() -> Arc<str> {
+/// A new request id (UUIDv7): one per HTTP request, and per request on a WebSocket.
+pub(crate) fn request_id() -> Arc<str> {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
 }
@@ -258,6 +258,7 @@ async fn dispatch(
         (&Method::GET | &Method::HEAD, "/") => {
             text(StatusCode::OK, "text/plain; charset=utf-8", "Code Router\n")
         }
+        (&Method::GET, "/v1/responses" | "/responses") => proxy::websocket::upgrade(app, request),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         (&Method::GET, "/readyz") => {
             if app.is_ready() {

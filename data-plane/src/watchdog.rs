@@ -29,6 +29,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
+    sync::OwnedSemaphorePermit,
     time::Instant,
 };
 
@@ -170,10 +171,14 @@ impl Body for Tracked {
 /// the connection, and the client could lose the answer it had not read yet. So a socket
 /// dropped before the client's end of stream lingers a moment (reading and discarding, bounded
 /// in time and bytes) after hyper has sent the answer and shut its side down.
+///
+/// It also holds the connection's `--max-connections` permit, so the permit lasts exactly as
+/// long as the socket: through a WebSocket session too, which outlives hyper's connection.
 pub struct Watched {
     inner: Option<TcpStream>,
     watch: Arc<Watch>,
     client_done: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// How long, and how many bytes, a closed connection keeps reading what its client still sends.
@@ -181,9 +186,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 << 20;
 
 impl Watched {
-    /// `inner`, reporting to `watch`.
-    pub fn new(inner: TcpStream, watch: Arc<Watch>) -> Watched {
-        Watched { inner: Some(inner), watch, client_done: false }
+    /// `inner`, reporting to `watch`, holding `permit` until it is dropped.
+    pub fn new(inner: TcpStream, watch: Arc<Watch>, permit: OwnedSemaphorePermit) -> Watched {
+        Watched { inner: Some(inner), watch, client_done: false, _permit: permit }
     }
 
     fn stream(&mut self) -> Pin<&mut TcpStream> {

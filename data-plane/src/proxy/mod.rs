@@ -16,6 +16,7 @@ pub mod stream;
 pub mod tokenize;
 pub mod upstream;
 pub mod usage;
+pub mod websocket;
 
 use std::{sync::Arc, time::Instant};
 
@@ -69,6 +70,42 @@ async fn serve(
     let body =
         request::read_body(&head.headers, body, app.config.max_body_bytes, app.config.body_read_timeout)
             .await?;
+    serve_read(app, endpoint, &policy, caller, &head, body, request_id, started).await
+}
+
+/// Serves one request whose body was read some other way (a WebSocket message): steps 1 to 7
+/// exactly as for `POST`, `head` standing for the request's head.
+pub async fn handle_read(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    head: &http::request::Parts,
+    body: Bytes,
+    request_id: Arc<str>,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let policy = app.policy.load_full();
+    let served = match auth::authenticate(&policy, &head.headers, crate::app::unix_micros()) {
+        Ok(caller) => serve_read(app, endpoint, &policy, caller, head, body, request_id, started).await,
+        Err(error) => Err(error),
+    };
+    served.unwrap_or_else(|error| {
+        app.metrics.refused(endpoint.as_str(), error.code.as_str());
+        error.response(endpoint.anthropic_errors())
+    })
+}
+
+/// Steps 3 to 7, the key found and the body read.
+#[allow(clippy::too_many_arguments)]
+async fn serve_read(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    policy: &crate::policy::Policy,
+    caller: Caller<'_>,
+    head: &http::request::Parts,
+    body: Bytes,
+    request_id: Arc<str>,
+    started: Instant,
+) -> Result<Response<ResponseBody>, ApiError> {
     let fields = request::fields(&body)?;
     // Step 3: the model (an alias is served and billed as its target), and whether this key
     // may use it.
@@ -107,7 +144,7 @@ async fn serve(
     let attempt = Attempt {
         app,
         endpoint,
-        head: &head,
+        head,
         body: &body,
         fields: &fields,
         model,
