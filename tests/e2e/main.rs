@@ -41,3 +41,4 @@ mod sdk;
 mod security;
 mod setup;
 mod usage;
+mod ws;
