@@ -42,6 +42,8 @@ pub struct App {
     pub loaded: watch::Receiver<u64>,
     /// One permit per client connection that may be open (`--max-connections`).
     pub connections: Arc<Semaphore>,
+    /// This worker's WebSocket sessions (each worker has its own), told when it stops.
+    pub sockets: crate::proxy::websocket::Sockets,
 }
 
 impl App {

@@ -77,6 +77,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         reporter,
         metrics,
         loaded,
+        sockets: Default::default(),
     };
     let reporter = app.reporter.clone();
     server::serve(app, shutdown).await?;

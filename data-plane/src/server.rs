@@ -44,7 +44,11 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()>) -> anyhow::Resu
     let (stop, stopping) = watch::channel(false);
     let mut finished = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
-        let worker = App { http: crate::proxy::upstream::client(app.config.connect_timeout), ..app.clone() };
+        let worker = App {
+            http: crate::proxy::upstream::client(app.config.connect_timeout),
+            sockets: Default::default(),
+            ..app.clone()
+        };
         let stopping = stopping.clone();
         let (done, finished_one) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
         std::thread::Builder::new()
@@ -184,8 +188,13 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
         });
     }
     drop(acceptor);
+    // WebSocket sessions are not hyper's connections any more: told apart, waited for alike.
+    app.sockets.stop();
+    let drained = async {
+        tokio::join!(graceful.shutdown(), app.sockets.closed());
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("a worker's requests all finished"),
+        () = drained => tracing::debug!("a worker's requests all finished"),
         () = tokio::time::sleep(app.config.shutdown_grace) => tracing::warn!("shutdown grace period over; closing what is left"),
     }
 }

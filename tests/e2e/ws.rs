@@ -2,12 +2,12 @@
 //! (tokio-tungstenite): several `response.create` on one socket, native and converted, each
 //! billed exactly once; Codex's warm-up and incremental input; refusals before the upgrade,
 //! error events and close codes after it; the connection limit and idle rule on sockets.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::{SinkExt, StreamExt};
-use router_tests::{Backend, eventually, http_client::get};
+use router_tests::{Backend, eventually, http_client::get, mock::Mode};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::{net::TcpStream, sync::Notify};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
     tungstenite::{
@@ -371,4 +371,33 @@ async fn upgrades_need_a_key_and_sockets_keep_the_connection_rules(backend: Back
     drop(ws);
     let answer = tokio::time::timeout(READ, health).await.expect("served once the socket closed");
     assert_eq!(answer.unwrap().unwrap().status, 200);
+
+    // Shutdown: an answer streaming on a socket finishes, then the socket is closed with 1001.
+    let release = Arc::new(Notify::new());
+    gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
+    let mut ws = connect(&gw, Some(&gw.key)).await.expect("upgraded");
+    let hello = json!({"type": "response.create", "model": "gpt-4o-mini", "input": "Say hello"});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["type"], "response.created");
+    let mut gw = gw;
+    gw.dp.process.signal_terminate().unwrap();
+    gw.dp.process.wait_for_line("shutting down", READ).unwrap();
+    release.notify_one();
+    let mut rest = Vec::new();
+    loop {
+        match next(&mut ws).await {
+            Message::Text(text) => rest.push(serde_json::from_str::<Value>(&text).unwrap()),
+            Message::Close(Some(CloseFrame { code, .. })) => {
+                assert_eq!(code, CloseCode::Away);
+                break;
+            }
+            other => panic!("expected the answer, then a close with 1001; got {other:?}"),
+        }
+    }
+    assert_eq!(text_of(&rest), TEXT, "the answer in flight is finished");
+    completed(&rest);
+    drop(ws);
+    assert!(gw.dp.process.wait_exit(READ).unwrap().success());
+    let records = gw.usage(1).await;
+    assert_eq!(billed(&records[0]), json!([13, 0, 0, 5, "0.00000495", "ok"]));
 }

@@ -49,6 +49,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::sync::watch;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -69,6 +70,35 @@ use crate::{
     app::App,
     body::{ResponseBody, empty},
 };
+
+/// A worker's WebSocket sessions: each holds a receiver of `stop`, so a stopping worker tells
+/// them all and waits until the last one is gone.
+#[derive(Clone)]
+pub struct Sockets {
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Sockets {
+    fn default() -> Sockets {
+        Sockets { stop: Arc::new(watch::Sender::new(false)) }
+    }
+}
+
+impl Sockets {
+    /// Tells every session to close: at once when idle, after its answer when one streams.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Completes when no session is left.
+    pub async fn closed(&self) {
+        self.stop.closed().await;
+    }
+
+    fn watch(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
 
 /// Whether a request asks for a WebSocket (`Upgrade: websocket`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
@@ -133,9 +163,10 @@ pub fn upgrade(app: &Arc<App>, mut request: Request<Incoming>) -> Response<Respo
     let on_upgrade = hyper::upgrade::on(&mut request);
     let head = request_head(&request);
     let app = Arc::clone(app);
+    let stopping = app.sockets.watch();
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => Session::new(app, head).run(TokioIo::new(upgraded)).await,
+            Ok(upgraded) => Session::new(app, head, stopping).run(TokioIo::new(upgraded)).await,
             Err(error) => tracing::debug!(%error, "the WebSocket upgrade did not complete"),
         }
     });
@@ -198,6 +229,8 @@ type Source = futures::stream::SplitStream<WebSocketStream<TokioIo<hyper::upgrad
 struct Session {
     app: Arc<App>,
     head: http::request::Parts,
+    /// Whether the worker is stopping.
+    stopping: watch::Receiver<bool>,
     last: Option<Context>,
     /// A message that arrived while an answer was streaming, served next.
     pending: Option<Utf8Bytes>,
@@ -210,8 +243,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const MAX_REASON: usize = 120;
 
 impl Session {
-    fn new(app: Arc<App>, head: http::request::Parts) -> Session {
-        Session { app, head, last: None, pending: None }
+    fn new(app: Arc<App>, head: http::request::Parts, stopping: watch::Receiver<bool>) -> Session {
+        Session { app, head, stopping, last: None, pending: None }
     }
 
     async fn run(mut self, io: TokioIo<hyper::upgrade::Upgraded>) {
@@ -220,42 +253,60 @@ impl Session {
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let (mut sink, mut source) = socket.split();
         let idle = self.app.config.keep_alive_timeout;
+        let mut stopping = self.stopping.clone();
+        // Idle since the last answer ended (pings do not count: they are not requests).
+        let mut idle_until = tokio::time::Instant::now() + idle;
         loop {
+            if *stopping.borrow() {
+                close(&mut sink, &mut source, CloseCode::Away, "the data plane is shutting down").await;
+                return;
+            }
             let text = match self.pending.take() {
                 Some(text) => text,
-                None => match tokio::time::timeout(idle, source.next()).await {
-                    Err(_) => {
-                        let reason = format!("idle for {} s", idle.as_secs());
-                        close(&mut sink, &mut source, CloseCode::Normal, &reason).await;
-                        return;
-                    }
-                    Ok(None) => return,
-                    Ok(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })))) => {
-                        let reason = format!("a message of {size} bytes is over the {max_size}-byte limit");
-                        close(&mut sink, &mut source, CloseCode::Size, &reason).await;
-                        return;
-                    }
-                    Ok(Some(Err(error))) => {
-                        tracing::debug!(%error, "WebSocket session ended");
-                        return;
-                    }
-                    Ok(Some(Ok(Message::Text(text)))) => text,
-                    Ok(Some(Ok(Message::Binary(_)))) => {
-                        let error =
-                            invalid("binary messages are not understood: send response.create as text");
-                        if send(&mut sink, error_event(&error)).await.is_err() {
+                None => {
+                    let next = tokio::select! {
+                        next = tokio::time::timeout_at(idle_until, source.next()) => next,
+                        Ok(()) = stopping.changed() => continue,
+                    };
+                    match next {
+                        Err(_) => {
+                            let reason = format!("idle for {} s", idle.as_secs());
+                            close(&mut sink, &mut source, CloseCode::Normal, &reason).await;
                             return;
                         }
-                        continue;
+                        Ok(None) => return,
+                        Ok(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
+                            size,
+                            max_size,
+                        })))) => {
+                            let reason =
+                                format!("a message of {size} bytes is over the {max_size}-byte limit");
+                            close(&mut sink, &mut source, CloseCode::Size, &reason).await;
+                            return;
+                        }
+                        Ok(Some(Err(error))) => {
+                            tracing::debug!(%error, "WebSocket session ended");
+                            return;
+                        }
+                        Ok(Some(Ok(Message::Text(text)))) => text,
+                        Ok(Some(Ok(Message::Binary(_)))) => {
+                            let error =
+                                invalid("binary messages are not understood: send response.create as text");
+                            if send(&mut sink, error_event(&error)).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        // Pings are answered by the protocol layer; a close is answered there
+                        // and the next read ends the stream.
+                        Ok(Some(Ok(_))) => continue,
                     }
-                    // Pings are answered by the protocol layer; a close is answered there and
-                    // the next read ends the stream.
-                    Ok(Some(Ok(_))) => continue,
-                },
+                }
             };
             if let Turn::End = self.turn(&text, &mut sink, &mut source).await {
                 return;
             }
+            idle_until = tokio::time::Instant::now() + idle;
         }
     }
 
