@@ -25,6 +25,7 @@ mod admin;
 mod affinity;
 mod agents;
 mod aliases;
+mod console;
 mod conversion;
 mod health;
 mod hostile;

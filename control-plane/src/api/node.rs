@@ -13,7 +13,7 @@ use crate::{
     store::{
         accounts, codes, keys, leases, now_micros,
         policy::{self, PolicyChanges},
-        quarantine,
+        quarantine, sessions,
         usage::{self, UsageFilter},
     },
 };
@@ -32,12 +32,18 @@ pub struct NodeApi {
     feed: PolicyFeed,
     currency: String,
     shutdown: watch::Receiver<bool>,
+    session_lifetime: i64,
 }
 
 impl NodeApi {
     /// A plane API over `db`; streams end when `shutdown` turns true.
     pub fn new(db: Db, feed: PolicyFeed, currency: String, shutdown: watch::Receiver<bool>) -> NodeApi {
-        NodeApi { db, feed, currency, shutdown }
+        NodeApi { db, feed, currency, shutdown, session_lifetime: sessions::DEFAULT_LIFETIME }
+    }
+
+    /// Console sessions last `micros` (default: 7 days).
+    pub fn with_session_lifetime(self, micros: i64) -> NodeApi {
+        NodeApi { session_lifetime: micros, ..self }
     }
 }
 
@@ -306,6 +312,48 @@ impl NodeService for NodeApi {
         request: Request<pb::SummarizeAccountUsageRequest>,
     ) -> Answer<pb::UsageSummary> {
         usage_api::summarize(&self.db, request.into_inner().try_into()?).await.map(Response::new)
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Answer<pb::Session> {
+        let r = request.into_inner();
+        let outcome = sessions::login(
+            &self.db,
+            &r.email,
+            &r.password,
+            &r.client_address,
+            now_micros(),
+            self.session_lifetime,
+        )
+        .await;
+        // Never the password; the email only as the operator's record of who tried.
+        match &outcome {
+            Ok(session) => {
+                tracing::info!(account = %session.account.name, address = %r.client_address, "console sign-in")
+            }
+            Err(error) => tracing::info!(address = %r.client_address, %error, "console sign-in refused"),
+        }
+        let session = outcome?;
+        Ok(Response::new(pb::Session {
+            token: session.token,
+            csrf_token: session.csrf_token,
+            expires_at_unix_micros: session.expires_at,
+            account: Some(convert::account_to_pb(session.account)),
+        }))
+    }
+
+    async fn logout(&self, request: Request<pb::SessionRequest>) -> Answer<pb::Empty> {
+        sessions::logout(&self.db, &request.into_inner().token).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn session_account(&self, request: Request<pb::SessionRequest>) -> Answer<pb::SessionInfo> {
+        let info = sessions::session(&self.db, &request.into_inner().token, now_micros()).await?;
+        Ok(Response::new(pb::SessionInfo {
+            account: Some(convert::account_to_pb(info.account)),
+            csrf_token: info.csrf_token,
+            expires_at_unix_micros: info.expires_at,
+            currency: self.currency.clone(),
+        }))
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Answer<pb::BalanceChange> {
