@@ -19,6 +19,7 @@ use router_startup::accept::Acceptor;
 use crate::{
     app::App,
     body::{ResponseBody, empty},
+    console,
     endpoints::{account, catalog, json, text},
     proxy::{
         self, auth,
@@ -154,7 +155,7 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
     let (header, keep_alive) = (app.config.header_read_timeout, app.config.keep_alive_timeout);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _, permit) = tokio::select! {
+        let (stream, peer, permit) = tokio::select! {
             accepted = acceptor.accept_when(|| Arc::clone(&app.connections).acquire_owned()) => accepted,
             () = &mut shutdown => break,
         };
@@ -168,7 +169,7 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
             let app = Arc::clone(&app);
             let busy = on_request.request();
             async move {
-                let response = route(app, request).await;
+                let response = route(app, request, peer).await;
                 Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
             }
         });
@@ -196,11 +197,11 @@ fn request_id() -> Arc<str> {
     Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
 }
 
-/// Routes one request and decorates its answer.
-async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<ResponseBody> {
+/// Routes one request (from `peer`) and decorates its answer.
+async fn route(app: Arc<App>, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
     let request_id = request_id();
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = dispatch(&app, request, Arc::clone(&request_id)).await;
+    let mut response = dispatch(&app, request, Arc::clone(&request_id), peer).await;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", value);
@@ -232,7 +233,7 @@ fn preflight(request: &Request<Incoming>) -> Response<ResponseBody> {
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         asked.unwrap_or(HeaderValue::from_static(
-            "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta",
+            "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta, x-csrf-token",
         )),
     );
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
@@ -243,6 +244,7 @@ async fn dispatch(
     app: &Arc<App>,
     request: Request<Incoming>,
     request_id: Arc<str>,
+    peer: SocketAddr,
 ) -> Response<ResponseBody> {
     let method = request.method().clone();
     if method == Method::OPTIONS {
@@ -277,6 +279,9 @@ async fn dispatch(
         (&Method::GET, "/api/pricing") => json(StatusCode::OK, &catalog::pricing_json(&app.policy.load())),
         (&Method::GET, "/pricing") => {
             text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load()))
+        }
+        _ if path == "/api/account" || path.starts_with("/api/account/") => {
+            console::api::handle(app, request, &path, peer).await
         }
         _ => keyed(app, request, &method, &path).await,
     }

@@ -26,6 +26,7 @@ mod affinity;
 mod agents;
 mod aliases;
 mod console;
+mod console_api;
 mod conversion;
 mod health;
 mod hostile;

@@ -11,7 +11,7 @@ use super::{convert, feed::PolicyFeed, usage as usage_api};
 use crate::{
     db::Db,
     store::{
-        accounts, codes, keys, leases, now_micros,
+        accounts, codes, keys, leases, ledger, now_micros,
         policy::{self, PolicyChanges},
         quarantine, sessions,
         usage::{self, UsageFilter},
@@ -353,6 +353,81 @@ impl NodeService for NodeApi {
             csrf_token: info.csrf_token,
             expires_at_unix_micros: info.expires_at,
             currency: self.currency.clone(),
+        }))
+    }
+
+    async fn list_account_keys(&self, request: Request<pb::AccountRequest>) -> Answer<pb::ListKeysResponse> {
+        let account_id = usage_api::required_account(request.into_inner().account_id)?;
+        let account = accounts::get_by_id(&self.db, account_id).await?;
+        let keys = keys::list(&self.db, Some(&account.name)).await?;
+        Ok(Response::new(pb::ListKeysResponse { keys: keys.into_iter().map(convert::key_to_pb).collect() }))
+    }
+
+    async fn create_account_key(
+        &self,
+        request: Request<pb::CreateAccountKeyRequest>,
+    ) -> Answer<pb::CreatedKey> {
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        if let (Some(own), Some(asked)) = (account.daily_limit, r.daily_limit_nanos)
+            && asked > own
+        {
+            return Err(Status::invalid_argument(
+                "a key's daily limit cannot be higher than its account's daily limit",
+            ));
+        }
+        // The account's own group: a key holder cannot pick another price list.
+        let spec = keys::KeySpec {
+            account: account.name,
+            name: r.name,
+            group: None,
+            limit: r.limit_nanos,
+            daily_limit: r.daily_limit_nanos,
+            models: r.models,
+            expires_at: r.expires_at_unix_micros,
+        };
+        let (key, secret) = keys::create(&self.db, spec).await?;
+        self.feed.poke();
+        Ok(Response::new(pb::CreatedKey { key: Some(convert::key_to_pb(key)), secret }))
+    }
+
+    async fn revoke_account_key(&self, request: Request<pb::AccountKeyRequest>) -> Answer<pb::Key> {
+        let r = request.into_inner();
+        let account_id = usage_api::required_account(r.account_id)?;
+        let key = keys::get(&self.db, r.key_id).await.ok().filter(|k| k.account_id == account_id);
+        if key.is_none() {
+            return Err(Status::not_found(format!("key {} not found", r.key_id)));
+        }
+        let key = keys::revoke(&self.db, r.key_id).await?;
+        self.feed.poke();
+        Ok(Response::new(convert::key_to_pb(key)))
+    }
+
+    async fn list_account_ledger(
+        &self,
+        request: Request<pb::ListAccountLedgerRequest>,
+    ) -> Answer<pb::ListLedgerResponse> {
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        let limit = r.limit.map_or(50, i64::from).clamp(1, 1000);
+        let entries = ledger::list(&self.db, Some(&account.name), limit).await?;
+        Ok(Response::new(pb::ListLedgerResponse {
+            entries: entries.into_iter().map(convert::entry_to_pb).collect(),
+        }))
+    }
+
+    async fn redeem_for_account(
+        &self,
+        request: Request<pb::AccountRedeemRequest>,
+    ) -> Answer<pb::BalanceChange> {
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        let (amount, posted) = codes::redeem(&self.db, account.id, r.code.trim()).await?;
+        Ok(Response::new(pb::BalanceChange {
+            account: account.name,
+            amount_nanos: amount,
+            balance_nanos: posted.balance,
+            ledger_id: posted.ledger_id,
         }))
     }
 
