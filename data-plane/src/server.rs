@@ -278,7 +278,11 @@ async fn dispatch(
         }
         (&Method::GET, "/api/pricing") => json(StatusCode::OK, &catalog::pricing_json(&app.policy.load())),
         (&Method::GET, "/pricing") => {
-            text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load()))
+            let lang = console::i18n::Lang::of_request(request.headers(), None);
+            text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load(), lang))
+        }
+        _ if path == "/console" || path.starts_with("/console/") => {
+            console::pages::handle(app, request, &path, peer).await
         }
         _ if path == "/api/account" || path.starts_with("/api/account/") => {
             console::api::handle(app, request, &path, peer).await

@@ -3,6 +3,9 @@
 //! sign-in limit. The session travels in an HttpOnly, SameSite=Strict cookie; state-changing
 //! calls must also send the session's CSRF token in `x-csrf-token`.
 pub mod api;
+pub mod charts;
+pub mod i18n;
+pub mod pages;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
@@ -14,6 +17,9 @@ use crate::{
     app::App,
     proxy::error::{ApiError, ErrorCode},
 };
+
+/// The style sheet of the console and the public price page.
+pub const STYLE: &str = include_str!("style.css");
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cr_session";
@@ -52,7 +58,7 @@ pub fn session_cookie(request: &HeaderMap, token: &str, max_age: i64) -> HeaderV
 }
 
 /// Compares two tokens in time that does not depend on where they differ.
-fn same_token(a: &str, b: &str) -> bool {
+pub(crate) fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
