@@ -27,6 +27,7 @@ mod agents;
 mod aliases;
 mod console;
 mod console_api;
+mod console_pages;
 mod conversion;
 mod health;
 mod hostile;

@@ -539,13 +539,19 @@ async fn dashboard(ctx: &Ctx<'_>, session: &Session) -> Result<Markup, ApiError>
                     div.value { (account.group) }
                 }
             }
-            h2 { (text.daily_spend) }
-            (charts::daily_spend(&days, &currency, text))
-            h2 { (text.spend_by_model) }
-            @if any_usage {
-                (charts::by_model(&models, &currency, text))
-            } @else {
-                p.muted { (text.no_usage_yet) }
+            div.charts {
+                section {
+                    h2 { (text.daily_spend) }
+                    (charts::daily_spend(&days, &currency, text))
+                }
+                section {
+                    h2 { (text.spend_by_model) }
+                    @if any_usage {
+                        (charts::by_model(&models, &currency, text))
+                    } @else {
+                        p.muted { (text.no_usage_yet) }
+                    }
+                }
             }
         },
     ))
