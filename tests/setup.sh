@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, when missing: PostgreSQL running on
 # 127.0.0.1:5432, MariaDB on 127.0.0.1:3306 (root, no password: the import tests read a
-# new-api database from it), the official OpenAI and Anthropic Python SDKs, and Chromium for the
-# browser check of /pricing. Safe to run again.
+# new-api database from it), the official OpenAI and Anthropic Python SDKs, and Chromium with
+# chromedriver and Selenium for the browser checks of /pricing and the console. Safe to run again.
 set -euo pipefail
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
@@ -34,7 +34,14 @@ if ! python3 -c 'import openai, anthropic' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check 'openai>=1.50' 'anthropic>=0.40'
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
+# Chromium, its WebDriver and a CJK font (the console's 简体中文 pages) for the browser tests.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+    packages="chromium chromium-driver fonts-wqy-microhei"
+    apt-get install -y -q $packages >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $packages >/dev/null; }
+fi
+
+if ! python3 -c 'import selenium' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'selenium>=4.20'
 fi

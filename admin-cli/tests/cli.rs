@@ -139,6 +139,7 @@ fake_admin_service! {
     update_account: UpdateAccountRequest -> Account;
     get_account: NameRequest -> Account;
     list_accounts: ListAccountsRequest -> ListAccountsResponse;
+    set_account_password: SetAccountPasswordRequest -> Account;
     create_key: CreateKeyRequest -> CreatedKey;
     update_key: UpdateKeyRequest -> Key;
     revoke_key: KeyIdRequest -> Key;
@@ -196,6 +197,7 @@ fn account() -> pb::Account {
         daily_limit_nanos: None,
         spent_today_nanos: 14_000,
         created_at_unix_micros: 1_795_759_982_123_456,
+        ..Default::default()
     }
 }
 
@@ -214,7 +216,8 @@ async fn json_output_is_one_value_with_decimal_strings() {
         json!({
             "id": 1, "name": "bob", "group": "default", "balance": "9.999986", "reserved": "0.5",
             "daily_limit": null, "spent_today": "0.000014",
-            "created_at": "2026-11-27T06:13:02.123456Z",
+            "created_at": "2026-11-27T06:13:02.123456Z", "email": null, "disabled": false,
+            "has_password": false,
         })
     );
     let calls = fake.calls();

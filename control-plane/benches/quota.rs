@@ -106,7 +106,7 @@ async fn populate(db: &Db, accounts_wanted: usize) -> anyhow::Result<Vec<i64>> {
     let mut key_ids = Vec::new();
     for a in 0..accounts_wanted {
         let name = format!("bench-{a}");
-        accounts::add(db, &name, None, Some(1_000_000_000_000_000), None).await?;
+        accounts::add(db, &name, None, Some(1_000_000_000_000_000), None, None).await?;
         for _ in 0..2 {
             let spec = KeySpec { account: name.clone(), ..KeySpec::default() };
             key_ids.push(keys::create(db, spec).await?.0.id);

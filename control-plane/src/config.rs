@@ -56,6 +56,9 @@ pub struct Config {
     #[arg(long, env = "ROUTER_CHANNEL_CHECK_FAILURES", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub channel_check_failures: u32,
+    /// Seconds a console session lasts unless it ends sooner (at most, and by default, 7 days).
+    #[arg(long, env = "ROUTER_SESSION_LIFETIME", default_value_t = 604_800, value_parser = clap::value_parser!(u32).range(1..=604_800))]
+    pub session_lifetime: u32,
 }
 
 impl Config {

@@ -29,10 +29,22 @@ pub enum StoreError {
     /// No database connection could be had.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The caller's credentials are wrong or have ended (console sign-in and sessions).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but not allowed (a disabled account).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; the caller may try again after this many seconds.
+    #[error("too many failed sign-ins; try again in {0} s")]
+    RateLimited(u64),
     /// A dry run's transaction, rolled back on purpose after its changes were computed.
     #[error("rolled back (dry run)")]
     RolledBack,
 }
+
+/// The status metadata key that carries a [`StoreError::RateLimited`] wait, in seconds.
+pub const RETRY_AFTER: &str = "retry-after";
 
 /// Result of a storage operation.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -73,6 +85,15 @@ impl From<StoreError> for Status {
             StoreError::Unavailable(ref e) => {
                 tracing::error!(error = %e, "database unavailable");
                 Status::unavailable("database unavailable")
+            }
+            StoreError::Unauthenticated(_) => Status::unauthenticated(error.to_string()),
+            StoreError::Forbidden(_) => Status::permission_denied(error.to_string()),
+            StoreError::RateLimited(seconds) => {
+                let mut status = Status::resource_exhausted(error.to_string());
+                if let Ok(value) = seconds.to_string().parse() {
+                    status.metadata_mut().insert(RETRY_AFTER, value);
+                }
+                status
             }
             StoreError::RolledBack => Status::aborted(error.to_string()),
         }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod password;
 pub mod server;
 pub mod store;

@@ -112,7 +112,9 @@ pub async fn serve(
     }
 
     let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
-    let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped);
+    let session_lifetime = i64::from(config.session_lifetime) * 1_000_000;
+    let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped)
+        .with_session_lifetime(session_lifetime);
     let admin = AdminServiceServer::with_interceptor(admin, BearerCheck::new(&config.admin_token, "admin"));
     let node = NodeServiceServer::with_interceptor(node, BearerCheck::new(&config.node_token, "node"));
 

@@ -269,8 +269,9 @@ fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), TestCa
 async fn scenario(db: &Db, setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let fail = |e: router_control_plane::error::StoreError| TestCaseError::fail(e.to_string());
     let name = format!("acct-{}", common::random_name(10));
-    let account =
-        account_store::add(db, &name, None, Some(setup.balance), setup.account_daily).await.map_err(fail)?;
+    let account = account_store::add(db, &name, None, Some(setup.balance), setup.account_daily, None)
+        .await
+        .map_err(fail)?;
     let mut key_ids = Vec::new();
     for k in 0..KEYS {
         let spec = KeySpec {

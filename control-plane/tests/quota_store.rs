@@ -2,6 +2,7 @@
 //! boundary, refills, revocation, and what a batch changes (on SQLite and PostgreSQL).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestDb};
@@ -18,24 +19,6 @@ use router_control_plane::{
 };
 
 const DAY: i64 = 86_400_000_000;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread")]
-                async fn sqlite() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread")]
-                async fn postgres() {
-                    super::$name(super::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
 
 on_both_backends!(
     expired_and_past_day_leases_stop_holding,
@@ -54,7 +37,7 @@ async fn setup(
     key_daily_limit: Option<i64>,
 ) -> (i64, i64) {
     let name = format!("acct-{}", common::random_name(8));
-    let account = accounts::add(db, &name, None, Some(balance), daily_limit).await.unwrap();
+    let account = accounts::add(db, &name, None, Some(balance), daily_limit, None).await.unwrap();
     let spec =
         KeySpec { account: name, limit: key_limit, daily_limit: key_daily_limit, ..KeySpec::default() };
     let (key, _) = keys::create(db, spec).await.unwrap();

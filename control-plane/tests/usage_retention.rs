@@ -97,7 +97,7 @@ async fn retention_keeps_aggregates_and_the_ledger(backend: Backend) {
     let test_db = TestDb::create(backend).await;
     let db = &test_db.db;
     let postgres = backend == Backend::Postgres;
-    account_store::add(db, "ann", None, Some(1_000_000_000), None).await.unwrap();
+    account_store::add(db, "ann", None, Some(1_000_000_000), None, None).await.unwrap();
     let key = keys::create(db, KeySpec { account: "ann".into(), ..KeySpec::default() }).await.unwrap().0.id;
 
     // The control plane, run on Aug 1, makes Aug to Oct.

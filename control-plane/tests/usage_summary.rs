@@ -228,8 +228,9 @@ async fn scenario(db: &Db, batches: Vec<Batch>, range: (i64, i64)) -> Result<(),
     let names = [format!("a-{}", common::random_name(10)), format!("b-{}", common::random_name(10))];
     let mut accounts = Vec::new();
     for name in &names {
-        accounts
-            .push(account_store::add(db, name, None, Some(1_000_000_000_000), None).await.map_err(fail)?.id);
+        accounts.push(
+            account_store::add(db, name, None, Some(1_000_000_000_000), None, None).await.map_err(fail)?.id,
+        );
     }
     let mut key_ids = Vec::new();
     let mut key_names = BTreeMap::new();
@@ -425,8 +426,8 @@ fn named(rows: &[(&str, i64, i64)]) -> Vec<(String, i64, i64)> {
 async fn buckets_ranges_and_bad_arguments(backend: Backend) {
     let test_db = TestDb::create(backend).await;
     let db = &test_db.db;
-    let ann = account_store::add(db, "ann", None, Some(1_000_000), None).await.unwrap().id;
-    account_store::add(db, "bob", None, Some(1_000_000), None).await.unwrap();
+    let ann = account_store::add(db, "ann", None, Some(1_000_000), None, None).await.unwrap().id;
+    account_store::add(db, "bob", None, Some(1_000_000), None, None).await.unwrap();
     let key = |account: &str, name: &str| KeySpec {
         account: account.into(),
         name: Some(name.into()),

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod convert;
 pub mod endpoints;

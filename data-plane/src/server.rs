@@ -19,6 +19,7 @@ use router_startup::accept::Acceptor;
 use crate::{
     app::App,
     body::{ResponseBody, empty},
+    console,
     endpoints::{account, catalog, json, text},
     proxy::{
         self, auth,
@@ -158,7 +159,7 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
     let (header, keep_alive) = (app.config.header_read_timeout, app.config.keep_alive_timeout);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _, permit) = tokio::select! {
+        let (stream, peer, permit) = tokio::select! {
             accepted = acceptor.accept_when(|| Arc::clone(&app.connections).acquire_owned()) => accepted,
             () = &mut shutdown => break,
         };
@@ -172,7 +173,7 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
             let app = Arc::clone(&app);
             let busy = on_request.request();
             async move {
-                let response = route(app, request).await;
+                let response = route(app, request, peer).await;
                 Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
             }
         });
@@ -205,11 +206,11 @@ pub(crate) fn request_id() -> Arc<str> {
     Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
 }
 
-/// Routes one request and decorates its answer.
-async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<ResponseBody> {
+/// Routes one request (from `peer`) and decorates its answer.
+async fn route(app: Arc<App>, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
     let request_id = request_id();
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = dispatch(&app, request, Arc::clone(&request_id)).await;
+    let mut response = dispatch(&app, request, Arc::clone(&request_id), peer).await;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", value);
@@ -241,7 +242,7 @@ fn preflight(request: &Request<Incoming>) -> Response<ResponseBody> {
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         asked.unwrap_or(HeaderValue::from_static(
-            "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta",
+            "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, openai-beta, x-csrf-token",
         )),
     );
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
@@ -252,6 +253,7 @@ async fn dispatch(
     app: &Arc<App>,
     request: Request<Incoming>,
     request_id: Arc<str>,
+    peer: SocketAddr,
 ) -> Response<ResponseBody> {
     let method = request.method().clone();
     if method == Method::OPTIONS {
@@ -286,7 +288,14 @@ async fn dispatch(
         }
         (&Method::GET, "/api/pricing") => json(StatusCode::OK, &catalog::pricing_json(&app.policy.load())),
         (&Method::GET, "/pricing") => {
-            text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load()))
+            let lang = console::i18n::Lang::of_request(request.headers(), None);
+            text(StatusCode::OK, "text/html; charset=utf-8", catalog::pricing_page(&app.policy.load(), lang))
+        }
+        _ if path == "/console" || path.starts_with("/console/") => {
+            console::pages::handle(app, request, &path, peer).await
+        }
+        _ if path == "/api/account" || path.starts_with("/api/account/") => {
+            console::api::handle(app, request, &path, peer).await
         }
         _ => keyed(app, request, &method, &path).await,
     }

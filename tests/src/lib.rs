@@ -365,6 +365,23 @@ impl ControlPlane {
         routerctl(&self.endpoint, &self.admin_token, args)
     }
 
+    /// Runs routerctl with `input` on its standard input.
+    pub fn ctl_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(bin("routerctl"))
+            .args(args)
+            .env("ROUTER_ENDPOINT", &self.endpoint)
+            .env("ROUTER_ADMIN_TOKEN", &self.admin_token)
+            .env_remove("ROUTER_JSON")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("routerctl runs");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("stdin is written");
+        child.wait_with_output().expect("routerctl finishes")
+    }
+
     /// Runs `routerctl --json ARGS`, which must succeed, and parses its one JSON value.
     pub fn json(&self, args: &[&str]) -> Value {
         routerctl_json(&self.endpoint, &self.admin_token, args)

@@ -25,6 +25,51 @@ pub enum AccountCommand {
     },
     /// Change an account; what is not given stays as it is.
     Update(UpdateArgs),
+    /// Set the password the account signs in to the console with (ends its sessions).
+    SetPassword(SetPasswordArgs),
+}
+
+/// Flags of `account set-password`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true)))]
+pub struct SetPasswordArgs {
+    /// The account.
+    #[arg(value_parser = args::name)]
+    pub name: String,
+    /// Read the password from standard input: one line, its trailing newline dropped.
+    #[arg(long, group = "source")]
+    pub password_stdin: bool,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "F", group = "source")]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl SetPasswordArgs {
+    /// The password, read from where the flags say.
+    fn password(&self) -> Result<String, Error> {
+        let text = match &self.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?,
+            None => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::Invalid(format!("cannot read the password from stdin: {e}")))?;
+                line
+            }
+        };
+        first_line(&text)
+    }
+}
+
+/// The first line of `text` without its line ending; an empty one is refused.
+fn first_line(text: &str) -> Result<String, Error> {
+    let line = text.split('\n').next().unwrap_or_default();
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return Err(Error::Invalid("the password is empty".to_owned()));
+    }
+    Ok(line.to_owned())
 }
 
 /// Flags of `account add`.
@@ -42,6 +87,9 @@ pub struct AddArgs {
     /// The most the account may spend in one UTC day.
     #[arg(long, value_name = "X", value_parser = args::money)]
     pub daily_limit: Option<Money>,
+    /// The email the account signs in to the console with (unique, case-insensitively).
+    #[arg(long, value_name = "E")]
+    pub email: Option<String>,
 }
 
 impl AddArgs {
@@ -51,6 +99,7 @@ impl AddArgs {
             group: self.group,
             balance_nanos: self.balance.map(Money::nanos),
             daily_limit_nanos: self.daily_limit.map(Money::nanos),
+            email: self.email,
         }
     }
 }
@@ -68,16 +117,30 @@ pub struct UpdateArgs {
     /// The most the account may spend in one UTC day; `none` removes the limit.
     #[arg(long, value_name = "X", group = "changes", value_parser = args::clearable_money)]
     pub daily_limit: Option<Clearable<Money>>,
+    /// The console sign-in email; `none` removes it.
+    #[arg(long, value_name = "E", group = "changes", value_parser = clearable_text)]
+    pub email: Option<Clearable<String>>,
+    /// `true` stops the account signing in to the console and ends its sessions.
+    #[arg(long, value_name = "true|false", group = "changes", action = clap::ArgAction::Set)]
+    pub disabled: Option<bool>,
+}
+
+fn clearable_text(input: &str) -> Result<Clearable<String>, String> {
+    if input == args::NONE { Ok(Clearable::Clear) } else { Ok(Clearable::Set(input.to_owned())) }
 }
 
 impl UpdateArgs {
     fn into_request(self) -> pb::UpdateAccountRequest {
         let (daily_limit, clear_daily_limit) = split_clearable(self.daily_limit);
+        let (email, clear_email) = split_clearable(self.email);
         pb::UpdateAccountRequest {
             name: self.name,
             group: self.group,
             daily_limit_nanos: daily_limit.map(Money::nanos),
             clear_daily_limit,
+            email,
+            clear_email,
+            disabled: self.disabled,
         }
     }
 }
@@ -88,6 +151,10 @@ pub async fn run(command: AccountCommand, admin: &mut Admin, out: &mut Output) -
         AccountCommand::Add(add) => admin.add_account(add.into_request()).await?,
         AccountCommand::Show { name } => admin.get_account(pb::NameRequest { name }).await?,
         AccountCommand::Update(update) => admin.update_account(update.into_request()).await?,
+        AccountCommand::SetPassword(set) => {
+            let password = set.password()?;
+            admin.set_account_password(pb::SetAccountPasswordRequest { name: set.name, password }).await?
+        }
         AccountCommand::List => {
             let request = pb::ListAccountsRequest {};
             let accounts = admin.list_accounts(request).await?.into_inner().accounts;
@@ -109,6 +176,9 @@ pub struct AccountView {
     daily_limit: Option<String>,
     spent_today: String,
     created_at: String,
+    email: Option<String>,
+    disabled: bool,
+    has_password: bool,
 }
 
 impl AccountView {
@@ -123,13 +193,16 @@ impl AccountView {
             daily_limit: output::opt_money(account.daily_limit_nanos),
             spent_today: output::money(account.spent_today_nanos),
             created_at: output::time(account.created_at_unix_micros),
+            email: account.email.clone(),
+            disabled: account.disabled,
+            has_password: account.has_password,
         }
     }
 }
 
 impl Record for AccountView {
     const COLUMNS: &'static [&'static str] =
-        &["id", "name", "group", "balance", "reserved", "daily_limit", "spent_today"];
+        &["id", "name", "group", "balance", "reserved", "daily_limit", "spent_today", "email"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -141,6 +214,9 @@ impl Record for AccountView {
             ("daily_limit", or_unset(self.daily_limit.as_ref())),
             ("spent_today", self.spent_today.clone()),
             ("created_at", self.created_at.clone()),
+            ("email", or_unset(self.email.as_ref())),
+            ("disabled", self.disabled.to_string()),
+            ("password", if self.has_password { "set" } else { "-" }.to_owned()),
         ]
     }
 }
@@ -191,14 +267,40 @@ mod tests {
             daily_limit_nanos: None,
             spent_today_nanos: 14_000,
             created_at_unix_micros: 1_795_759_982_123_456,
+            email: Some("bob@example.com".into()),
+            disabled: false,
+            has_password: true,
         };
         assert_eq!(
             serde_json::to_value(AccountView::new(&account)).expect("views serialize"),
             serde_json::json!({
                 "id": 7, "name": "bob", "group": "default", "balance": "9.999986",
                 "reserved": "0", "daily_limit": null, "spent_today": "0.000014",
-                "created_at": "2026-11-27T06:13:02.123456Z",
+                "created_at": "2026-11-27T06:13:02.123456Z", "email": "bob@example.com",
+                "disabled": false, "has_password": true,
             })
         );
+    }
+
+    #[test]
+    fn passwords_are_one_line_without_its_newline() {
+        assert_eq!(first_line("s3cret pass\n").ok().as_deref(), Some("s3cret pass"));
+        assert_eq!(first_line("s3cret pass\r\nsecond").ok().as_deref(), Some("s3cret pass"));
+        assert_eq!(first_line(" spaced  ").ok().as_deref(), Some(" spaced  "));
+        assert!(first_line("\n").is_err());
+        assert!(first_line("").is_err());
+        assert!(parse(&["account", "set-password", "bob"]).is_err(), "a source is required");
+        assert!(
+            parse(&["account", "set-password", "bob", "--password-stdin", "--password-file", "f"]).is_err()
+        );
+        let Ok(AccountCommand::Update(update)) =
+            parse(&["account", "update", "bob", "--disabled", "true", "--email", "none"])
+        else {
+            panic!("not update")
+        };
+        let request = update.into_request();
+        assert_eq!(request.disabled, Some(true));
+        assert!(request.clear_email && request.email.is_none());
+        assert!(parse(&["account", "update", "bob", "--disabled", "maybe"]).is_err());
     }
 }

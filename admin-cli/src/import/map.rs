@@ -316,6 +316,7 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
             group: Some(if group.is_empty() { "default" } else { group }.to_owned()),
             balance_nanos: None,
             daily_limit_nanos: None,
+            email: None,
         });
         request.balances.push(pb::ImportedBalance {
             account: name.to_owned(),

@@ -312,6 +312,7 @@ impl Parsed {
                 group: item.group.clone(),
                 balance_nanos: None,
                 daily_limit_nanos: values::nanos(item.daily_limit),
+                email: None,
             });
         }
         Ok(setup)

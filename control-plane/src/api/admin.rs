@@ -233,17 +233,37 @@ impl AdminService for AdminApi {
 
     async fn add_account(&self, request: Request<pb::AddAccountRequest>) -> Answer<pb::Account> {
         let r = request.into_inner();
-        let account =
-            accounts::add(&self.db, &r.name, r.group.as_deref(), r.balance_nanos, r.daily_limit_nanos)
-                .await?;
+        let account = accounts::add(
+            &self.db,
+            &r.name,
+            r.group.as_deref(),
+            r.balance_nanos,
+            r.daily_limit_nanos,
+            r.email.as_deref(),
+        )
+        .await?;
         self.changed(convert::account_to_pb(account))
     }
 
     async fn update_account(&self, request: Request<pb::UpdateAccountRequest>) -> Answer<pb::Account> {
         let r = request.into_inner();
-        let daily_limit = optional_limit(r.daily_limit_nanos, r.clear_daily_limit);
-        let account = accounts::update(&self.db, &r.name, r.group.as_deref(), daily_limit).await?;
+        let update = accounts::AccountUpdate {
+            group: r.group.as_deref(),
+            daily_limit: optional_limit(r.daily_limit_nanos, r.clear_daily_limit),
+            email: if r.clear_email { Some(None) } else { r.email.as_deref().map(Some) },
+            disabled: r.disabled,
+        };
+        let account = accounts::update(&self.db, &r.name, update).await?;
         self.changed(convert::account_to_pb(account))
+    }
+
+    async fn set_account_password(
+        &self,
+        request: Request<pb::SetAccountPasswordRequest>,
+    ) -> Answer<pb::Account> {
+        let r = request.into_inner();
+        let account = accounts::set_password(&self.db, &r.name, &r.password).await?;
+        Ok(Response::new(convert::account_to_pb(account)))
     }
 
     async fn get_account(&self, request: Request<pb::NameRequest>) -> Answer<pb::Account> {

@@ -164,6 +164,12 @@ pub fn setup_from_pb(setup: pb::Setup) -> Result<Setup, Status> {
                 account.name
             )));
         }
+        if account.email.is_some() {
+            return Err(Status::invalid_argument(format!(
+                "account {:?}: an email is not part of a declared setup (use routerctl account update --email)",
+                account.name
+            )));
+        }
         declared.accounts.push(setup::DeclaredAccount {
             name: account.name,
             group: account.group,
@@ -227,6 +233,7 @@ pub fn setup_to_pb(setup: Setup, with_secrets: bool) -> pb::Setup {
                 group: a.group,
                 balance_nanos: None,
                 daily_limit_nanos: a.daily_limit,
+                email: None,
             })
             .collect(),
     }
@@ -322,6 +329,9 @@ pub fn account_to_pb(account: Account) -> pb::Account {
         daily_limit_nanos: account.daily_limit,
         spent_today_nanos: account.spent_today,
         created_at_unix_micros: account.created_at,
+        email: account.email,
+        disabled: account.disabled,
+        has_password: account.has_password,
     }
 }
 

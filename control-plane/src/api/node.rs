@@ -11,9 +11,9 @@ use super::{convert, feed::PolicyFeed, usage as usage_api};
 use crate::{
     db::Db,
     store::{
-        accounts, codes, keys, leases, now_micros,
+        accounts, codes, keys, leases, ledger, now_micros,
         policy::{self, PolicyChanges},
-        quarantine,
+        quarantine, sessions,
         usage::{self, UsageFilter},
     },
 };
@@ -32,12 +32,18 @@ pub struct NodeApi {
     feed: PolicyFeed,
     currency: String,
     shutdown: watch::Receiver<bool>,
+    session_lifetime: i64,
 }
 
 impl NodeApi {
     /// A plane API over `db`; streams end when `shutdown` turns true.
     pub fn new(db: Db, feed: PolicyFeed, currency: String, shutdown: watch::Receiver<bool>) -> NodeApi {
-        NodeApi { db, feed, currency, shutdown }
+        NodeApi { db, feed, currency, shutdown, session_lifetime: sessions::DEFAULT_LIFETIME }
+    }
+
+    /// Console sessions last `micros` (default: 7 days).
+    pub fn with_session_lifetime(self, micros: i64) -> NodeApi {
+        NodeApi { session_lifetime: micros, ..self }
     }
 }
 
@@ -306,6 +312,123 @@ impl NodeService for NodeApi {
         request: Request<pb::SummarizeAccountUsageRequest>,
     ) -> Answer<pb::UsageSummary> {
         usage_api::summarize(&self.db, request.into_inner().try_into()?).await.map(Response::new)
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Answer<pb::Session> {
+        let r = request.into_inner();
+        let outcome = sessions::login(
+            &self.db,
+            &r.email,
+            &r.password,
+            &r.client_address,
+            now_micros(),
+            self.session_lifetime,
+        )
+        .await;
+        // Never the password; the email only as the operator's record of who tried.
+        match &outcome {
+            Ok(session) => {
+                tracing::info!(account = %session.account.name, address = %r.client_address, "console sign-in")
+            }
+            Err(error) => tracing::info!(address = %r.client_address, %error, "console sign-in refused"),
+        }
+        let session = outcome?;
+        Ok(Response::new(pb::Session {
+            token: session.token,
+            csrf_token: session.csrf_token,
+            expires_at_unix_micros: session.expires_at,
+            account: Some(convert::account_to_pb(session.account)),
+        }))
+    }
+
+    async fn logout(&self, request: Request<pb::SessionRequest>) -> Answer<pb::Empty> {
+        sessions::logout(&self.db, &request.into_inner().token).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn session_account(&self, request: Request<pb::SessionRequest>) -> Answer<pb::SessionInfo> {
+        let info = sessions::session(&self.db, &request.into_inner().token, now_micros()).await?;
+        Ok(Response::new(pb::SessionInfo {
+            account: Some(convert::account_to_pb(info.account)),
+            csrf_token: info.csrf_token,
+            expires_at_unix_micros: info.expires_at,
+            currency: self.currency.clone(),
+        }))
+    }
+
+    async fn list_account_keys(&self, request: Request<pb::AccountRequest>) -> Answer<pb::ListKeysResponse> {
+        let account_id = usage_api::required_account(request.into_inner().account_id)?;
+        let account = accounts::get_by_id(&self.db, account_id).await?;
+        let keys = keys::list(&self.db, Some(&account.name)).await?;
+        Ok(Response::new(pb::ListKeysResponse { keys: keys.into_iter().map(convert::key_to_pb).collect() }))
+    }
+
+    async fn create_account_key(
+        &self,
+        request: Request<pb::CreateAccountKeyRequest>,
+    ) -> Answer<pb::CreatedKey> {
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        if let (Some(own), Some(asked)) = (account.daily_limit, r.daily_limit_nanos)
+            && asked > own
+        {
+            return Err(Status::invalid_argument(
+                "a key's daily limit cannot be higher than its account's daily limit",
+            ));
+        }
+        // The account's own group: a key holder cannot pick another price list.
+        let spec = keys::KeySpec {
+            account: account.name,
+            name: r.name,
+            group: None,
+            limit: r.limit_nanos,
+            daily_limit: r.daily_limit_nanos,
+            models: r.models,
+            expires_at: r.expires_at_unix_micros,
+        };
+        let (key, secret) = keys::create(&self.db, spec).await?;
+        self.feed.poke();
+        Ok(Response::new(pb::CreatedKey { key: Some(convert::key_to_pb(key)), secret }))
+    }
+
+    async fn revoke_account_key(&self, request: Request<pb::AccountKeyRequest>) -> Answer<pb::Key> {
+        let r = request.into_inner();
+        let account_id = usage_api::required_account(r.account_id)?;
+        let key = keys::get(&self.db, r.key_id).await.ok().filter(|k| k.account_id == account_id);
+        if key.is_none() {
+            return Err(Status::not_found(format!("key {} not found", r.key_id)));
+        }
+        let key = keys::revoke(&self.db, r.key_id).await?;
+        self.feed.poke();
+        Ok(Response::new(convert::key_to_pb(key)))
+    }
+
+    async fn list_account_ledger(
+        &self,
+        request: Request<pb::ListAccountLedgerRequest>,
+    ) -> Answer<pb::ListLedgerResponse> {
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        let limit = r.limit.map_or(50, i64::from).clamp(1, 1000);
+        let entries = ledger::list(&self.db, Some(&account.name), limit).await?;
+        Ok(Response::new(pb::ListLedgerResponse {
+            entries: entries.into_iter().map(convert::entry_to_pb).collect(),
+        }))
+    }
+
+    async fn redeem_for_account(
+        &self,
+        request: Request<pb::AccountRedeemRequest>,
+    ) -> Answer<pb::BalanceChange> {
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        let (amount, posted) = codes::redeem(&self.db, account.id, r.code.trim()).await?;
+        Ok(Response::new(pb::BalanceChange {
+            account: account.name,
+            amount_nanos: amount,
+            balance_nanos: posted.balance,
+            ledger_id: posted.ledger_id,
+        }))
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Answer<pb::BalanceChange> {

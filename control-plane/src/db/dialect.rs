@@ -176,6 +176,11 @@ pub trait Dialect: Send {
     /// NORMAL` never waits). Only for what may be lost in a database crash, never for money.
     fn commit_without_flush(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
 
+    /// Serializes console sign-in attempts until the transaction ends, so that concurrent
+    /// attempts cannot both pass the failed-attempt count (PostgreSQL: a transaction-level
+    /// advisory lock; SQLite's write transactions are serialized already).
+    fn lock_sign_ins(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
+
     /// Inserts usage records whose request id is not yet recorded (the others are skipped) at
     /// time `now`; returns the request ids inserted. On SQLite the records' unique request id
     /// decides; on PostgreSQL, whose records are partitioned by time (so a unique index there
@@ -271,6 +276,14 @@ struct RequestId {
     request_id: String,
 }
 
+diesel::define_sql_function! {
+    /// PostgreSQL's `pg_advisory_xact_lock(key)` (its `void` result is never read).
+    fn pg_advisory_xact_lock(key: BigInt) -> BigInt;
+}
+
+/// The advisory lock key of console sign-ins.
+const SIGN_IN_LOCK: i64 = 7_215_150_002;
+
 #[derive(QueryableByName)]
 struct IdBalance {
     #[diesel(sql_type = BigInt)]
@@ -310,6 +323,10 @@ impl Dialect for AsyncPgConnection {
 
     async fn commit_without_flush(&mut self) -> diesel::QueryResult<()> {
         diesel::select(set_config("synchronous_commit", "off", true)).execute(self).await.map(drop)
+    }
+
+    async fn lock_sign_ins(&mut self) -> diesel::QueryResult<()> {
+        diesel::select(pg_advisory_xact_lock(SIGN_IN_LOCK)).execute(self).await.map(drop)
     }
 
     async fn insert_usage(&mut self, rows: Vec<NewUsage>, now: i64) -> diesel::QueryResult<Vec<String>> {
@@ -453,6 +470,10 @@ impl<S: SpawnBlocking + Send + 'static> Dialect for SyncConnectionWrapper<Sqlite
     }
 
     async fn commit_without_flush(&mut self) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
+    async fn lock_sign_ins(&mut self) -> diesel::QueryResult<()> {
         Ok(())
     }
 

@@ -104,6 +104,29 @@ diesel::table! {
         spent_day -> BigInt,
         version -> BigInt,
         created_at -> BigInt,
+        email -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        disabled -> Bool,
+    }
+}
+
+diesel::table! {
+    account_sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        account_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sign_in_attempts (id) {
+        id -> BigInt,
+        account_id -> Nullable<BigInt>,
+        address -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -225,6 +248,7 @@ diesel::table! {
 diesel::joinable!(accounts -> token_groups (group_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(ledger -> accounts (account_id));
+diesel::joinable!(account_sessions -> accounts (account_id));
 diesel::joinable!(redemption_codes -> accounts (redeemed_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -236,6 +260,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     model_aliases,
     channels,
     accounts,
+    account_sessions,
+    sign_in_attempts,
     api_keys,
     redemption_codes,
     ledger,

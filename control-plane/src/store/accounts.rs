@@ -1,5 +1,6 @@
-//! Accounts: who pays. An account has a group, a balance (the sum of its ledger) and an
-//! optional daily limit.
+//! Accounts: who pays. An account has a group, a balance (the sum of its ledger), an
+//! optional daily limit, and what it signs in to the console with (an email, a password hash)
+//! unless it is disabled.
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -7,10 +8,10 @@ use super::{check_name, check_non_negative, groups::DEFAULT_GROUP, now_micros, s
 use crate::{
     db::{
         Db, Posting, TxConn,
-        schema::{accounts, token_groups},
+        schema::{account_sessions, accounts, token_groups},
     },
     error::{StoreError, StoreResult, exists_as},
-    read_tx, write_tx,
+    password, read_tx, write_tx,
 };
 
 /// An account as stored.
@@ -35,6 +36,14 @@ pub struct AccountRow {
     pub version: i64,
     /// Unix micros.
     pub created_at: i64,
+    /// Console sign-in address, lowercase.
+    pub email: Option<String>,
+    /// Refused at sign-in.
+    pub disabled: bool,
+    /// Whether a console password is set.
+    #[diesel(select_expression = accounts::password_hash.is_not_null())]
+    #[diesel(select_expression_type = diesel::dsl::IsNotNull<accounts::password_hash>)]
+    pub has_password: bool,
 }
 
 /// An account as admins see it.
@@ -56,6 +65,12 @@ pub struct Account {
     pub spent_today: i64,
     /// Unix micros.
     pub created_at: i64,
+    /// Console sign-in address, lowercase.
+    pub email: Option<String>,
+    /// Refused at sign-in.
+    pub disabled: bool,
+    /// Whether a console password is set.
+    pub has_password: bool,
 }
 
 fn view(row: AccountRow, group: String, reserved: i64, now: i64) -> Account {
@@ -69,7 +84,28 @@ fn view(row: AccountRow, group: String, reserved: i64, now: i64) -> Account {
         daily_limit: row.daily_limit,
         spent_today: spent_on(today, row.spent_day, row.spent_today),
         created_at: row.created_at,
+        email: row.email,
+        disabled: row.disabled,
+        has_password: row.has_password,
     }
+}
+
+/// A sign-in address as stored: trimmed and lowercase, so that uniqueness ignores case.
+pub fn normalize_email(email: &str) -> StoreResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    if !valid {
+        return Err(StoreError::invalid(format!("{email:?} is not an email address")));
+    }
+    Ok(email)
+}
+
+fn email_taken(email: &str) -> impl FnOnce() -> String + '_ {
+    move || format!("an account with email {email:?}")
 }
 
 /// Adds an account; an opening balance is posted to the ledger as a top-up.
@@ -79,8 +115,10 @@ pub async fn add(
     group: Option<&str>,
     balance: Option<i64>,
     daily_limit: Option<i64>,
+    email: Option<&str>,
 ) -> StoreResult<Account> {
     check_name("account", name)?;
+    let email = email.map(normalize_email).transpose()?;
     let balance = balance.unwrap_or(0);
     check_non_negative("balance", balance)?;
     if let Some(limit) = daily_limit {
@@ -90,6 +128,17 @@ pub async fn add(
     let now = now_micros();
     write_tx!(db, |conn| {
         let group_id = conn.group_id(group).await?;
+        if let Some(email) = &email {
+            let taken: Option<i64> = accounts::table
+                .filter(accounts::email.eq(email))
+                .select(accounts::id)
+                .first(conn)
+                .await
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::AlreadyExists(email_taken(email)()));
+            }
+        }
         let version = conn.bump_policy_version().await?;
         let id: i64 = diesel::insert_into(accounts::table)
             .values((
@@ -101,6 +150,7 @@ pub async fn add(
                 accounts::spent_day.eq(utc_day(now)),
                 accounts::version.eq(version),
                 accounts::created_at.eq(now),
+                accounts::email.eq(&email),
             ))
             .returning(accounts::id)
             .get_result(conn)
@@ -122,19 +172,48 @@ pub async fn add(
     get(db, name).await
 }
 
-/// Changes an account's group and/or daily limit (`Some(None)` removes the limit).
-pub async fn update(
-    db: &Db,
-    name: &str,
-    group: Option<&str>,
-    daily_limit: Option<Option<i64>>,
-) -> StoreResult<Account> {
+/// What `update` changes; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountUpdate<'a> {
+    /// A new token group.
+    pub group: Option<&'a str>,
+    /// A new daily limit (`Some(None)` removes it).
+    pub daily_limit: Option<Option<i64>>,
+    /// A new sign-in email (`Some(None)` removes it).
+    pub email: Option<Option<&'a str>>,
+    /// Disable or enable; disabling ends the account's console sessions.
+    pub disabled: Option<bool>,
+}
+
+/// Changes an account; what `update` leaves `None` stays as it is.
+pub async fn update(db: &Db, name: &str, update: AccountUpdate<'_>) -> StoreResult<Account> {
+    let AccountUpdate { group, daily_limit, email, disabled } = update;
     if let Some(Some(limit)) = daily_limit {
         check_non_negative("daily limit", limit)?;
     }
+    let email = match email {
+        Some(Some(email)) => Some(Some(normalize_email(email)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     write_tx!(db, |conn| {
         let id = conn.account_id(name).await?;
         let target = accounts::table.find(id);
+        if let Some(email) = &email {
+            diesel::update(target)
+                .set(accounts::email.eq(email))
+                .execute(conn)
+                .await
+                .map_err(exists_as(email_taken(email.as_deref().unwrap_or_default())))?;
+        }
+        if let Some(disabled) = disabled {
+            diesel::update(target).set(accounts::disabled.eq(disabled)).execute(conn).await?;
+            if disabled {
+                diesel::delete(account_sessions::table.filter(account_sessions::account_id.eq(id)))
+                    .execute(conn)
+                    .await?;
+            }
+        }
         if let Some(group) = group {
             let group_id = conn.group_id(group).await?;
             let version = conn.bump_policy_version().await?;
@@ -146,6 +225,21 @@ pub async fn update(
         if let Some(limit) = daily_limit {
             diesel::update(target).set(accounts::daily_limit.eq(limit)).execute(conn).await?;
         }
+        Ok(())
+    })?;
+    get(db, name).await
+}
+
+/// Sets the account's console password (hashed with argon2id) and ends its sessions.
+pub async fn set_password(db: &Db, name: &str, password: &str) -> StoreResult<Account> {
+    password::check_strength(password).map_err(StoreError::invalid)?;
+    let hash = password::hash(password.to_owned()).await.map_err(StoreError::Unavailable)?;
+    write_tx!(db, |conn| {
+        let id = conn.account_id(name).await?;
+        diesel::update(accounts::table.find(id)).set(accounts::password_hash.eq(&hash)).execute(conn).await?;
+        diesel::delete(account_sessions::table.filter(account_sessions::account_id.eq(id)))
+            .execute(conn)
+            .await?;
         Ok(())
     })?;
     get(db, name).await

@@ -17,6 +17,7 @@ pub mod models;
 pub mod policy;
 pub mod pricing;
 pub mod quarantine;
+pub mod sessions;
 pub mod setup;
 pub mod usage;
 

@@ -19,6 +19,27 @@ pub fn random_name(len: usize) -> String {
     rand::rng().sample_iter(Alphanumeric).take(len).map(|c| char::from(c).to_ascii_lowercase()).collect()
 }
 
+/// Runs each listed `async fn NAME(Backend)` once on SQLite and once on PostgreSQL (the test
+/// file imports `Backend`).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
 /// Which backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

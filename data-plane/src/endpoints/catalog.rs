@@ -4,10 +4,17 @@ use http::{HeaderMap, Response, StatusCode};
 use router_proto::{Money, Tariff};
 use serde_json::{Value, json};
 
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use router_proto::Multiplier;
+
 use super::json;
 use crate::{
     body::ResponseBody,
-    policy::{ModelInfo, Policy},
+    console::{
+        STYLE,
+        i18n::{Lang, Text},
+    },
+    policy::{GroupInfo, ModelInfo, Policy},
     proxy::auth::Caller,
 };
 
@@ -105,66 +112,106 @@ pub fn pricing_json(policy: &Policy) -> Value {
     json!({"currency": policy.catalog.currency, "unit": "per 1M tokens; per-call prices per request", "data": data})
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// `price × multiplier` at full precision (a multiplier has 6 decimal places, so the product
+/// may have up to 15).
+pub fn scaled_price(price: Money, multiplier: Multiplier) -> String {
+    if multiplier == Multiplier::ONE {
+        return price.to_string();
+    }
+    let product = i128::from(price.nanos()) * i128::from(multiplier.micros());
+    let scale: i128 = 1_000_000_000_000_000;
+    let sign = if product < 0 { "-" } else { "" };
+    let (whole, fraction) = (product.abs() / scale, product.abs() % scale);
+    if fraction == 0 {
+        return format!("{sign}{whole}");
+    }
+    let digits = format!("{fraction:015}");
+    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// The price table as a small self-contained web page.
-pub fn pricing_page(policy: &Policy) -> String {
-    let table = pricing_json(policy);
-    let currency = escape(table["currency"].as_str().unwrap_or(""));
-    let cell = |v: &Value| v.as_str().map_or_else(|| "—".to_owned(), escape);
-    let mut rows = String::new();
-    for row in table["data"].as_array().into_iter().flatten() {
-        let groups: Vec<String> = row["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|g| format!("{} ×{}", cell(&g["name"]), cell(&g["multiplier"])))
-            .collect();
-        let billing = if row["billing"] == "per_call" { "per call" } else { "per token" };
-        rows.push_str(&format!(
-            "<tr><td class=\"model\">{}</td><td>{billing}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            cell(&row["model"]),
-            cell(&row["input_price"]),
-            cell(&row["output_price"]),
-            cell(&row["cached_input_price"]),
-            cell(&row["cache_write_price"]),
-            cell(&row["per_call_price"]),
-            cell(&row["model_group"]),
-            escape(&groups.join(", ")),
-        ));
+/// The price table shared by `/pricing` and the console's Pricing page. Public (`group`
+/// `None`): every priced model, with the groups that reach it. For a signed-in account: the
+/// models its group reaches, at the group's prices (multiplier applied).
+pub fn pricing_table(policy: &Policy, group: Option<&GroupInfo>, text: &Text) -> Markup {
+    let groups = policy.catalog.groups();
+    let models: Vec<&std::sync::Arc<ModelInfo>> =
+        policy.catalog.models().into_iter().filter(|m| group.is_none_or(|g| g.reaches(m))).collect();
+    let multiplier = group.map_or(Multiplier::ONE, |g| g.multiplier);
+    let cell = |price: Option<Money>| price.map_or_else(|| "—".to_owned(), |p| scaled_price(p, multiplier));
+    html! {
+        div.table-wrap {
+            table #pricing {
+                thead {
+                    tr {
+                        th scope="col" { (text.model) }
+                        th scope="col" { (text.billing) }
+                        th scope="col" { (text.input) }
+                        th scope="col" { (text.output) }
+                        th scope="col" { (text.cached_input) }
+                        th scope="col" { (text.cache_write) }
+                        th scope="col" { (text.per_call) }
+                        th scope="col" { (text.model_group) }
+                        th scope="col" { (text.groups) }
+                    }
+                }
+                tbody {
+                    @for model in &models {
+                        @let (billing, input, output, cached, write, per_call) = match model.tariff {
+                            Tariff::Tokens(p) => (text.per_token, Some(p.input), Some(p.output), p.cached_input, p.cache_write, None),
+                            Tariff::PerCall(p) => (text.per_call, None, None, None, None, Some(p)),
+                        };
+                        @let reaching: Vec<String> = match group {
+                            Some(g) => vec![format!("{} ×{}", g.name, g.multiplier)],
+                            None => groups.iter().filter(|g| g.reaches(model)).map(|g| format!("{} ×{}", g.name, g.multiplier)).collect(),
+                        };
+                        tr data-test="price-row" data-model=(model.name) {
+                            td.model { (model.name) }
+                            td { (billing) }
+                            td.num { (cell(input)) }
+                            td.num { (cell(output)) }
+                            td.num { (cell(cached)) }
+                            td.num { (cell(write)) }
+                            td.num { (cell(per_call)) }
+                            td { (model.model_group.as_deref().unwrap_or("—")) }
+                            td { (reaching.join(", ")) }
+                        }
+                    }
+                    @if models.is_empty() {
+                        tr { td colspan="9" { (text.no_models) } }
+                    }
+                }
+            }
+        }
     }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"9\">No models are priced yet.</td></tr>\n");
+}
+
+/// The note above a price table: the currency and the units.
+pub fn pricing_note(currency: &str, text: &Text) -> Markup {
+    html! { p.note { (text.prices_in) (currency) (text.sentence_end) " " (text.pricing_note) } }
+}
+
+/// The public price table as a small self-contained web page, in the language the browser
+/// asks for.
+pub fn pricing_page(policy: &Policy, lang: Lang) -> String {
+    let text = lang.text();
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (text.pricing) " · Code Router" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                main.page {
+                    h1 { (text.pricing) }
+                    (pricing_note(&policy.catalog.currency, text))
+                    (pricing_table(policy, None, text))
+                    p { a href="/console" { (text.console) " →" } }
+                }
+            }
+        }
     }
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Pricing · Code Router</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1f2328; }}
-h1 {{ margin-bottom: .25rem; }}
-p.note {{ color: #57606a; margin-top: 0; }}
-table {{ border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }}
-th, td {{ border-bottom: 1px solid #d0d7de; padding: .5rem .75rem; text-align: left; }}
-th {{ background: #f6f8fa; }}
-td.model {{ font-family: ui-monospace, monospace; }}
-</style>
-</head>
-<body>
-<h1>Pricing</h1>
-<p class="note">Prices in {currency}. Token prices are per 1,000,000 tokens; per-call prices are per request. Each group's multiplier scales the prices for keys in that group. A model not reachable by your key's group is refused before any charge.</p>
-<table id="pricing">
-<thead><tr><th>Model</th><th>Billing</th><th>Input</th><th>Output</th><th>Cached input</th><th>Cache write</th><th>Per call</th><th>Model group</th><th>Groups</th></tr></thead>
-<tbody>
-{rows}</tbody>
-</table>
-</body>
-</html>
-"#
-    )
+    .into_string()
 }

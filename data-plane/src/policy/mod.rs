@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use router_proto::pb;
 
-pub use catalog::{Catalog, ChannelInfo, ModelInfo, Protocol};
+pub use catalog::{Catalog, ChannelInfo, GroupInfo, ModelInfo, Protocol};
 
 /// Number of key shards.
 const SHARDS: usize = 256;

@@ -27,6 +27,18 @@ pub enum ErrorCode {
     NotFound,
     /// The data plane cannot answer yet, or the control plane is away (503).
     Unavailable,
+    /// Console sign-in with a wrong email or password (401).
+    InvalidCredentials,
+    /// A console call without a live session (401).
+    InvalidSession,
+    /// A state-changing console call without the session's `x-csrf-token` (403).
+    CsrfFailed,
+    /// Console sign-in of a disabled account (403).
+    AccountDisabled,
+    /// Top-up with no payment provider configured (501).
+    PaymentsNotConfigured,
+    /// What the control plane does not offer yet (501).
+    NotImplemented,
 }
 
 impl ErrorCode {
@@ -42,6 +54,12 @@ impl ErrorCode {
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::InvalidSession => "invalid_session",
+            ErrorCode::CsrfFailed => "csrf_failed",
+            ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::PaymentsNotConfigured => "payments_not_configured",
+            ErrorCode::NotImplemented => "not_implemented",
         }
     }
 
@@ -50,8 +68,13 @@ impl ErrorCode {
             ErrorCode::InvalidApiKey
             | ErrorCode::InvalidRequest
             | ErrorCode::ModelNotFound
-            | ErrorCode::NotFound => "invalid_request_error",
-            ErrorCode::ModelNotAllowed => "permission_error",
+            | ErrorCode::NotFound
+            | ErrorCode::PaymentsNotConfigured
+            | ErrorCode::NotImplemented => "invalid_request_error",
+            ErrorCode::InvalidCredentials | ErrorCode::InvalidSession => "authentication_error",
+            ErrorCode::ModelNotAllowed | ErrorCode::CsrfFailed | ErrorCode::AccountDisabled => {
+                "permission_error"
+            }
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::RateLimitExceeded => "rate_limit_error",
             ErrorCode::UpstreamError | ErrorCode::Unavailable => "upstream_error",
