@@ -34,6 +34,7 @@ mod hostile;
 mod import;
 mod ledger;
 mod lifecycle;
+mod payments;
 mod protocols;
 mod proxy;
 mod quickstart;
