@@ -2,7 +2,7 @@
 use clap::{ArgAction, Args, Parser, Subcommand, builder::FalseyValueParser};
 
 use crate::commands::{
-    account, balance, channel, code, group, import, key, model, model_group, packaging, setup, usage,
+    account, balance, channel, code, group, import, key, model, model_group, order, packaging, setup, usage,
 };
 
 /// routerctl: administer a Code Router control plane over gRPC.
@@ -85,6 +85,9 @@ pub enum Command {
     /// Redemption codes.
     #[command(subcommand)]
     Code(code::CodeCommand),
+    /// Top-up orders paid through the payment provider.
+    #[command(subcommand)]
+    Order(order::OrderCommand),
     /// Show usage records, newest first.
     Usage(usage::UsageArgs),
     /// Show the public price table.

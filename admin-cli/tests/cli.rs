@@ -149,6 +149,7 @@ fake_admin_service! {
     list_ledger: ListLedgerRequest -> ListLedgerResponse;
     create_codes: CreateCodesRequest -> CreateCodesResponse;
     list_codes: ListCodesRequest -> ListCodesResponse;
+    list_orders: ListOrdersRequest -> ListOrdersResponse;
     list_usage: ListUsageRequest -> ListUsageResponse;
     summarize_usage: SummarizeUsageRequest -> UsageSummary;
     list_quarantined_usage: ListQuarantinedUsageRequest -> ListQuarantinedUsageResponse;

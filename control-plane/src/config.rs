@@ -59,6 +59,83 @@ pub struct Config {
     /// Seconds a console session lasts unless it ends sooner (at most, and by default, 7 days).
     #[arg(long, env = "ROUTER_SESSION_LIFETIME", default_value_t = 604_800, value_parser = clap::value_parser!(u32).range(1..=604_800))]
     pub session_lifetime: u32,
+
+    /// Stripe secret API key (`sk_…`): enables top-up through Stripe Checkout.
+    #[arg(long, env = "ROUTER_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// The signing secret (`whsec_…`) of the Stripe webhook endpoint
+    /// (`POST /api/payments/stripe/webhook` on a data plane).
+    #[arg(long, env = "ROUTER_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// Stripe's API; requests go to `{base}/v1/…`.
+    #[arg(long, env = "ROUTER_STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+    /// The top-up amounts a key holder may choose, e.g. `5,10,50`.
+    #[arg(long, env = "ROUTER_TOPUP_AMOUNTS", value_delimiter = ',')]
+    pub topup_amounts: Vec<String>,
+    /// The smallest free top-up amount (with `--topup-max`, instead of `--topup-amounts`).
+    #[arg(long, env = "ROUTER_TOPUP_MIN")]
+    pub topup_min: Option<String>,
+    /// The largest free top-up amount.
+    #[arg(long, env = "ROUTER_TOPUP_MAX")]
+    pub topup_max: Option<String>,
+}
+
+/// The top-up amounts a deployment allows, in nano-units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopUpLimits {
+    /// Allowed amounts (empty: any within `min..=max`).
+    pub amounts: Vec<i64>,
+    /// Smallest free amount.
+    pub min: Option<i64>,
+    /// Largest free amount.
+    pub max: Option<i64>,
+}
+
+impl TopUpLimits {
+    /// Whether `amount` may be paid.
+    pub fn allows(&self, amount: i64) -> Result<(), String> {
+        let show = |n: i64| router_proto::Money::from_nanos(n).to_string();
+        if !self.amounts.is_empty() {
+            if self.amounts.contains(&amount) {
+                return Ok(());
+            }
+            let list: Vec<String> = self.amounts.iter().map(|a| show(*a)).collect();
+            return Err(format!("the top-up amount must be one of {}", list.join(", ")));
+        }
+        match (self.min, self.max) {
+            (Some(min), Some(max)) if (min..=max).contains(&amount) => Ok(()),
+            (Some(min), Some(max)) => {
+                Err(format!("the top-up amount must be from {} to {}", show(min), show(max)))
+            }
+            _ => Err("no top-up amounts are configured".into()),
+        }
+    }
+}
+
+/// Stripe's settings, when configured.
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    /// `sk_…`.
+    pub secret_key: String,
+    /// `whsec_…`.
+    pub webhook_secret: String,
+    /// API base URL.
+    pub api_base: String,
+    /// What may be paid.
+    pub limits: TopUpLimits,
+}
+
+fn top_up_amount(text: &str, flag: &str, currency: &str) -> anyhow::Result<i64> {
+    let amount =
+        router_proto::Money::parse(text.trim()).map_err(|e| anyhow::anyhow!("{flag} {text:?}: {e}"))?.nanos();
+    if amount <= 0 {
+        anyhow::bail!("{flag} {text:?}: a top-up amount must be positive");
+    }
+    if amount % crate::payments::nanos_per_minor(currency) != 0 {
+        anyhow::bail!("{flag} {text:?}: more decimals than {currency} has for card payments");
+    }
+    Ok(amount)
 }
 
 impl Config {
@@ -78,7 +155,56 @@ impl Config {
         if self.currency.trim().is_empty() {
             anyhow::bail!("the currency name is empty");
         }
+        self.stripe()?;
         Ok(())
+    }
+
+    /// Stripe's settings when `--stripe-secret-key` is given (which then needs the webhook
+    /// secret and the allowed amounts); a clear error for a half-made configuration.
+    pub fn stripe(&self) -> anyhow::Result<Option<StripeSettings>> {
+        let has_limits =
+            !self.topup_amounts.is_empty() || self.topup_min.is_some() || self.topup_max.is_some();
+        let Some(secret_key) = self.stripe_secret_key.clone().filter(|k| !k.trim().is_empty()) else {
+            if self.stripe_webhook_secret.is_some() || has_limits {
+                anyhow::bail!(
+                    "--stripe-webhook-secret and --topup-amounts/--topup-min/--topup-max need --stripe-secret-key"
+                );
+            }
+            return Ok(None);
+        };
+        let Some(webhook_secret) = self.stripe_webhook_secret.clone().filter(|k| !k.trim().is_empty()) else {
+            anyhow::bail!(
+                "--stripe-secret-key needs --stripe-webhook-secret (the webhook endpoint's signing secret)"
+            );
+        };
+        if !self.stripe_api_base.starts_with("http://") && !self.stripe_api_base.starts_with("https://") {
+            anyhow::bail!("--stripe-api-base {:?} is not an http(s) URL", self.stripe_api_base);
+        }
+        let mut limits = TopUpLimits::default();
+        for text in &self.topup_amounts {
+            limits.amounts.push(top_up_amount(text, "--topup-amounts", &self.currency)?);
+        }
+        limits.min =
+            self.topup_min.as_deref().map(|t| top_up_amount(t, "--topup-min", &self.currency)).transpose()?;
+        limits.max =
+            self.topup_max.as_deref().map(|t| top_up_amount(t, "--topup-max", &self.currency)).transpose()?;
+        match (limits.amounts.is_empty(), limits.min, limits.max) {
+            (false, None, None) => {}
+            (true, Some(min), Some(max)) if min <= max => {}
+            (true, Some(_), Some(_)) => anyhow::bail!("--topup-min is larger than --topup-max"),
+            (true, None, None) => {
+                anyhow::bail!(
+                    "Stripe needs the allowed amounts: --topup-amounts 5,10,50 or --topup-min and --topup-max"
+                )
+            }
+            _ => anyhow::bail!("give either --topup-amounts or both --topup-min and --topup-max"),
+        }
+        Ok(Some(StripeSettings {
+            secret_key,
+            webhook_secret,
+            api_base: self.stripe_api_base.clone(),
+            limits,
+        }))
     }
 }
 
@@ -90,6 +216,40 @@ mod tests {
         let mut line = vec!["router-control-plane", "--admin-token", "a", "--node-token", "n"];
         line.extend_from_slice(extra);
         Config::try_parse_from(line)
+    }
+
+    #[test]
+    fn stripe_needs_its_secrets_and_amounts() {
+        let stripe = |extra: &[&str]| {
+            parse(extra).map_err(|e| e.to_string()).and_then(|c| c.stripe().map_err(|e| e.to_string()))
+        };
+        assert!(matches!(stripe(&[]), Ok(None)));
+        let full = ["--stripe-secret-key", "sk_test", "--stripe-webhook-secret", "whsec_x"];
+        let with = |more: &[&'static str]| {
+            let mut all = full.to_vec();
+            all.extend_from_slice(more);
+            stripe(&all)
+        };
+        let limits = with(&["--topup-amounts", "5,10,50"]).ok().flatten().map(|s| s.limits);
+        assert_eq!(limits.map(|l| l.amounts), Some(vec![5_000_000_000, 10_000_000_000, 50_000_000_000]));
+        let free = with(&["--topup-min", "1", "--topup-max", "100.5"]).ok().flatten().map(|s| s.limits);
+        assert_eq!(free.clone().map(|l| (l.min, l.max)), Some((Some(1_000_000_000), Some(100_500_000_000))));
+        assert!(
+            free.as_ref()
+                .is_some_and(|l| l.allows(2_000_000_000).is_ok() && l.allows(200_000_000_000).is_err())
+        );
+        for bad in [
+            &[][..],
+            &["--topup-amounts", "5.001"][..],
+            &["--topup-amounts", "-5"][..],
+            &["--topup-min", "10", "--topup-max", "5"][..],
+            &["--topup-min", "1"][..],
+            &["--topup-amounts", "5", "--topup-min", "1", "--topup-max", "9"][..],
+        ] {
+            assert!(with(bad).is_err(), "{bad:?}");
+        }
+        assert!(stripe(&["--stripe-secret-key", "sk", "--topup-amounts", "5"]).is_err(), "no webhook secret");
+        assert!(stripe(&["--topup-amounts", "5"]).is_err(), "amounts without Stripe");
     }
 
     #[test]

@@ -8,5 +8,6 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod password;
+pub mod payments;
 pub mod server;
 pub mod store;

@@ -113,8 +113,18 @@ pub async fn serve(
 
     let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
     let session_lifetime = i64::from(config.session_lifetime) * 1_000_000;
+    let payments = config.stripe()?.map(|stripe| {
+        let provider =
+            crate::payments::Stripe::new(stripe.secret_key, stripe.webhook_secret, &stripe.api_base);
+        tracing::info!(api = %stripe.api_base, "top-up through Stripe Checkout");
+        std::sync::Arc::new(crate::payments::Payments {
+            provider: std::sync::Arc::new(provider),
+            limits: stripe.limits,
+        })
+    });
     let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped)
-        .with_session_lifetime(session_lifetime);
+        .with_session_lifetime(session_lifetime)
+        .with_payments(payments);
     let admin = AdminServiceServer::with_interceptor(admin, BearerCheck::new(&config.admin_token, "admin"));
     let node = NodeServiceServer::with_interceptor(node, BearerCheck::new(&config.node_token, "node"));
 

@@ -294,6 +294,7 @@ async fn dispatch(
         _ if path == "/console" || path.starts_with("/console/") => {
             console::pages::handle(app, request, &path, peer).await
         }
+        (&Method::POST, "/api/payments/stripe/webhook") => console::api::stripe_webhook(app, request).await,
         _ if path == "/api/account" || path.starts_with("/api/account/") => {
             console::api::handle(app, request, &path, peer).await
         }

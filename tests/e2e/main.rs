@@ -35,6 +35,7 @@ mod hostile;
 mod import;
 mod ledger;
 mod lifecycle;
+mod payments;
 mod protocols;
 mod proxy;
 mod quickstart;

@@ -10,6 +10,7 @@ pub mod import;
 pub mod key;
 pub mod model;
 pub mod model_group;
+pub mod order;
 pub mod packaging;
 mod price;
 pub mod pricing;
@@ -32,6 +33,7 @@ pub async fn run(command: Command, admin: &mut Admin, out: &mut Output) -> Resul
         Command::Adjust(args) => balance::adjust(args, admin, out).await,
         Command::Ledger(args) => balance::ledger(args, admin, out).await,
         Command::Code(command) => code::run(command, admin, out).await,
+        Command::Order(command) => order::run(command, admin, out).await,
         Command::Usage(args) => usage::run(args, admin, out).await,
         Command::Pricing => pricing::run(admin, out).await,
         Command::Apply(args) => setup::apply(args, admin, out).await,

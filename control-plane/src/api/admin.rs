@@ -11,7 +11,8 @@ use crate::{
     db::Db,
     health::Checker,
     store::{
-        accounts, aliases, channels, codes, groups, keys, ledger, models, pricing, quarantine, setup, usage,
+        accounts, aliases, channels, codes, groups, keys, ledger, models, orders, pricing, quarantine, setup,
+        usage,
     },
 };
 
@@ -344,6 +345,30 @@ impl AdminService for AdminApi {
             ledger::list(&self.db, r.account.as_deref(), list_limit(r.limit, usage::DEFAULT_LIMIT)).await?;
         Ok(Response::new(pb::ListLedgerResponse {
             entries: entries.into_iter().map(convert::entry_to_pb).collect(),
+        }))
+    }
+
+    async fn list_orders(&self, request: Request<pb::ListOrdersRequest>) -> Answer<pb::ListOrdersResponse> {
+        let r = request.into_inner();
+        if let Some(name) = r.account.as_deref() {
+            accounts::get(&self.db, name).await?;
+        }
+        let orders = orders::list(&self.db, r.account.as_deref(), list_limit(r.limit, 100)).await?;
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: orders
+                .into_iter()
+                .map(|o| pb::Order {
+                    id: o.id,
+                    account: o.account,
+                    provider: o.provider,
+                    amount_nanos: o.amount,
+                    currency: o.currency,
+                    status: o.status,
+                    session_id: o.session_id,
+                    created_at_unix_micros: o.created_at,
+                    paid_at_unix_micros: o.paid_at,
+                })
+                .collect(),
         }))
     }
 

@@ -10,8 +10,10 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{convert, feed::PolicyFeed, usage as usage_api};
 use crate::{
     db::Db,
+    payments::{CheckoutRequest, Event, Payments, nanos_per_minor},
     store::{
         accounts, codes, keys, leases, ledger, now_micros,
+        orders::{self, Outcome},
         policy::{self, PolicyChanges},
         quarantine, sessions,
         usage::{self, UsageFilter},
@@ -33,17 +35,43 @@ pub struct NodeApi {
     currency: String,
     shutdown: watch::Receiver<bool>,
     session_lifetime: i64,
+    payments: Option<std::sync::Arc<Payments>>,
 }
 
 impl NodeApi {
     /// A plane API over `db`; streams end when `shutdown` turns true.
     pub fn new(db: Db, feed: PolicyFeed, currency: String, shutdown: watch::Receiver<bool>) -> NodeApi {
-        NodeApi { db, feed, currency, shutdown, session_lifetime: sessions::DEFAULT_LIFETIME }
+        NodeApi { db, feed, currency, shutdown, session_lifetime: sessions::DEFAULT_LIFETIME, payments: None }
     }
 
     /// Console sessions last `micros` (default: 7 days).
     pub fn with_session_lifetime(self, micros: i64) -> NodeApi {
         NodeApi { session_lifetime: micros, ..self }
+    }
+
+    /// Top-up through `payments` (none: top-up is UNIMPLEMENTED).
+    pub fn with_payments(self, payments: Option<std::sync::Arc<Payments>>) -> NodeApi {
+        NodeApi { payments, ..self }
+    }
+
+    fn payments(&self) -> Result<&Payments, Status> {
+        self.payments.as_deref().ok_or_else(|| {
+            Status::unimplemented(
+                "no payment provider is configured: ask the operator to top up, or redeem a code",
+            )
+        })
+    }
+
+    fn topup_options(&self) -> pb::TopUpOptions {
+        match &self.payments {
+            Some(p) => pb::TopUpOptions {
+                enabled: true,
+                amounts_nanos: p.limits.amounts.clone(),
+                min_nanos: p.limits.min,
+                max_nanos: p.limits.max,
+            },
+            None => pb::TopUpOptions::default(),
+        }
     }
 }
 
@@ -353,6 +381,7 @@ impl NodeService for NodeApi {
             csrf_token: info.csrf_token,
             expires_at_unix_micros: info.expires_at,
             currency: self.currency.clone(),
+            topup: Some(self.topup_options()),
         }))
     }
 
@@ -429,6 +458,88 @@ impl NodeService for NodeApi {
             balance_nanos: posted.balance,
             ledger_id: posted.ledger_id,
         }))
+    }
+
+    async fn create_top_up(&self, request: Request<pb::CreateTopUpRequest>) -> Answer<pb::TopUpCheckout> {
+        let payments = self.payments()?;
+        let r = request.into_inner();
+        let account = accounts::get_by_id(&self.db, usage_api::required_account(r.account_id)?).await?;
+        payments.limits.allows(r.amount_nanos).map_err(Status::invalid_argument)?;
+        let per_minor = nanos_per_minor(&self.currency);
+        if r.amount_nanos % per_minor != 0 {
+            return Err(Status::invalid_argument(format!(
+                "more decimals than {} has for card payments",
+                self.currency
+            )));
+        }
+        let base = r.return_url_base.trim_end_matches('/');
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(Status::invalid_argument("return_url_base must be an http(s) URL"));
+        }
+        let order =
+            orders::create(&self.db, account.id, payments.provider.name(), r.amount_nanos, &self.currency)
+                .await?;
+        let checkout = CheckoutRequest {
+            order_id: order.id,
+            account: account.name.clone(),
+            amount_minor: r.amount_nanos / per_minor,
+            currency: self.currency.to_ascii_lowercase(),
+            success_url: format!("{base}/console/wallet?paid={}", order.id),
+            cancel_url: format!("{base}/console/wallet"),
+        };
+        let created = payments.provider.create_checkout(&checkout).await.map_err(|error| {
+            tracing::warn!(order = order.id, %error, "cannot create a checkout session");
+            Status::unavailable(error)
+        })?;
+        orders::attach_session(&self.db, order.id, &created.session_id, &created.url).await?;
+        tracing::info!(order = order.id, account = %account.name, session = %created.session_id, "top-up checkout created");
+        Ok(Response::new(pb::TopUpCheckout { order_id: order.id, checkout_url: created.url }))
+    }
+
+    async fn payment_webhook(
+        &self,
+        request: Request<pb::PaymentWebhookRequest>,
+    ) -> Answer<pb::PaymentWebhookResult> {
+        let payments = self.payments()?;
+        let r = request.into_inner();
+        if r.provider != payments.provider.name() {
+            return Err(Status::invalid_argument(format!(
+                "no payment provider {:?} is configured",
+                r.provider
+            )));
+        }
+        let now = now_micros() / 1_000_000;
+        let event = payments.provider.verify_webhook(&r.payload, &r.signature, now).map_err(|error| {
+            tracing::warn!(%error, "payment webhook refused");
+            Status::invalid_argument(error.to_string())
+        })?;
+        let outcome = match event {
+            Event::Completed { session_id, paid: true, amount_minor, currency } => {
+                let paid = amount_minor
+                    .checked_mul(nanos_per_minor(&currency))
+                    .ok_or_else(|| Status::invalid_argument("amount_total is out of range"))?;
+                match orders::pay(&self.db, &session_id, paid, &currency).await {
+                    Ok(Outcome::Credited) => {
+                        tracing::info!(session = %session_id, "top-up paid and credited");
+                        "credited"
+                    }
+                    Ok(_) => "unchanged",
+                    // A session of another integration on the same Stripe account.
+                    Err(crate::error::StoreError::NotFound(_)) => "ignored",
+                    Err(error) => {
+                        tracing::warn!(session = %session_id, %error, "paid checkout session not credited");
+                        return Err(error.into());
+                    }
+                }
+            }
+            Event::Completed { .. } => "unpaid",
+            Event::Expired { session_id } => match orders::expire(&self.db, &session_id).await? {
+                Outcome::Expired => "expired",
+                _ => "unchanged",
+            },
+            Event::Ignored(_) => "ignored",
+        };
+        Ok(Response::new(pb::PaymentWebhookResult { outcome: outcome.to_owned() }))
     }
 
     async fn redeem(&self, request: Request<pb::RedeemRequest>) -> Answer<pb::BalanceChange> {

@@ -245,7 +245,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    payment_orders (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        provider -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        status -> Text,
+        session_id -> Nullable<Text>,
+        checkout_url -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        paid_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(accounts -> token_groups (group_id));
+diesel::joinable!(payment_orders -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(ledger -> accounts (account_id));
 diesel::joinable!(account_sessions -> accounts (account_id));
@@ -269,4 +286,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_hourly,
     usage_quarantine,
     leases,
+    payment_orders,
 );

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod leases;
 pub mod ledger;
 pub mod models;
+pub mod orders;
 pub mod policy;
 pub mod pricing;
 pub mod quarantine;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use router_proto::{Money, pb};
 use serde_json::{Value, json};
@@ -103,7 +104,7 @@ pub async fn handle(
         (&Method::GET, "/usage/summary") => summary(app, &request).await,
         (&Method::GET, "/ledger") => ledger(app, &request).await,
         (&Method::POST, "/redeem") => redeem(app, request).await,
-        (&Method::POST, "/topup") => topup(app, &request).await,
+        (&Method::POST, "/topup") => topup(app, request).await,
         (&Method::POST, _) if rest.starts_with("/keys/") && rest.ends_with("/revoke") => {
             let id = &rest["/keys/".len()..rest.len() - "/revoke".len()];
             revoke_key(app, &request, id).await
@@ -484,9 +485,93 @@ pub fn payments_not_configured() -> ApiError {
     )
 }
 
-async fn topup(app: &App, request: &Request<Incoming>) -> Answer {
-    session_for_change(app, request.headers()).await?;
-    Err(payments_not_configured())
+/// `scheme://host[:port]` the browser reached this data plane at (behind a TLS-terminating
+/// proxy: `X-Forwarded-Proto`), for the payer's way back from the checkout page.
+pub fn public_base(headers: &http::HeaderMap) -> String {
+    let scheme = if super::over_tls(headers) { "https" } else { "http" };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .unwrap_or("127.0.0.1");
+    format!("{scheme}://{host}")
+}
+
+/// Starts a top-up of `amount` (a decimal string): the order and its checkout page.
+pub async fn start_topup(
+    app: &App,
+    session: &Session,
+    headers: &http::HeaderMap,
+    amount: &str,
+) -> Result<pb::TopUpCheckout, ApiError> {
+    let enabled = session.info.topup.as_ref().is_some_and(|t| t.enabled);
+    if !enabled {
+        return Err(payments_not_configured());
+    }
+    let amount =
+        Money::parse_non_negative(amount.trim()).map_err(|e| bad_request(format!("amount: {e}")))?.nanos();
+    let mut client = app.node.clone();
+    let request = pb::CreateTopUpRequest {
+        account_id: session.account_id(),
+        amount_nanos: amount,
+        return_url_base: public_base(headers),
+    };
+    client.create_top_up(request).await.map(tonic::Response::into_inner).map_err(|status| {
+        if status.code() == tonic::Code::Unimplemented {
+            payments_not_configured()
+        } else {
+            rpc_error(&status)
+        }
+    })
+}
+
+async fn topup(app: &App, request: Request<Incoming>) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct TopUp {
+        amount: Value,
+    }
+    let session = session_for_change(app, request.headers()).await?;
+    let headers = request.headers().clone();
+    let body = read_body(request).await?;
+    let TopUp { amount } = parse_json(&body, "{\"amount\": \"10\"}")?;
+    let Some(amount) = amount.as_str() else {
+        return Err(bad_request("amount must be a decimal string, e.g. \"10\""));
+    };
+    let checkout = start_topup(app, &session, &headers, amount).await?;
+    Ok(json(StatusCode::OK, &json!({"order_id": checkout.order_id, "checkout_url": checkout.checkout_url})))
+}
+
+/// Largest webhook body read.
+const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+
+/// `POST /api/payments/stripe/webhook`: Stripe's events, passed with their signature to the
+/// control plane, which verifies them and credits paid sessions once.
+pub async fn stripe_webhook(app: &App, request: Request<Incoming>) -> Response<ResponseBody> {
+    let signature = request
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let answer = async {
+        let body = http_body_util::Limited::new(request.into_body(), MAX_WEBHOOK_BODY)
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .map_err(|_| bad_request("cannot read the webhook body"))?;
+        let mut client = app.node.clone();
+        let request =
+            pb::PaymentWebhookRequest { provider: "stripe".into(), payload: body.to_vec(), signature };
+        let result = client.payment_webhook(request).await.map_err(|status| match status.code() {
+            tonic::Code::Unimplemented => payments_not_configured(),
+            _ => rpc_error(&status),
+        })?;
+        Ok::<_, ApiError>(json(
+            StatusCode::OK,
+            &json!({"received": true, "outcome": result.into_inner().outcome}),
+        ))
+    };
+    answer.await.unwrap_or_else(|error| error.response(false))
 }
 
 #[cfg(test)]

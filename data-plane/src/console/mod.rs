@@ -42,7 +42,7 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// Whether the client reached us over TLS (through a terminating proxy: the data plane itself
 /// serves plain HTTP).
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

@@ -197,7 +197,11 @@ async fn get_page(
         Page::Keys => keys(ctx, &session, None, None).await,
         Page::Usage => usage(ctx, &session, query).await,
         Page::Pricing => Ok(pricing(ctx, Some(&session))),
-        Page::Wallet => wallet(ctx, &session, None).await,
+        Page::Wallet => {
+            let paid = form_value(query, "paid")
+                .map(|order| Ok(format!("{} {order}. {}", ctx.text.order, ctx.text.payment_pending)));
+            wallet(ctx, &session, paid).await
+        }
     };
     match rendered {
         Ok(markup) => page_response(StatusCode::OK, markup),
@@ -446,10 +450,19 @@ async fn post(ctx: &Ctx<'_>, request: Request<Incoming>, path: &str) -> Response
             }
         }
         "/console/topup" => {
-            let error = api::payments_not_configured();
-            wallet(ctx, &session, Some(Err(text.topup_not_configured.to_owned())))
-                .await
-                .map(|m| (error.status, m))
+            let amount = form_value(&form, "amount").unwrap_or_default();
+            match api::start_topup(ctx.app, &session, &headers, amount).await {
+                // To Stripe's checkout page; Stripe sends the browser back to the Wallet.
+                Ok(checkout) => return redirect(&checkout.checkout_url),
+                Err(error) if error.code == ErrorCode::PaymentsNotConfigured => {
+                    wallet(ctx, &session, Some(Err(text.topup_not_configured.to_owned())))
+                        .await
+                        .map(|m| (error.status, m))
+                }
+                Err(error) => {
+                    wallet(ctx, &session, Some(Err(error.message.clone()))).await.map(|m| (error.status, m))
+                }
+            }
         }
         _ if path.starts_with("/console/keys/") && path.ends_with("/revoke") => {
             let id = &path["/console/keys/".len()..path.len() - "/revoke".len()];
@@ -839,6 +852,7 @@ async fn wallet(
     // The balance after this page's changes (the session's copy predates a redemption).
     let balance = entries.first().map_or_else(|| account(session).balance_nanos, |e| e.balance_after_nanos);
     let csrf = &session.info.csrf_token;
+    let topup = session.info.topup.clone().unwrap_or_default();
     Ok(layout(
         ctx,
         Some(session),
@@ -865,13 +879,34 @@ async fn wallet(
                 button type="submit" data-test="redeem-submit" { (text.redeem) }
             }
             h2 { (text.top_up) }
-            p.note data-test="topup-note" { (text.topup_not_configured) }
-            form.stack method="post" action="/console/topup" {
-                input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                label for="topup-amount" { (text.amount) " (" (session.info.currency) ")"
-                    input #topup-amount type="text" name="amount" inputmode="decimal" required data-test="topup-amount";
+            @if topup.enabled {
+                p.note data-test="topup-note" { (text.topup_stripe) }
+                form.stack method="post" action="/console/topup" {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    label for="topup-amount" { (text.amount) " (" (session.info.currency) ")"
+                        @if topup.amounts_nanos.is_empty() {
+                            input #topup-amount type="text" name="amount" inputmode="decimal" required
+                                placeholder=(topup.min_nanos.map(money).unwrap_or_default()) data-test="topup-amount";
+                            span.muted {
+                                (topup.min_nanos.map(money).unwrap_or_default()) " – " (topup.max_nanos.map(money).unwrap_or_default())
+                            }
+                        } @else {
+                            select #topup-amount name="amount" data-test="topup-amount" {
+                                @for amount in &topup.amounts_nanos { option value=(money(*amount)) { (money(*amount)) } }
+                            }
+                        }
+                    }
+                    button type="submit" data-test="topup-submit" { (text.pay) }
                 }
-                button type="submit" data-test="topup-submit" { (text.pay) }
+            } @else {
+                p.note data-test="topup-note" { (text.topup_not_configured) }
+                form.stack method="post" action="/console/topup" {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    label for="topup-amount" { (text.amount) " (" (session.info.currency) ")"
+                        input #topup-amount type="text" name="amount" inputmode="decimal" disabled data-test="topup-amount";
+                    }
+                    button type="submit" disabled data-test="topup-submit" { (text.pay) }
+                }
             }
             h2 { (text.ledger) }
             div.table-wrap {

@@ -215,3 +215,20 @@ pub fn pricing_page(policy: &Policy, lang: Lang) -> String {
     }
     .into_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_prices_keep_every_digit() {
+        let price = |s: &str| Money::parse(s).unwrap_or_default();
+        let times = |s: &str| Multiplier::parse(s).unwrap_or_default();
+        assert_eq!(scaled_price(price("0.15"), Multiplier::ONE), "0.15");
+        assert_eq!(scaled_price(price("0.15"), times("1.5")), "0.225");
+        assert_eq!(scaled_price(price("0.6"), times("1.5")), "0.9");
+        assert_eq!(scaled_price(price("0.000000001"), times("0.000001")), "0.000000000000001");
+        assert_eq!(scaled_price(price("3"), times("2")), "6");
+        assert_eq!(scaled_price(price("0"), times("0.5")), "0");
+    }
+}
