@@ -11,7 +11,7 @@ use crate::{
     control::NodeClient,
     metrics::Metrics,
     policy::watch::SharedPolicy,
-    proxy::{route::CoolDowns, upstream::HttpClient},
+    proxy::{request::BodyBudget, route::CoolDowns, upstream::HttpClient},
     quota::Quota,
     report::Reporter,
 };
@@ -42,6 +42,8 @@ pub struct App {
     pub loaded: watch::Receiver<u64>,
     /// One permit per client connection that may be open (`--max-connections`).
     pub connections: Arc<Semaphore>,
+    /// Request bodies in memory (`--max-inflight-body-bytes`).
+    pub bodies: Arc<BodyBudget>,
 }
 
 impl App {

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     NotFound,
     /// The data plane cannot answer yet, or the control plane is away (503).
     Unavailable,
+    /// Too many request bodies in flight (503, with `retry-after`).
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::RateLimitExceeded => "rate_limit_error",
             ErrorCode::UpstreamError | ErrorCode::Unavailable => "upstream_error",
+            ErrorCode::Overloaded => "server_error",
         }
     }
 

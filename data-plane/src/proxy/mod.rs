@@ -66,9 +66,14 @@ async fn serve(
     let caller = auth::authenticate(&policy, request.headers(), crate::app::unix_micros())?;
     // Step 2: the body.
     let (head, body) = request.into_parts();
-    let body =
-        request::read_body(&head.headers, body, app.config.max_body_bytes, app.config.body_read_timeout)
-            .await?;
+    let (body, body_permit) = request::read_budgeted_body(
+        &head.headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.body_read_timeout,
+        &app.bodies,
+    )
+    .await?;
     let fields = request::fields(&body)?;
     // Step 3: the model (an alias is served and billed as its target), and whether this key
     // may use it.
@@ -92,7 +97,7 @@ async fn serve(
     };
     if candidates.is_empty() {
         if endpoint == Endpoint::CountTokens {
-            return Ok(count_tokens_locally(&body));
+            return Ok(tokenize::off_the_workers(|| count_tokens_locally(&body)));
         }
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -150,7 +155,9 @@ async fn serve(
         endpoint,
         bounds,
     };
-    let meter = Meter::new(app, bill, reservation, body.clone());
+    let mut meter = Meter::new(app, bill, reservation, body.clone());
+    // The body stays in memory with the meter until the answer ends: so does its budget share.
+    meter.hold(body_permit);
     // Steps 5–7: forward, answer, bill.
     Ok(forward::forward(&attempt, &candidates, Some(meter)).await)
 }
