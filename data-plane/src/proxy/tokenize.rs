@@ -51,8 +51,9 @@ pub fn count(text: &str) -> u64 {
     u64::try_from(total.div_ceil(counted as u128)).unwrap_or(u64::MAX)
 }
 
-/// Where the piece starting at `start` ends: after the last space or newline of its final
-/// stretch when there is one (so that words are not cut), at a character boundary in any case.
+/// Where the piece starting at `start` ends: before the last space or newline of its final
+/// stretch when there is one (the tokenizer joins a space to the word after it, so words are
+/// not cut), at a character boundary in any case.
 fn piece_end(text: &str, start: usize, limit: usize) -> usize {
     if limit - start <= PIECE_BYTES {
         return limit;
@@ -60,7 +61,7 @@ fn piece_end(text: &str, start: usize, limit: usize) -> usize {
     let hard = text.floor_char_boundary(start + PIECE_BYTES);
     let stretch = &text.as_bytes()[hard.saturating_sub(256).max(start)..hard];
     let end = match memchr::memrchr2(b' ', b'\n', stretch) {
-        Some(at) => hard - stretch.len() + at + 1,
+        Some(at) => hard - stretch.len() + at,
         None => hard,
     };
     // A piece always advances, even over one character longer than a piece.
@@ -144,7 +145,7 @@ mod tests {
     #[test]
     fn pieces_keep_the_count_and_bound_the_work() {
         load().expect("tokenizer");
-        // Pieces end after a space: the count of ordinary text is what one call gives.
+        // Pieces end before a space: the count of ordinary text is what one call gives.
         let sentence = "The quick brown fox jumps over the lazy dog. ";
         let text = sentence.repeat(3 * PIECE_BYTES / sentence.len());
         let whole = ENCODING.get().expect("loaded").encode_ordinary(&text).len() as u64;
