@@ -11,7 +11,7 @@ use crate::{
     control::NodeClient,
     metrics::Metrics,
     policy::watch::SharedPolicy,
-    proxy::{route::CoolDowns, upstream::HttpClient},
+    proxy::{request::BodyBudget, route::CoolDowns, upstream::HttpClient},
     quota::Quota,
     report::Reporter,
 };
@@ -44,6 +44,8 @@ pub struct App {
     pub connections: Arc<Semaphore>,
     /// This worker's WebSocket sessions (each worker has its own), told when it stops.
     pub sockets: crate::proxy::websocket::Sockets,
+    /// Request bodies in memory (`--max-inflight-body-bytes`).
+    pub bodies: Arc<BodyBudget>,
 }
 
 impl App {

@@ -95,6 +95,16 @@ pub struct Config {
     #[arg(long, env = "ROUTER_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Most bytes of request bodies held in memory at once by this process; beyond it a new
+    /// request with a large body (over 64 KiB) gets 503 `overloaded` with `retry-after`.
+    #[arg(long, env = "ROUTER_MAX_INFLIGHT_BODY_BYTES", default_value = "1073741824", value_parser = body_limit)]
+    pub max_inflight_body_bytes: usize,
+
+    /// Largest upstream stream event, in bytes: a stream whose event grows beyond it without
+    /// ending is cut there, the client's stream ended with an error event.
+    #[arg(long, env = "ROUTER_MAX_EVENT_BYTES", default_value = "16777216", value_parser = body_limit)]
+    pub max_event_bytes: usize,
+
     /// Worker threads, each serving its own share of connections start to end (0: one per CPU).
     #[arg(long, env = "ROUTER_DP_WORKERS", default_value_t = 0)]
     pub workers: usize,

@@ -68,6 +68,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     }
     let app = App {
         connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize)),
+        bodies: proxy::request::BodyBudget::new(config.max_inflight_body_bytes),
         http: proxy::upstream::client(config.connect_timeout),
         config,
         node_id,

@@ -5,6 +5,7 @@
 //! (credentials in the query, invalid UTF-8, echoed fields).
 mod connections;
 mod requests;
+mod upstreams;
 
 use std::time::Duration;
 

@@ -46,6 +46,15 @@ pub enum Mode {
     /// permit (`add_permits(1)` releases one event): a test sees what the client got while the
     /// upstream is still producing.
     Stepped(Arc<Semaphore>),
+    /// Every request gets a 200 with this content type, content encoding (if any) and body,
+    /// whatever it asked for (an upstream answering what the endpoint does not return).
+    Raw { content_type: &'static str, content_encoding: Option<&'static str>, body: Bytes },
+    /// Streams answer a proper first event, then one `data:` line that never ends: pieces of
+    /// 64 KiB without a blank line, until the client goes away or `bytes` were sent.
+    EndlessEvent { bytes: usize },
+    /// Streams answer `events` proper text events without any usage, each carrying a
+    /// `padding`-byte text (a long answer the gateway must count itself).
+    LongNoUsage { events: usize, padding: usize },
 }
 
 /// A scripted answer, rendered in the protocol of the path asked (see the module doc).
@@ -294,6 +303,28 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         Mode::ProviderError(status, message) => {
             return json_response(status, &provider_error(&path, status, &message));
         }
+        Mode::Raw { content_type, content_encoding, body } => {
+            let mut response = Response::new(Full::new(body).boxed());
+            response.headers_mut().insert("content-type", content_type.parse().expect("header"));
+            if let Some(encoding) = content_encoding {
+                response.headers_mut().insert("content-encoding", encoding.parse().expect("header"));
+            }
+            return response;
+        }
+        Mode::EndlessEvent { bytes } => return endless_event(bytes),
+        Mode::LongNoUsage { events, padding } => {
+            let chunk = |text: &str| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+                )
+            };
+            let word = "word ".repeat(padding / 5);
+            let mut all: Vec<String> = (0..events).map(|_| chunk(&word)).collect();
+            all.push("data: [DONE]\n\n".to_owned());
+            return stream_response(all, "text/event-stream", Mode::Normal);
+        }
         _ => {}
     }
     let reply = state.reply.lock().expect("lock").clone();
@@ -418,6 +449,33 @@ async fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         _ => return json_response(404, &json!({"error": {"message": format!("mock has no {path}")}})),
     };
     stream_response(events, content_type, mode)
+}
+
+/// A stream whose second event never ends (see [`Mode::EndlessEvent`]).
+fn endless_event(bytes: usize) -> Response<Body> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        let first = format!(
+            "data: {}\n\ndata: \"",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": 0, "delta": {"content": "tok0 "}, "finish_reason": null}]})
+        );
+        if sender.send(Ok(Frame::data(Bytes::from(first)))).await.is_err() {
+            return;
+        }
+        let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+        let mut sent = 0;
+        while sent < bytes {
+            if sender.send(Ok(Frame::data(piece.clone()))).await.is_err() {
+                return;
+            }
+            sent += piece.len();
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let mut response = Response::new(StreamBody::new(stream).boxed());
+    response.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
+    response
 }
 
 fn stream_response(events: Vec<String>, content_type: &'static str, mode: Mode) -> Response<Body> {

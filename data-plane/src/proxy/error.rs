@@ -39,6 +39,8 @@ pub enum ErrorCode {
     PaymentsNotConfigured,
     /// What the control plane does not offer yet (501).
     NotImplemented,
+    /// Too many request bodies in flight (503, with `retry-after`).
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::PaymentsNotConfigured => "payments_not_configured",
             ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::RateLimitExceeded => "rate_limit_error",
             ErrorCode::UpstreamError | ErrorCode::Unavailable => "upstream_error",
+            ErrorCode::Overloaded => "server_error",
         }
     }
 

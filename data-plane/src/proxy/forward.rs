@@ -5,7 +5,10 @@
 //! A connect error, a timeout, a 5xx, 429, 408 or 401/403 (bad channel credentials) cools the
 //! channel down and moves on to the next, which is safe because nothing has reached the client
 //! yet — also from a native channel to a converted one; an upstream 400/404/413/422 is the
-//! request's own fault and is passed through, free.
+//! request's own fault and is passed through, free. A 200 that is not what the endpoint
+//! returns (HTML, an event stream for a request that asked for none, an encoding other than
+//! the `identity` asked for, a body that is not JSON) is the channel's failure too: free, and
+//! it cools the channel down.
 //!
 //! Conversion is one step of an attempt on a channel that speaks another protocol: the body is
 //! converted for that channel (its model name, the model's output cap), and its answer, stream
@@ -24,7 +27,7 @@ use super::{
     meter::{Meter, Outcome, Produced},
     request::{self, Fields},
     route::{self, Candidates},
-    stream::MeteredStream,
+    stream::{MeteredStream, StreamLimits},
     upstream, usage,
 };
 use crate::{
@@ -72,6 +75,8 @@ enum Failure {
     Timeout,
     Unreachable,
     Status(StatusCode),
+    /// A success status over an answer the endpoint does not return.
+    Unreadable(&'static str),
 }
 
 impl Failure {
@@ -87,6 +92,10 @@ impl Failure {
             Failure::Status(status) => (
                 StatusCode::BAD_GATEWAY,
                 format!("every channel for this model failed (last answered {status})"),
+            ),
+            Failure::Unreadable(what) => (
+                StatusCode::BAD_GATEWAY,
+                format!("every channel for this model failed (last answered 200 with {what})"),
             ),
         };
         ApiError::new(status, ErrorCode::UpstreamError, message)
@@ -136,7 +145,7 @@ pub async fn forward(
             sent_any = true;
         }
         match attempt.send(&channel, request).await {
-            Ok(answered) => return attempt.deliver(answered, conversion, meter).await,
+            Ok(answered) => return attempt.deliver(answered, &channel, conversion, meter).await,
             Err(why) => failure = why,
         }
     }
@@ -230,6 +239,11 @@ impl Attempt<'_> {
         app.metrics.upstream_latency(first_byte.as_secs_f64());
         let status = response.status();
         if status.is_success() {
+            if let Some(what) = self.unreadable(response.headers()) {
+                tracing::warn!(channel = %channel.name, what, "upstream answered 200 with what the endpoint does not return; trying the next channel");
+                app.cool_downs.failed(channel.id);
+                return Err(Failure::Unreadable(what));
+            }
             app.cool_downs.succeeded(channel.id);
             return Ok((response, first_byte));
         }
@@ -241,12 +255,33 @@ impl Attempt<'_> {
         Err(Failure::Status(status))
     }
 
+    /// What is wrong with a success answer's headers, if anything: an encoding the gateway
+    /// did not ask for (it asks for `identity`), HTML, or an event stream for a request that
+    /// asked for a whole answer.
+    fn unreadable(&self, headers: &HeaderMap) -> Option<&'static str> {
+        let encoded = headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Some("an encoded body");
+        }
+        let content_type = headers.get(header::CONTENT_TYPE).map_or(&b""[..], HeaderValue::as_bytes);
+        if content_type.len() >= 9 && content_type[..9].eq_ignore_ascii_case(b"text/html") {
+            return Some("an HTML page");
+        }
+        if !self.fields.stream && is_event_stream(headers) {
+            return Some("an event stream to a request for a whole answer");
+        }
+        None
+    }
+
     /// Hands an answer to the client: a stream event by event through the meter, anything
     /// else read whole (and billed from its usage when it is a success); a converted one in
     /// the client's protocol.
     async fn deliver(
         &self,
         (response, first_byte): Answered,
+        channel: &ChannelInfo,
         conversion: Option<Conversion>,
         meter: Option<Meter>,
     ) -> Response<ResponseBody> {
@@ -259,12 +294,23 @@ impl Attempt<'_> {
             Some(meter) if success && self.fields.stream && is_event_stream(&head.headers) => {
                 let converter = conversion.map(|c| Box::new(c.stream(self.context(c))));
                 let strip = conversion.is_none() && self.injects_usage();
-                let stream = MeteredStream::new(body, dialect, strip, idle, meter, first_byte, converter);
+                let limits = StreamLimits { idle, max_event_bytes: self.app.config.max_event_bytes };
+                let stream = MeteredStream::new(body, dialect, strip, limits, meter, first_byte, converter);
                 return client_response(head.status, &head.headers, BodyExt::boxed(stream));
             }
             meter => meter,
         };
         let answer = read_answer(body, idle).await;
+        if success && answer.as_ref().is_ok_and(|answer| !looks_like_json(answer)) {
+            // Whatever it is, it is not the endpoint's answer: the channel failed, the request
+            // is free.
+            tracing::warn!(channel = %channel.name, "upstream answered 200 with a body that is not JSON");
+            self.app.cool_downs.failed(channel.id);
+            finish(meter, Outcome::UpstreamError, Produced::default());
+            return Failure::Unreadable("a body that is not JSON")
+                .error()
+                .response(self.endpoint.anthropic_errors());
+        }
         if let Some(conversion) = conversion {
             return self.deliver_converted(conversion, head, answer, first_byte, meter);
         }
@@ -273,7 +319,12 @@ impl Attempt<'_> {
                 let usage = usage::from_body(answer, dialect);
                 (
                     Outcome::Ok,
-                    Produced { usage, raw_output: vec![answer.clone()], first_byte: Some(first_byte) },
+                    Produced {
+                        usage,
+                        raw_output: vec![answer.clone()],
+                        first_byte: Some(first_byte),
+                        ..Produced::default()
+                    },
                 )
             }
             // The request's own fault, or an answer that broke off: free.
@@ -313,8 +364,12 @@ impl Attempt<'_> {
                 match conversion.answer_in(&answer, &self.context(conversion)) {
                     Ok(converted) => {
                         let usage = usage::from_body(&answer, upstream.dialect());
-                        let produced =
-                            Produced { usage, raw_output: vec![answer], first_byte: Some(first_byte) };
+                        let produced = Produced {
+                            usage,
+                            raw_output: vec![answer],
+                            first_byte: Some(first_byte),
+                            ..Produced::default()
+                        };
                         finish(meter, Outcome::Ok, produced);
                         Ok(converted)
                     }
@@ -362,6 +417,12 @@ fn broke_off(why: &str) -> ApiError {
         ErrorCode::UpstreamError,
         format!("the upstream answer broke off: {why}"),
     )
+}
+
+/// Whether a whole answer can be the JSON every proxied endpoint returns: its first
+/// non-blank byte opens an object or an array (HTML, SSE, compressed or binary bodies do not).
+fn looks_like_json(answer: &[u8]) -> bool {
+    answer.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['))
 }
 
 fn is_event_stream(headers: &HeaderMap) -> bool {

@@ -8,7 +8,7 @@ use std::{
 use bytes::Bytes;
 use router_proto::{Money, Multiplier, Tariff, TokenUsage, cost, pb};
 
-use super::{endpoint::Endpoint, sanity::Bounds, tokenize, usage};
+use super::{endpoint::Endpoint, request::BodyPermit, sanity::Bounds, tokenize, usage};
 use crate::{app::App, metrics::Metrics, policy::ModelInfo, quota::Reservation, report::Reporter};
 
 /// Output tokens assumed for a request with no `max_tokens` on a model with no configured cap.
@@ -100,6 +100,8 @@ pub struct Meter {
     channel: Option<Arc<str>>,
     /// The endpoint called upstream on it (the client's, unless the request is converted).
     upstream: Endpoint,
+    /// The request body's share of the body budget, returned with the meter.
+    body_permit: Option<BodyPermit>,
 }
 
 /// What a finished request produced.
@@ -109,6 +111,9 @@ pub struct Produced {
     pub usage: Option<TokenUsage>,
     /// Raw answer text (stream payloads or a body) to count locally when it reported none.
     pub raw_output: Vec<Bytes>,
+    /// Bytes of stream payloads beyond what `raw_output` keeps: counted at the kept part's
+    /// rate of tokens per byte.
+    pub dropped_output_bytes: usize,
     /// Time to the upstream's first byte.
     pub first_byte: Option<Duration>,
 }
@@ -126,7 +131,13 @@ impl Meter {
             request_body,
             channel: None,
             upstream,
+            body_permit: None,
         }
+    }
+
+    /// Holds the request body's budget share until the request is billed.
+    pub fn hold(&mut self, permit: BodyPermit) {
+        self.body_permit = Some(permit);
     }
 
     /// Notes the channel now being tried and the endpoint called on it: the ones the usage
@@ -141,10 +152,11 @@ impl Meter {
         let (usage, adjusted) = match outcome {
             Outcome::UpstreamError => (TokenUsage::default(), false),
             Outcome::Ok | Outcome::Incomplete => {
-                let checked = self
-                    .bill
-                    .bounds
-                    .check(&self.request_body, produced.usage, || self.count_locally(&produced.raw_output));
+                // The local count (only when the report is missing or not believed) is CPU
+                // work: it runs off the worker threads.
+                let checked = self.bill.bounds.check(&self.request_body, produced.usage, || {
+                    tokenize::off_the_workers(|| self.count_locally(&produced))
+                });
                 (checked.usage, checked.adjusted)
             }
         };
@@ -199,11 +211,16 @@ impl Meter {
         }
     }
 
-    fn count_locally(&self, raw_output: &[Bytes]) -> TokenUsage {
+    fn count_locally(&self, produced: &Produced) -> TokenUsage {
         let input = tokenize::count_json_strings(&self.request_body);
         // The kept output is the upstream's, in its protocol.
-        let text = usage::answer_text(raw_output, self.upstream.dialect());
-        let output = tokenize::count(&text);
+        let text = usage::answer_text(&produced.raw_output, self.upstream.dialect());
+        let mut output = tokenize::count(&text);
+        let kept: usize = produced.raw_output.iter().map(Bytes::len).sum();
+        if produced.dropped_output_bytes > 0 && kept > 0 {
+            let all = kept as u128 + produced.dropped_output_bytes as u128;
+            output = u64::try_from((u128::from(output) * all).div_ceil(kept as u128)).unwrap_or(u64::MAX);
+        }
         TokenUsage { input, output, ..TokenUsage::default() }
     }
 }

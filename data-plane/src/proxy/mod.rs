@@ -67,10 +67,15 @@ async fn serve(
     let caller = auth::authenticate(&policy, request.headers(), crate::app::unix_micros())?;
     // Step 2: the body.
     let (head, body) = request.into_parts();
-    let body =
-        request::read_body(&head.headers, body, app.config.max_body_bytes, app.config.body_read_timeout)
-            .await?;
-    serve_read(app, endpoint, &policy, caller, &head, body, request_id, started).await
+    let (body, body_permit) = request::read_budgeted_body(
+        &head.headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.body_read_timeout,
+        &app.bodies,
+    )
+    .await?;
+    serve_read(app, endpoint, &policy, caller, &head, (body, Some(body_permit)), request_id, started).await
 }
 
 /// Serves one request whose body was read some other way (a WebSocket message): steps 1 to 7
@@ -85,7 +90,7 @@ pub async fn handle_read(
     let started = Instant::now();
     let policy = app.policy.load_full();
     let served = match auth::authenticate(&policy, &head.headers, crate::app::unix_micros()) {
-        Ok(caller) => serve_read(app, endpoint, &policy, caller, head, body, request_id, started).await,
+        Ok(caller) => serve_read(app, endpoint, &policy, caller, head, (body, None), request_id, started).await,
         Err(error) => Err(error),
     };
     served.unwrap_or_else(|error| {
@@ -94,7 +99,8 @@ pub async fn handle_read(
     })
 }
 
-/// Steps 3 to 7, the key found and the body read.
+/// Steps 3 to 7, the key found and the body read (with its share of the body budget, when
+/// it was read here).
 #[allow(clippy::too_many_arguments)]
 async fn serve_read(
     app: &Arc<App>,
@@ -102,7 +108,7 @@ async fn serve_read(
     policy: &crate::policy::Policy,
     caller: Caller<'_>,
     head: &http::request::Parts,
-    body: Bytes,
+    (body, body_permit): (Bytes, Option<request::BodyPermit>),
     request_id: Arc<str>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
@@ -129,7 +135,7 @@ async fn serve_read(
     };
     if candidates.is_empty() {
         if endpoint == Endpoint::CountTokens {
-            return Ok(count_tokens_locally(&body));
+            return Ok(tokenize::off_the_workers(|| count_tokens_locally(&body)));
         }
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -187,7 +193,11 @@ async fn serve_read(
         endpoint,
         bounds,
     };
-    let meter = Meter::new(app, bill, reservation, body.clone());
+    let mut meter = Meter::new(app, bill, reservation, body.clone());
+    // The body stays in memory with the meter until the answer ends: so does its budget share.
+    if let Some(permit) = body_permit {
+        meter.hold(permit);
+    }
     // Steps 5–7: forward, answer, bill.
     Ok(forward::forward(&attempt, &candidates, Some(meter)).await)
 }

@@ -1,7 +1,15 @@
 //! Step 2 of the request path, the request body: read size-limited, the few fields the gateway
 //! reads (borrowed, the rest skipped unparsed) and the small splice it makes (a mapped model
 //! name, `stream_options`), copying every other top-level value through byte for byte.
-use std::{borrow::Cow, fmt, time::Duration};
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -17,14 +25,100 @@ use super::error::{ApiError, ErrorCode, echo};
 
 /// Request bodies up to this size are copied out of the connection's read buffer.
 const SMALL_BODY_BYTES: usize = 16 * 1024;
+/// Bodies up to this size are admitted whatever the body budget holds (they are counted in
+/// it): `--max-connections` of them is a bounded amount.
+const UNBUDGETED_BODY_BYTES: usize = 64 * 1024;
+
+/// The process's budget for request bodies in memory (`--max-inflight-body-bytes`).
+#[derive(Debug)]
+pub struct BodyBudget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl BodyBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget { limit, held: AtomicUsize::new(0) })
+    }
+
+    /// Bytes of bodies held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// One request's share of the body budget, returned when dropped.
+#[derive(Debug)]
+pub struct BodyPermit {
+    budget: Arc<BodyBudget>,
+    bytes: usize,
+}
+
+impl BodyPermit {
+    fn new(budget: &Arc<BodyBudget>) -> BodyPermit {
+        BodyPermit { budget: Arc::clone(budget), bytes: 0 }
+    }
+
+    /// Grows the share to `total` bytes; refused (and not grown) when that would pass the
+    /// budget and the body is not a small one.
+    fn grow(&mut self, total: usize) -> Result<(), ApiError> {
+        let Some(more) = total.checked_sub(self.bytes).filter(|more| *more > 0) else { return Ok(()) };
+        let held = self.budget.held.fetch_add(more, Ordering::Relaxed) + more;
+        if total > UNBUDGETED_BODY_BYTES && held > self.budget.limit {
+            self.budget.held.fetch_sub(more, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Overloaded,
+                "too many request bodies in flight; retry shortly",
+            )
+            .retry_after(1));
+        }
+        self.bytes = total;
+        Ok(())
+    }
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// [`read_body`] for a body held against `budget` for as long as the returned permit lives
+/// (503 `overloaded` at once when a declared large body does not fit, or when one grows
+/// beyond what is left).
+pub async fn read_budgeted_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+    budget: &Arc<BodyBudget>,
+) -> Result<(Bytes, BodyPermit), ApiError> {
+    let mut permit = BodyPermit::new(budget);
+    let body = read(headers, body, limit, timeout, Some(&mut permit)).await?;
+    Ok((body, permit))
+}
 
 /// The body, size-limited (413 at once on a declared `Content-Length` over the limit), each
 /// piece awaited at most `timeout` (then 408).
 pub async fn read_body(
     headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    read(headers, body, limit, timeout, None).await
+}
+
+async fn read(
+    headers: &HeaderMap,
     mut body: Incoming,
     limit: usize,
     timeout: Duration,
+    mut permit: Option<&mut BodyPermit>,
 ) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -37,6 +131,10 @@ pub async fn read_body(
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
+    }
+    if let (Some(permit), Some(declared)) = (permit.as_deref_mut(), declared) {
+        // Within `limit`, so it fits a usize.
+        permit.grow(declared as usize)?;
     }
     // A body that comes in one piece stays that piece (a slice of the connection's read
     // buffer); one in several is joined.
@@ -62,6 +160,9 @@ pub async fn read_body(
         length += data.len();
         if length > limit {
             return Err(too_large());
+        }
+        if let Some(permit) = permit.as_deref_mut() {
+            permit.grow(length)?;
         }
         match first.take() {
             None if joined.is_empty() => first = Some(data),
@@ -241,6 +342,32 @@ pub fn splice(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_budget_refuses_large_bodies_beyond_it_and_is_returned() {
+        let budget = BodyBudget::new(200 * 1024);
+        let mut first = BodyPermit::new(&budget);
+        first.grow(150 * 1024).expect("fits");
+        let mut second = BodyPermit::new(&budget);
+        let refused = second.grow(100 * 1024).expect_err("beyond the budget");
+        assert_eq!(
+            (refused.status, refused.code, refused.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, Some(1))
+        );
+        assert_eq!(budget.held(), 150 * 1024, "a refused share is not held");
+        // Small bodies always pass (and count).
+        let mut small = BodyPermit::new(&budget);
+        small.grow(60 * 1024).expect("small bodies are admitted");
+        assert_eq!(budget.held(), 210 * 1024);
+        drop(first);
+        drop(small);
+        assert_eq!(budget.held(), 0);
+        second.grow(100 * 1024).expect("room again");
+        second.grow(120 * 1024).expect("grows");
+        assert_eq!(budget.held(), 120 * 1024);
+        drop(second);
+        assert_eq!(budget.held(), 0);
+    }
 
     #[test]
     fn reads_only_what_it_needs() {

@@ -22,8 +22,18 @@ use super::{
 };
 use crate::convert::StreamConverter;
 
-/// Most answer bytes kept for counting tokens locally when the upstream reports no usage.
+/// Most answer bytes kept for counting tokens locally when the upstream reports no usage; the
+/// bytes beyond are counted at the kept part's rate.
 const MAX_KEPT_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// How long a stream may stall and how large one event may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Longest gap between two upstream chunks.
+    pub idle: Duration,
+    /// Largest event (`--max-event-bytes`): a stream whose event grows beyond it is cut.
+    pub max_event_bytes: usize,
+}
 
 /// One complete event: its bytes as received, its `event:` name and joined `data:` payload.
 pub struct Event {
@@ -39,6 +49,9 @@ pub struct Event {
 #[derive(Default)]
 pub struct Parser {
     buffer: BytesMut,
+    /// How far the buffer is known to hold no event end: a long event is scanned once, not
+    /// again with every chunk.
+    scanned: usize,
 }
 
 impl Parser {
@@ -49,7 +62,13 @@ impl Parser {
 
     /// The next complete event, if the buffer holds one.
     pub fn next_event(&mut self) -> Option<Event> {
-        let end = event_end(&self.buffer)?;
+        // An event end (`\n\n` or `\n\r\n`) may begin up to two bytes before the scanned part.
+        let from = self.scanned.saturating_sub(2);
+        let Some(end) = event_end(&self.buffer[from..]).map(|end| from + end) else {
+            self.scanned = self.buffer.len();
+            return None;
+        };
+        self.scanned = 0;
         let raw = self.buffer.split_to(end).freeze();
         let mut name = None;
         let mut data = BytesMut::new();
@@ -68,7 +87,13 @@ impl Parser {
     }
 
     fn take_rest(&mut self) -> Bytes {
+        self.scanned = 0;
         self.buffer.split().freeze()
+    }
+
+    /// Bytes held of an event not yet ended.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
     }
 }
 
@@ -116,6 +141,7 @@ pub fn is_injected_usage(event: &Event) -> bool {
 pub struct MeteredStream {
     upstream: Incoming,
     idle_timeout: Duration,
+    max_event_bytes: usize,
     idle: Pin<Box<Sleep>>,
     parser: Parser,
     dialect: Dialect,
@@ -123,6 +149,7 @@ pub struct MeteredStream {
     usage: StreamUsage,
     kept: Vec<Bytes>,
     kept_bytes: usize,
+    dropped_bytes: usize,
     produced_content: bool,
     meter: Option<Meter>,
     first_byte: Duration,
@@ -139,21 +166,23 @@ impl MeteredStream {
         upstream: Incoming,
         dialect: Dialect,
         strip_injected_usage: bool,
-        idle_timeout: Duration,
+        limits: StreamLimits,
         meter: Meter,
         first_byte: Duration,
         converter: Option<Box<StreamConverter>>,
     ) -> MeteredStream {
         MeteredStream {
             upstream,
-            idle_timeout,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle_timeout: limits.idle,
+            max_event_bytes: limits.max_event_bytes,
+            idle: Box::pin(tokio::time::sleep(limits.idle)),
             parser: Parser::default(),
             dialect,
             strip_injected_usage,
             usage: StreamUsage::default(),
             kept: Vec::new(),
             kept_bytes: 0,
+            dropped_bytes: 0,
             produced_content: false,
             meter: Some(meter),
             first_byte,
@@ -168,6 +197,7 @@ impl MeteredStream {
             let produced = Produced {
                 usage: self.usage.get(),
                 raw_output: std::mem::take(&mut self.kept),
+                dropped_output_bytes: self.dropped_bytes,
                 first_byte: Some(self.first_byte),
             };
             // Nothing reached the client: the failed request is free.
@@ -216,32 +246,54 @@ impl MeteredStream {
                 continue;
             }
             if !event.data.is_empty() {
-                self.produced_content = true;
-                if self.kept_bytes + event.data.len() <= MAX_KEPT_OUTPUT {
-                    self.kept_bytes += event.data.len();
-                    self.kept.push(event.data.clone());
-                }
+                self.keep(&event.data);
             }
             out.extend_from_slice(&event.raw);
         }
         if !out.is_empty() {
             self.ready.push_back(out.freeze());
         }
+        if !self.done && self.parser.pending() > self.max_event_bytes {
+            self.oversized();
+        }
+    }
+
+    /// Keeps an event's payload for a local count (its length only, beyond the kept bytes).
+    fn keep(&mut self, data: &Bytes) {
+        self.produced_content = true;
+        if self.kept_bytes + data.len() <= MAX_KEPT_OUTPUT {
+            self.kept_bytes += data.len();
+            self.kept.push(data.clone());
+        } else {
+            self.dropped_bytes += data.len();
+        }
+    }
+
+    /// An upstream event grew beyond `--max-event-bytes` without ending: the stream is cut
+    /// there (the partial event is not sent on), billed for what was produced.
+    fn oversized(&mut self) {
+        let cut = self.parser.take_rest();
+        tracing::warn!(
+            bytes = cut.len(),
+            limit = self.max_event_bytes,
+            "an upstream event exceeds --max-event-bytes; cutting the stream"
+        );
+        // The upstream did work on the request: it is billed as incomplete, not free.
+        self.produced_content = true;
+        self.dropped_bytes += cut.len().min(self.max_event_bytes);
+        drop(cut);
+        self.broke(&format!("an upstream event exceeded {} bytes", self.max_event_bytes));
     }
 
     /// One upstream event of a converted stream: its client events go to `out`. The request
     /// is billed once the client's stream is closed — before its terminal event leaves — and
     /// the rest of the upstream's is not read.
     fn convert(&mut self, event: &Event, out: &mut BytesMut) {
+        if !event.data.is_empty() {
+            self.keep(&event.data);
+        }
         let Some(converter) = self.converter.as_mut() else { return };
         converter.event(event.name.as_deref(), &event.data, out);
-        if !event.data.is_empty() {
-            self.produced_content = true;
-            if self.kept_bytes + event.data.len() <= MAX_KEPT_OUTPUT {
-                self.kept_bytes += event.data.len();
-                self.kept.push(event.data.clone());
-            }
-        }
         // The upstream's answer is complete though the converter did not close on its last
         // event: close the client's stream as complete as it is.
         if is_terminal(event, self.dialect) && !converter.is_finished() {
