@@ -74,6 +74,9 @@ pub struct LoadArgs {
     /// API key sent as `authorization: Bearer KEY`.
     #[arg(long)]
     pub key: Option<String>,
+    /// Extra request header `NAME: VALUE` (repeatable), e.g. `anthropic-version: 2023-06-01`.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
     /// Request body (default: a small chat request for `bench-model`).
     #[arg(long)]
     pub body: Option<String>,
@@ -99,9 +102,21 @@ impl LoadArgs {
         if let Some(rate) = self.rate {
             anyhow::ensure!(rate > 0.0, "--rate must be positive");
         }
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| {
+                let (name, value) =
+                    h.split_once(':').ok_or_else(|| anyhow::anyhow!("--header {h:?} is not NAME: VALUE"))?;
+                let name = name.trim().parse::<http::HeaderName>()?;
+                let value = value.trim().parse::<http::HeaderValue>()?;
+                Ok((name.as_str().to_owned(), value.to_str()?.to_owned()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Plan {
             url: self.url.parse()?,
             key: self.key.clone(),
+            headers,
             body: self.body.clone().unwrap_or_else(|| default_body(self.stream)).into(),
             stream: self.stream,
             connections: self.connections,

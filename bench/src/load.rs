@@ -32,6 +32,8 @@ pub struct Plan {
     pub url: Uri,
     /// Bearer key, if any.
     pub key: Option<String>,
+    /// Further request headers (name, value), e.g. `anthropic-version`.
+    pub headers: Vec<(String, String)>,
     /// Request body.
     pub body: Bytes,
     /// Whether answers are streamed (time to first chunk and per-chunk latency recorded).
@@ -50,6 +52,18 @@ pub fn default_body(stream: bool) -> String {
     format!(
         r#"{{"model":"bench-model","messages":[{{"role":"user","content":"Say hello."}}],"max_tokens":16{stream_part}}}"#
     )
+}
+
+/// A small streamed Anthropic Messages request for `bench-model` (`POST /v1/messages` with an
+/// `anthropic-version` header, see [`anthropic_headers`]).
+pub fn messages_stream_body() -> String {
+    r#"{"model":"bench-model","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"Say hello."}]}"#
+        .to_owned()
+}
+
+/// The headers an Anthropic client sends besides its key.
+pub fn anthropic_headers() -> Vec<(String, String)> {
+    vec![("anthropic-version".to_owned(), "2023-06-01".to_owned())]
 }
 
 /// What a load run measured; histograms in nanoseconds.
@@ -218,11 +232,15 @@ async fn exchange(
     if let Some(key) = &plan.key {
         request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
     }
+    for (name, value) in &plan.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
     let request = request.body(Full::new(plan.body.clone()))?;
     let response = send.send_request(request).await?;
     let status = response.status();
     let mut body = response.into_body();
     let mut first = true;
+    let mut last_stamp = None;
     while let Some(frame) = body.frame().await {
         let frame = frame?;
         let Some(data) = frame.data_ref() else { continue };
@@ -232,7 +250,7 @@ async fn exchange(
                 let took = Instant::now().saturating_duration_since(began);
                 summary.first_chunk.saturating_record(took.as_nanos() as u64);
             }
-            record_chunk_latency(data, &mut summary.chunk);
+            record_chunk_latency(data, &mut last_stamp, &mut summary.chunk);
         }
     }
     if !status.is_success() {
@@ -241,32 +259,110 @@ async fn exchange(
     Ok(status.is_success())
 }
 
-/// Records arrival minus `"bench_ts_ns":N` for every complete stamp in `data`.
-fn record_chunk_latency(data: &[u8], histogram: &mut Histogram<u64>) {
-    const STAMP: &[u8] = b"\"bench_ts_ns\":";
+/// Records arrival minus the mock's send time for every complete stamp in `data`, one frame of
+/// a streamed answer: the chunk's top-level `"bench_ts_ns":N` field, or the `@ts=N;` marker
+/// in its content text (all a converted stream keeps, since a conversion drops unknown
+/// fields). A native chunk carries both with the same N; `last` (the previous stamp recorded
+/// in this answer) makes it count once, also when a frame boundary falls between the two.
+/// A stamp cut by a frame boundary (no terminator in `data`) is skipped.
+fn record_chunk_latency(data: &[u8], last: &mut Option<u128>, histogram: &mut Histogram<u64>) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    for at in memchr::memmem::find_iter(data, STAMP) {
-        let digits = &data[at + STAMP.len()..];
-        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        // A stamp cut by a frame boundary has no terminator after it; skip it.
-        if len == 0 || len == digits.len() {
-            continue;
+    for sent in chunk_stamps(data) {
+        if *last != Some(sent) {
+            *last = Some(sent);
+            histogram.saturating_record(now.saturating_sub(sent) as u64);
         }
-        let Some(sent) = std::str::from_utf8(&digits[..len]).ok().and_then(|s| s.parse::<u128>().ok()) else {
-            continue;
-        };
-        histogram.saturating_record(now.saturating_sub(sent) as u64);
     }
+}
+
+/// The complete send stamps in `data`, in the order they appear, of either form.
+fn chunk_stamps(data: &[u8]) -> Vec<u128> {
+    const FIELD: &[u8] = b"\"bench_ts_ns\":";
+    let marker = crate::mock::TS_MARKER.as_bytes();
+    // (position, digits) of every stamp; a field's digits end at any non-digit, a marker's at `;`.
+    let mut found: Vec<(usize, u128)> = Vec::new();
+    for (pattern, terminator) in [(FIELD, None), (marker, Some(b';'))] {
+        for at in memchr::memmem::find_iter(data, pattern) {
+            let digits = &data[at + pattern.len()..];
+            let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            let terminated = match (terminator, digits.get(len)) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(t), Some(&b)) => b == t,
+            };
+            if len == 0 || !terminated {
+                continue;
+            }
+            if let Some(sent) = std::str::from_utf8(&digits[..len]).ok().and_then(|s| s.parse::<u128>().ok())
+            {
+                found.push((at, sent));
+            }
+        }
+    }
+    found.sort_unstable_by_key(|&(at, _)| at);
+    found.into_iter().map(|(_, sent)| sent).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn record(frames: &[&[u8]]) -> Histogram<u64> {
+        let mut h = histogram().unwrap();
+        let mut last = None;
+        for frame in frames {
+            record_chunk_latency(frame, &mut last, &mut h);
+        }
+        h
+    }
+
     #[test]
     fn chunk_stamps_are_read_and_cut_stamps_skipped() {
-        let mut h = histogram().unwrap();
-        record_chunk_latency(b"data: {\"bench_ts_ns\":1,\"x\":2}\n\ndata: {\"bench_ts_ns\":2", &mut h);
+        let h = record(&[b"data: {\"bench_ts_ns\":1,\"x\":2}\n\ndata: {\"bench_ts_ns\":2"]);
         assert_eq!(h.len(), 1);
+        assert_eq!(chunk_stamps(b"data: {\"bench_ts_ns\":1,\"x\":2}\n\ndata: {\"bench_ts_ns\":2"), vec![1]);
+    }
+
+    #[test]
+    fn markers_in_the_text_are_read_when_the_field_is_gone() {
+        // A converted (Anthropic Messages) stream: only the text keeps the stamp.
+        let frame = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"tok1 @ts=17; \"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"tok2 @ts=18; \"}}\n\n";
+        assert_eq!(chunk_stamps(frame), vec![17, 18]);
+        assert_eq!(record(&[frame]).len(), 2);
+    }
+
+    #[test]
+    fn a_marker_cut_or_without_its_terminator_is_skipped() {
+        assert_eq!(chunk_stamps(b"\"text\":\"tok1 @ts=17"), Vec::<u128>::new());
+        assert_eq!(chunk_stamps(b"\"text\":\"tok1 @ts=17\"}"), Vec::<u128>::new());
+        assert_eq!(chunk_stamps(b"\"text\":\"@ts=; @ts=x;\""), Vec::<u128>::new());
+    }
+
+    #[test]
+    fn a_native_chunk_with_field_and_marker_counts_once() {
+        let mut chunk = String::new();
+        chunk.push_str("data: {\"model\":\"bench-model\",\"bench_ts_ns\":42,\"choices\":[{\"index\":0,");
+        chunk.push_str("\"delta\":{\"content\":\"tok0 @ts=42; \"},\"finish_reason\":null}]}\n\n");
+        let chunk = chunk.as_bytes();
+        assert_eq!(chunk_stamps(chunk), vec![42, 42]);
+        assert_eq!(record(&[chunk]).len(), 1);
+        // Split between the field and the marker by a frame boundary: still once.
+        let cut = chunk.windows(4).position(|w| w == b"tok0").unwrap();
+        assert_eq!(record(&[&chunk[..cut], &chunk[cut..]]).len(), 1);
+        // Two chunks (different stamps) in one frame: twice.
+        let second = String::from_utf8_lossy(chunk).replace("42", "43");
+        assert_eq!(record(&[&[chunk, second.as_bytes()].concat()]).len(), 2);
+    }
+
+    #[test]
+    fn the_mock_s_chunks_carry_both_forms_with_one_time() {
+        let chunk = crate::mock::content_chunk("bench-model", 3);
+        let stamps = chunk_stamps(chunk.as_bytes());
+        assert_eq!(stamps.len(), 2, "{chunk}");
+        assert_eq!(stamps[0], stamps[1]);
+        let value: serde_json::Value =
+            serde_json::from_str(chunk.trim_start_matches("data: ").trim()).unwrap();
+        let text = value["choices"][0]["delta"]["content"].as_str().unwrap();
+        assert_eq!(text, format!("tok3 @ts={}; ", stamps[0]));
     }
 }

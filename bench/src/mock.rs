@@ -2,7 +2,10 @@
 //! chunks and delay) and Anthropic messages, always with usage.
 //!
 //! Every SSE chunk carries `"bench_ts_ns"`, the wall-clock send time, so a client on the same
-//! machine can measure per-chunk latency through whatever sits in between.
+//! machine can measure per-chunk latency through whatever sits in between. A content chunk
+//! also carries the same time inside its text, as `@ts=<ns>;` (see [`TS_MARKER`]): a protocol
+//! conversion (a Chat upstream answering an Anthropic Messages client) drops unknown top-level
+//! fields but passes the text on.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -133,11 +136,14 @@ fn now_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
 }
 
-fn content_chunk(model: &str, index: u32) -> String {
+/// What precedes the send time (ns, then `;`) inside a content chunk's text.
+pub const TS_MARKER: &str = "@ts=";
+
+pub(crate) fn content_chunk(model: &str, index: u32) -> String {
     let role = if index == 0 { r#""role":"assistant","# } else { "" };
+    let ts = now_ns();
     format!(
-        "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"{model}\",\"bench_ts_ns\":{ts},\"choices\":[{{\"index\":0,\"delta\":{{{role}\"content\":\"tok{index} \"}},\"finish_reason\":null}}]}}\n\n",
-        ts = now_ns()
+        "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"{model}\",\"bench_ts_ns\":{ts},\"choices\":[{{\"index\":0,\"delta\":{{{role}\"content\":\"tok{index} {TS_MARKER}{ts}; \"}},\"finish_reason\":null}}]}}\n\n"
     )
 }
 

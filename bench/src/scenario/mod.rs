@@ -39,11 +39,32 @@ impl Path {
     }
 }
 
+/// Which protocols a measurement's client and upstream speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// Chat client, Chat upstream: the data plane passes the stream on.
+    Native,
+    /// Anthropic Messages client (`POST /v1/messages`), Chat upstream: the data plane converts
+    /// the request and every stream event (only on the data-plane path).
+    MessagesToChat,
+}
+
+/// The converted-stream scenario: measured, or skipped because the data plane refused it.
+#[derive(Debug)]
+pub enum Converted {
+    /// Measured through the data plane.
+    Measured(Measurement),
+    /// Not measured; why.
+    Skipped(String),
+}
+
 /// One load run on one path, with the CPU the process in the middle spent on it.
 #[derive(Debug)]
 pub struct Measurement {
     /// Which path.
     pub path: Path,
+    /// Which protocols the client and the upstream speak.
+    pub protocols: Protocols,
     /// What the load generator saw.
     pub summary: Summary,
     /// CPU µs per successful request of the forwarder or data plane (mock for `direct`).
@@ -56,6 +77,12 @@ impl Measurement {
     fn to_json(&self) -> Value {
         let mut value = report::summary_json(&self.summary);
         value["path"] = json!(self.path.name());
+        if self.protocols == Protocols::MessagesToChat {
+            value["client_protocol"] = json!("messages");
+            value["upstream_protocol"] = json!("chat");
+            value["chunk_stamps_per_answer"] =
+                json!(report::round(self.summary.chunk.len() as f64 / self.summary.ok.max(1) as f64));
+        }
         value["cpu_us_per_request"] = json!(self.cpu_us_per_request.map(report::round));
         value["control_plane_cpu_us_per_request"] =
             json!(self.control_plane_cpu_us_per_request.map(report::round));
@@ -100,9 +127,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         streaming.push(runner.measure(path, Some(args.stream_rate), true, args.connections, duration).await?);
     }
 
+    eprintln!(
+        "converted streaming (Anthropic Messages client → Chat upstream) at {:.0} req/s …",
+        args.stream_rate
+    );
+    let converted = match runner.probe_converted().await? {
+        Ok(()) => Converted::Measured(
+            runner
+                .measure_plan(Path::Gateway, Protocols::MessagesToChat, runner.messages_plan(duration)?)
+                .await?,
+        ),
+        Err(reason) => {
+            eprintln!("  skipped: {reason}");
+            Converted::Skipped(reason)
+        }
+    };
+
     let peak_rss_kib = procstat::peak_rss_kib(stack.data_plane.pid()?)?;
     let forwarder_rss_kib = procstat::peak_rss_kib(stack.forwarder.pid()?)?;
-    println!("{}", table::render(&args, &closed, &open, &streaming, peak_rss_kib, forwarder_rss_kib));
+    println!(
+        "{}",
+        table::render(&args, &closed, &open, &streaming, &converted, peak_rss_kib, forwarder_rss_kib)
+    );
 
     let results = json!({
         "config": {
@@ -122,6 +168,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "data_plane_added_us": table::added(row).map(|a| json!({"p50": a[0], "p99": a[1], "p99.9": a[2]})),
         })).collect::<Vec<_>>(),
         "streaming": streaming.iter().map(Measurement::to_json).collect::<Vec<_>>(),
+        "streaming_converted": match &converted {
+            Converted::Measured(m) => json!({
+                "measured": m.to_json(),
+                "over_native_data_plane": table::converted_over_native(&streaming, m)
+                    .map(|[p50, p99, cpu]| json!({"chunk_p50_us": p50, "chunk_p99_us": p99, "cpu_us_per_request": cpu})),
+            }),
+            Converted::Skipped(reason) => json!({"skipped": reason}),
+        },
         "data_plane_peak_rss_kib": peak_rss_kib,
         "forwarder_peak_rss_kib": forwarder_rss_kib,
     });
@@ -152,12 +206,60 @@ impl Runner<'_> {
         Ok(Plan {
             url: format!("{base}/v1/chat/completions").parse()?,
             key,
+            headers: Vec::new(),
             body: load::default_body(stream).into(),
             stream,
             connections,
             duration,
             rate,
         })
+    }
+
+    /// A streamed Anthropic Messages request for `bench-model` through the data plane at the
+    /// streaming rate: `bench-model` is served only by the `openai` channel (whose default
+    /// protocols lack `messages`), so the data plane converts it to Chat for the mock.
+    fn messages_plan(&self, duration: Duration) -> anyhow::Result<Plan> {
+        Ok(Plan {
+            url: format!("{}/v1/messages", self.stack.data_plane_url).parse()?,
+            key: Some(self.stack.key.clone()),
+            headers: load::anthropic_headers(),
+            body: load::messages_stream_body().into(),
+            stream: true,
+            connections: self.args.connections,
+            duration,
+            rate: Some(self.args.stream_rate),
+        })
+    }
+
+    /// One converted streamed request: `Err(why)` when the data plane does not convert it (a
+    /// data plane before protocol conversion sends `/v1/messages` to the channel's own
+    /// `/v1/messages`, which the mock does not stream), or the answer carries no stamps.
+    async fn probe_converted(&self) -> anyhow::Result<Result<(), String>> {
+        let plan = Plan {
+            connections: 1,
+            duration: Duration::from_millis(1),
+            rate: None,
+            ..self.messages_plan(Duration::ZERO)?
+        };
+        let summary = load::run(&plan).await?;
+        if summary.ok == 0 || summary.errors > 0 {
+            let error = summary.first_error.unwrap_or_else(|| "no answer".into());
+            return Ok(Err(format!(
+                "the data plane refused a streamed Messages request for a model only an openai \
+                 channel serves ({error}): it does not convert protocols"
+            )));
+        }
+        if summary.chunk.is_empty() {
+            return Ok(Err("the converted stream carried no chunk stamps (@ts=…;)".into()));
+        }
+        if summary.chunk.len() != u64::from(self.args.chunks) {
+            eprintln!(
+                "  note: the converted stream carried {} chunk stamps, the mock sent {}",
+                summary.chunk.len(),
+                self.args.chunks
+            );
+        }
+        Ok(Ok(()))
     }
 
     fn middle(&self, path: Path) -> &Service {
@@ -185,6 +287,16 @@ impl Runner<'_> {
         duration: Duration,
     ) -> anyhow::Result<Measurement> {
         let plan = self.plan(path, rate, stream, connections, duration)?;
+        self.measure_plan(path, Protocols::Native, plan).await
+    }
+
+    /// Runs `plan` on `path`, with the CPU of the process in the middle (and the control plane).
+    async fn measure_plan(
+        &self,
+        path: Path,
+        protocols: Protocols,
+        plan: Plan,
+    ) -> anyhow::Result<Measurement> {
         let middle = self.middle(path).pid()?;
         let control_plane = self.stack.control_plane.pid()?;
         let cpu_before = procstat::cpu_seconds(middle)?;
@@ -198,6 +310,6 @@ impl Runner<'_> {
         if summary.errors > 0 {
             eprintln!("  {}: {} errors, first: {:?}", path.name(), summary.errors, summary.first_error);
         }
-        Ok(Measurement { path, summary, cpu_us_per_request, control_plane_cpu_us_per_request })
+        Ok(Measurement { path, protocols, summary, cpu_us_per_request, control_plane_cpu_us_per_request })
     }
 }

@@ -226,6 +226,7 @@ async fn probe(data_plane_url: &str, key: &str) -> anyhow::Result<()> {
     let plan = crate::load::Plan {
         url: format!("{data_plane_url}/readyz").parse()?,
         key: None,
+        headers: Vec::new(),
         body: bytes::Bytes::new(),
         stream: false,
         connections: 1,

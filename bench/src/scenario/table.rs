@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Measurement, Path};
+use super::{Converted, Measurement, Path};
 use crate::cli::RunArgs;
 use crate::report::{mib, round, us};
 
@@ -12,6 +12,17 @@ pub fn added(row: &[Measurement]) -> Option<[f64; 3]> {
     let gateway = row.iter().find(|m| m.path == Path::Gateway)?;
     let diff = |q| round(us(&gateway.summary.latency, q) - us(&forward.summary.latency, q));
     Some([diff(0.5), diff(0.99), diff(0.999)])
+}
+
+/// Converted minus native data-plane streaming: chunk p50, chunk p99 (µs) and CPU µs/request.
+pub fn converted_over_native(streaming: &[Measurement], converted: &Measurement) -> Option<[f64; 3]> {
+    let native = streaming.iter().find(|m| m.path == Path::Gateway)?;
+    let chunk = |m: &Measurement, q| us(&m.summary.chunk, q);
+    Some([
+        round(chunk(converted, 0.5) - chunk(native, 0.5)),
+        round(chunk(converted, 0.99) - chunk(native, 0.99)),
+        round(converted.cpu_us_per_request? - native.cpu_us_per_request?),
+    ])
 }
 
 fn cpu(m: &Measurement) -> String {
@@ -24,6 +35,7 @@ pub fn render(
     closed: &[Measurement],
     open: &[(f64, Vec<Measurement>)],
     streaming: &[Measurement],
+    converted: &Converted,
     peak_rss_kib: u64,
     forwarder_rss_kib: u64,
 ) -> String {
@@ -100,7 +112,7 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "{:<11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>12} {:>7}",
+        "{:<16} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>12} {:>7}",
         "path",
         "ttfc p50",
         "ttfc p99",
@@ -111,12 +123,12 @@ pub fn render(
         "cpu µs/req",
         "errors"
     );
-    for m in streaming {
+    let row = |out: &mut String, name: &str, m: &Measurement| {
         let s = &m.summary;
         let _ = writeln!(
             out,
-            "{:<11} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>12} {:>7}",
-            m.path.name(),
+            "{:<16} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>12} {:>7}",
+            name,
             us(&s.first_chunk, 0.5),
             us(&s.first_chunk, 0.99),
             us(&s.chunk, 0.5),
@@ -126,6 +138,25 @@ pub fn render(
             cpu(m),
             s.errors
         );
+    };
+    for m in streaming {
+        row(&mut out, m.path.name(), m);
+    }
+    match converted {
+        Converted::Measured(m) => {
+            row(&mut out, "dp messages→chat", m);
+            if let Some([p50, p99, cpu]) = converted_over_native(streaming, m) {
+                let _ = writeln!(
+                    out,
+                    "converted (Messages client → Chat upstream) over native data plane: chunk p50 {p50:+.1} µs, \
+                     p99 {p99:+.1} µs, cpu {cpu:+.1} µs/req ({:.1} chunk stamps per answer)",
+                    m.summary.chunk.len() as f64 / m.summary.ok.max(1) as f64
+                );
+            }
+        }
+        Converted::Skipped(reason) => {
+            let _ = writeln!(out, "dp messages→chat: skipped: {reason}");
+        }
     }
     let _ =
         writeln!(out, "(all latencies in µs; chunk = mock send timestamp → arrival at the load generator)");
