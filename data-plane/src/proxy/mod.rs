@@ -90,7 +90,9 @@ pub async fn handle_read(
     let started = Instant::now();
     let policy = app.policy.load_full();
     let served = match auth::authenticate(&policy, &head.headers, crate::app::unix_micros()) {
-        Ok(caller) => serve_read(app, endpoint, &policy, caller, head, (body, None), request_id, started).await,
+        Ok(caller) => {
+            serve_read(app, endpoint, &policy, caller, head, (body, None), request_id, started).await
+        }
         Err(error) => Err(error),
     };
     served.unwrap_or_else(|error| {
