@@ -213,6 +213,8 @@ struct Create {
     warmup: bool,
     /// The model asked for (a warm-up's answer names it).
     model: Option<Box<RawValue>>,
+    /// Whether it continues the socket's last response (sent with its context).
+    continued: bool,
 }
 
 /// How a request's turn ended.
@@ -318,9 +320,11 @@ impl Session {
             Err(error) => return self.refused(&error, sink, source).await,
         };
         if create.warmup {
+            tracing::debug!(continued = create.continued, "a WebSocket warm-up");
             return self.warm_up(create, sink, source).await;
         }
         let request_id = crate::server::request_id();
+        tracing::debug!(%request_id, continued = create.continued, items = create.items.len(), "a request on a WebSocket");
         let response = super::handle_read(
             &self.app,
             Endpoint::Responses,
@@ -552,7 +556,7 @@ fn prepare(text: &str, last: Option<&Context>, limit: usize) -> Result<Option<Cr
             format!("the request (with the context it continues) is larger than {limit} bytes"),
         ));
     }
-    Ok(Some(Create { body, items, warmup, model }))
+    Ok(Some(Create { body, items, warmup, model, continued: continued.is_some() }))
 }
 
 fn json_len(items: &[Arc<RawValue>]) -> usize {
@@ -809,6 +813,7 @@ mod tests {
             "no previous_response_id goes upstream"
         );
         assert_eq!(create.items.len(), 3);
+        assert!(create.continued);
         // Another response's id is passed through, for upstreams that keep state.
         let text = r#"{"type":"response.create","model":"m","previous_response_id":"resp_0","input":"two"}"#;
         let create = prepare(text, Some(&last), 1 << 20).expect("valid").expect("a request");
