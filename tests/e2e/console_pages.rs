@@ -222,6 +222,10 @@ async fn console_pages_over_plain_http(backend: Backend) {
     .unwrap();
     assert_eq!(topup.status, 501);
     assert!(topup.text().contains("data-test=\"wallet-error\""));
+    let webhook_url = format!("{base}/api/payments/stripe/webhook");
+    let hook =
+        send(http::Method::POST, &webhook_url, &[("stripe-signature", "t=1,v1=00")], "{}").await.unwrap();
+    assert_eq!((hook.status, hook.json()["error"]["code"].as_str()), (501, Some("payments_not_configured")));
 
     // The language switch is remembered in a cookie.
     let switched = get(&format!("{base}/console/pricing?lang=zh-CN"), &auth).await.unwrap();

@@ -28,13 +28,16 @@ on_both_backends!(stripe_top_up_credits_each_paid_session_once);
 const SECRET_KEY: &str = "sk_test_fake_secret";
 const WEBHOOK_SECRET: &str = "whsec_test_fake_signing_secret";
 
+/// A request's form fields, in order.
+type Form = Vec<(String, String)>;
+
 /// The fake Stripe: the sessions it created (their form fields).
 struct FakeStripe {
     url: String,
-    sessions: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    sessions: Arc<Mutex<Vec<Form>>>,
 }
 
-fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+fn form_fields(body: &[u8]) -> Form {
     let decode = |s: &str| {
         let bytes = s.replace('+', " ").into_bytes();
         let mut out = Vec::new();
@@ -70,7 +73,7 @@ impl FakeStripe {
     async fn start() -> FakeStripe {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let sessions: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+        let sessions: Arc<Mutex<Vec<Form>>> = Arc::default();
         let shared = Arc::clone(&sessions);
         tokio::spawn(async move {
             loop {

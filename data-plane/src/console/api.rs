@@ -531,6 +531,9 @@ async fn topup(app: &App, request: Request<Incoming>) -> Answer {
         amount: Value,
     }
     let session = session_for_change(app, request.headers()).await?;
+    if !session.info.topup.as_ref().is_some_and(|t| t.enabled) {
+        return Err(payments_not_configured());
+    }
     let headers = request.headers().clone();
     let body = read_body(request).await?;
     let TopUp { amount } = parse_json(&body, "{\"amount\": \"10\"}")?;
