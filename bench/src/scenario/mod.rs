@@ -53,7 +53,7 @@ pub enum Protocols {
 #[derive(Debug)]
 pub enum Converted {
     /// Measured through the data plane.
-    Measured(Measurement),
+    Measured(Box<Measurement>),
     /// Not measured; why.
     Skipped(String),
 }
@@ -132,11 +132,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.stream_rate
     );
     let converted = match runner.probe_converted().await? {
-        Ok(()) => Converted::Measured(
+        Ok(()) => Converted::Measured(Box::new(
             runner
                 .measure_plan(Path::Gateway, Protocols::MessagesToChat, runner.messages_plan(duration)?)
                 .await?,
-        ),
+        )),
         Err(reason) => {
             eprintln!("  skipped: {reason}");
             Converted::Skipped(reason)

@@ -35,7 +35,7 @@ const PIECE_BYTES: usize = 16 << 10;
 /// beyond; half its byte length if the tokenizer is somehow not loaded.
 pub fn count(text: &str) -> u64 {
     let Some(bpe) = ENCODING.get() else { return (text.len() as u64).div_ceil(2) };
-    let counted = text.floor_char_boundary(MAX_COUNTED_BYTES);
+    let counted = floor_boundary(text, MAX_COUNTED_BYTES);
     let mut tokens = 0u64;
     let mut start = 0;
     while start < counted {
@@ -58,14 +58,33 @@ fn piece_end(text: &str, start: usize, limit: usize) -> usize {
     if limit - start <= PIECE_BYTES {
         return limit;
     }
-    let hard = text.floor_char_boundary(start + PIECE_BYTES);
+    let hard = floor_boundary(text, start + PIECE_BYTES);
     let stretch = &text.as_bytes()[hard.saturating_sub(256).max(start)..hard];
     let end = match memchr::memrchr2(b' ', b'\n', stretch) {
         Some(at) => hard - stretch.len() + at,
         None => hard,
     };
     // A piece always advances, even over one character longer than a piece.
-    if end > start { end } else { text.ceil_char_boundary(start + 1) }
+    if end > start { end } else { ceil_boundary(text, start + 1) }
+}
+
+/// The last character boundary of `text` at or before `at` (`str::floor_char_boundary`,
+/// newer than the workspace's MSRV).
+fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The first character boundary of `text` at or after `at`.
+fn ceil_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
 }
 
 /// Runs `count` (CPU-bound) without holding up the other connections of this worker thread:
