@@ -24,36 +24,7 @@ on_both_backends!(
 /// `gpt-4o` (so Responses clients are converted).
 async fn gateway(backend: Backend) -> Gateway {
     let gw = Gateway::start(backend, &[]).await;
-    let base = format!("{}/v1", gw.mock.url);
-    gw.cp.json(&[
-        "channel",
-        "add",
-        "--name",
-        "chatonly",
-        "--type",
-        "openai",
-        "--base-url",
-        &base,
-        "--api-key",
-        "upstream-chat-secret",
-        "--models",
-        "gpt-4o",
-        "--protocols",
-        "chat",
-    ]);
-    gw.cp.json(&[
-        "model",
-        "set",
-        "gpt-4o",
-        "--input-price",
-        "2.5",
-        "--output-price",
-        "10",
-        "--cached-input-price",
-        "1.25",
-        "--max-output-tokens",
-        "1000",
-    ]);
+    gw.add_chat_only_channel();
     gw
 }
 

@@ -99,6 +99,41 @@ impl Gateway {
         format!("Bearer {}", self.key)
     }
 
+    /// Adds `chatonly`, a channel speaking only Chat on the mock, serving `gpt-4o` (priced,
+    /// output capped at 1000), so that Responses and Messages clients of it are converted.
+    pub fn add_chat_only_channel(&self) {
+        let base = format!("{}/v1", self.mock.url);
+        self.cp.json(&[
+            "channel",
+            "add",
+            "--name",
+            "chatonly",
+            "--type",
+            "openai",
+            "--base-url",
+            &base,
+            "--api-key",
+            "upstream-chat-secret",
+            "--models",
+            "gpt-4o",
+            "--protocols",
+            "chat",
+        ]);
+        self.cp.json(&[
+            "model",
+            "set",
+            "gpt-4o",
+            "--input-price",
+            "2.5",
+            "--output-price",
+            "10",
+            "--cached-input-price",
+            "1.25",
+            "--max-output-tokens",
+            "1000",
+        ]);
+    }
+
     /// Starts a chat stream whose upstream holds after its first chunk until the returned
     /// `Notify` is notified.
     pub async fn held_stream(&self) -> (Arc<Notify>, http_client::Streamed) {

@@ -35,36 +35,7 @@ const TEXT: &str = "tok0 tok1 tok2 tok3 tok4 ";
 /// (so Responses clients are converted), once the data plane knows them all.
 async fn gateway(backend: Backend, dp_args: &[&str]) -> Gateway {
     let gw = Gateway::start(backend, dp_args).await;
-    let base = format!("{}/v1", gw.mock.url);
-    gw.cp.json(&[
-        "channel",
-        "add",
-        "--name",
-        "chatonly",
-        "--type",
-        "openai",
-        "--base-url",
-        &base,
-        "--api-key",
-        "upstream-chat-secret",
-        "--models",
-        "gpt-4o",
-        "--protocols",
-        "chat",
-    ]);
-    gw.cp.json(&[
-        "model",
-        "set",
-        "gpt-4o",
-        "--input-price",
-        "2.5",
-        "--output-price",
-        "10",
-        "--cached-input-price",
-        "1.25",
-        "--max-output-tokens",
-        "1000",
-    ]);
+    gw.add_chat_only_channel();
     let bearer = gw.bearer();
     eventually(Duration::from_secs(10), || async {
         let models = get(&gw.url("/v1/models"), &[("authorization", &bearer)]).await.ok()?;
