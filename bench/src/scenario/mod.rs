@@ -235,10 +235,11 @@ impl Runner<'_> {
     /// data plane before protocol conversion sends `/v1/messages` to the channel's own
     /// `/v1/messages`, which the mock does not stream), or the answer carries no stamps.
     async fn probe_converted(&self) -> anyhow::Result<Result<(), String>> {
+        // Open loop at 1/s for 1 ms: exactly one request, however late the timer wakes.
         let plan = Plan {
             connections: 1,
             duration: Duration::from_millis(1),
-            rate: None,
+            rate: Some(1.0),
             ..self.messages_plan(Duration::ZERO)?
         };
         let summary = load::run(&plan).await?;
