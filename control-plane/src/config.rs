@@ -56,6 +56,12 @@ pub struct Config {
     #[arg(long, env = "ROUTER_CHANNEL_CHECK_FAILURES", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub channel_check_failures: u32,
+
+    /// Length of the rate window in milliseconds: what RPM and TPM limits count "per minute".
+    /// Meant for tests (a short real window); in production leave it at a minute.
+    #[arg(long, env = "ROUTER_RATE_WINDOW_MS", default_value_t = 60_000, hide = true,
+          value_parser = clap::value_parser!(u64).range(600..=3_600_000))]
+    pub rate_window_ms: u64,
 }
 
 impl Config {

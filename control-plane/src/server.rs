@@ -112,7 +112,8 @@ pub async fn serve(
     }
 
     let admin = AdminApi::new(db.clone(), feed.clone(), config.currency.clone());
-    let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped);
+    let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped)
+        .with_rate_window(i64::try_from(config.rate_window_ms).unwrap_or(60_000).saturating_mul(1000));
     let admin = AdminServiceServer::with_interceptor(admin, BearerCheck::new(&config.admin_token, "admin"));
     let node = NodeServiceServer::with_interceptor(node, BearerCheck::new(&config.node_token, "node"));
 

@@ -13,7 +13,7 @@ use crate::{
     store::{
         accounts, codes, keys, leases, now_micros,
         policy::{self, PolicyChanges},
-        quarantine,
+        quarantine, rates,
         usage::{self, UsageFilter},
     },
 };
@@ -32,12 +32,20 @@ pub struct NodeApi {
     feed: PolicyFeed,
     currency: String,
     shutdown: watch::Receiver<bool>,
+    rate_window_micros: i64,
 }
 
 impl NodeApi {
     /// A plane API over `db`; streams end when `shutdown` turns true.
     pub fn new(db: Db, feed: PolicyFeed, currency: String, shutdown: watch::Receiver<bool>) -> NodeApi {
-        NodeApi { db, feed, currency, shutdown }
+        NodeApi { db, feed, currency, shutdown, rate_window_micros: rates::DEFAULT_WINDOW_MICROS }
+    }
+
+    /// The same, with a rate window of `micros` (tests use short ones).
+    #[must_use]
+    pub fn with_rate_window(mut self, micros: i64) -> NodeApi {
+        self.rate_window_micros = micros.max(rates::SLOTS_PER_WINDOW);
+        self
     }
 }
 
@@ -256,6 +264,23 @@ impl NodeService for NodeApi {
         let grant = leases::acquire(&self.db, convert::lease_request_from_pb(&request), now_micros()).await?;
         tracing::debug!(node = %request.node_id, key = request.key_id, granted = grant.granted, held = grant.held, limited_by = ?grant.limited_by, "lease");
         Ok(Response::new(convert::grant_to_pb(grant)))
+    }
+
+    async fn acquire_rate(&self, request: Request<pb::AcquireRateRequest>) -> Answer<pb::RateGrant> {
+        let r = request.into_inner();
+        let ask = rates::RateRequest {
+            node_id: &r.node_id,
+            key_id: r.key_id,
+            want_requests: r.want_requests,
+            want_tokens: r.want_tokens,
+            min_requests: r.min_requests,
+            min_tokens: r.min_tokens,
+            want_concurrent: r.want_concurrent,
+            used: r.used_slot.map(|slot| (slot, r.used_requests, r.used_tokens)),
+        };
+        let grant = rates::acquire(&self.db, ask, now_micros(), self.rate_window_micros).await?;
+        tracing::debug!(node = %r.node_id, key = r.key_id, requests = grant.granted_requests, tokens = grant.granted_tokens, concurrent = grant.held_concurrent, limited_by = ?grant.limited_by, "rate grant");
+        Ok(Response::new(convert::rate_grant_to_pb(&grant)))
     }
 
     async fn release_lease(&self, request: Request<pb::ReleaseLeaseRequest>) -> Answer<pb::Empty> {

@@ -27,6 +27,9 @@ diesel::table! {
         models -> Text,
         version -> BigInt,
         created_at -> BigInt,
+        rpm -> Nullable<BigInt>,
+        tpm -> Nullable<BigInt>,
+        max_concurrent -> Nullable<BigInt>,
     }
 }
 
@@ -104,6 +107,15 @@ diesel::table! {
         spent_day -> BigInt,
         version -> BigInt,
         created_at -> BigInt,
+        rpm -> Nullable<BigInt>,
+        tpm -> Nullable<BigInt>,
+        max_concurrent -> Nullable<BigInt>,
+        weekly_limit -> Nullable<BigInt>,
+        monthly_limit -> Nullable<BigInt>,
+        spent_week -> BigInt,
+        spent_week_no -> BigInt,
+        spent_month -> BigInt,
+        spent_month_no -> BigInt,
     }
 }
 
@@ -125,6 +137,15 @@ diesel::table! {
         revoked -> Bool,
         version -> BigInt,
         created_at -> BigInt,
+        rpm -> Nullable<BigInt>,
+        tpm -> Nullable<BigInt>,
+        max_concurrent -> Nullable<BigInt>,
+        weekly_limit -> Nullable<BigInt>,
+        monthly_limit -> Nullable<BigInt>,
+        spent_week -> BigInt,
+        spent_week_no -> BigInt,
+        spent_month -> BigInt,
+        spent_month_no -> BigInt,
     }
 }
 
@@ -220,6 +241,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rate_grants (key_id, node_id, slot) {
+        key_id -> BigInt,
+        account_id -> BigInt,
+        node_id -> Text,
+        slot -> BigInt,
+        requests -> BigInt,
+        tokens -> BigInt,
+        concurrent -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(accounts -> token_groups (group_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(ledger -> accounts (account_id));
@@ -241,4 +275,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_hourly,
     usage_quarantine,
     leases,
+    rate_grants,
 );

@@ -12,11 +12,13 @@ pub mod codes;
 pub mod groups;
 pub mod keys;
 pub mod leases;
+pub mod limits;
 pub mod ledger;
 pub mod models;
 pub mod policy;
 pub mod pricing;
 pub mod quarantine;
+pub mod rates;
 pub mod setup;
 pub mod usage;
 

@@ -211,6 +211,10 @@ impl<C: SetupTx> Run<'_, C> {
             models,
             version: current.map_or(0, |g| g.version),
             created_at: current.map_or(self.now, |g| g.created_at),
+            // Rate limits are not declared in setups (yet): an applied group keeps its own.
+            rpm: current.and_then(|g| g.rpm),
+            tpm: current.and_then(|g| g.tpm),
+            max_concurrent: current.and_then(|g| g.max_concurrent),
         };
         let action = action(current, &row);
         if action != Action::Unchanged {
