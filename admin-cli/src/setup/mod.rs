@@ -304,6 +304,7 @@ impl Parsed {
                 name: item.name.get_ref().clone(),
                 multiplier_micros: item.multiplier.map(|m| m.0.micros()),
                 models,
+                ..pb::AddGroupRequest::default()
             });
         }
         for item in &self.file.account {
@@ -312,6 +313,7 @@ impl Parsed {
                 group: item.group.clone(),
                 balance_nanos: None,
                 daily_limit_nanos: values::nanos(item.daily_limit),
+                ..pb::AddAccountRequest::default()
             });
         }
         Ok(setup)

@@ -98,9 +98,16 @@ async fn serve(
     let output_cap = meter::output_cap(model, fields.max_output_tokens).saturating_mul(fields.choices);
     let estimate =
         meter::estimate(model, multiplier, body.len(), output_cap, app.config.reserve_output_tokens);
-    let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
+    // Step 4a: rate limits (RPM, TPM, concurrency), before the money.
+    let rate = match crate::quota::admission::admit_rate(app, &caller, body.len(), output_cap).await {
+        Ok(rate) => rate,
+        Err(refused) => return Ok(crate::quota::admission::refusal(app, endpoint, &refused)),
+    };
+    let rate_headers = rate.as_ref().map(|permit| permit.headers().clone());
+    let mut reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
     })?;
+    reservation.attach_rate(rate);
     let bounds = sanity::Bounds::new(body.len(), output_cap);
     let requested_model = (*model.name != *fields.model).then(|| Box::from(&*fields.model));
     let bill = Bill {
@@ -114,7 +121,11 @@ async fn serve(
     };
     let meter = Meter::new(app, bill, reservation, body.clone());
     // Steps 5–7: forward, answer, bill.
-    Ok(forward::forward(&attempt, channels, Some(meter)).await)
+    let mut response = forward::forward(&attempt, channels, Some(meter)).await;
+    if let Some(headers) = rate_headers {
+        headers.apply(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// Step 3b: the key's group and allow-list must reach the model.
