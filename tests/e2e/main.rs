@@ -31,6 +31,7 @@ mod hostile;
 mod import;
 mod ledger;
 mod lifecycle;
+mod limits;
 mod protocols;
 mod proxy;
 mod quickstart;
