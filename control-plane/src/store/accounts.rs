@@ -275,7 +275,12 @@ pub async fn get(db: &Db, name: &str) -> StoreResult<Account> {
 
 /// One account by id.
 pub async fn get_by_id(db: &Db, id: i64) -> StoreResult<Account> {
-    let now = now_micros();
+    get_by_id_at(db, id, now_micros()).await
+}
+
+/// One account by id, its spend "today", "this week" and "this month" as of `now` (unix
+/// micros): for tests with a clock of their own.
+pub async fn get_by_id_at(db: &Db, id: i64, now: i64) -> StoreResult<Account> {
     read_tx!(db, |conn| {
         let (row, group) = accounts::table
             .inner_join(token_groups::table)
