@@ -196,6 +196,7 @@ fn account() -> pb::Account {
         daily_limit_nanos: None,
         spent_today_nanos: 14_000,
         created_at_unix_micros: 1_795_759_982_123_456,
+        ..pb::Account::default()
     }
 }
 

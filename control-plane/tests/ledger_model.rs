@@ -540,11 +540,7 @@ type RateSetup = ([Option<i64>; 3], [Option<i64>; 3], [Option<i64>; 3]);
 
 fn rate_setup() -> impl Strategy<Value = RateSetup> {
     let limit = |most: i64| proptest::option::of(1..most);
-    (
-        [limit(60), limit(60), limit(80)],
-        [limit(600), limit(600), limit(800)],
-        [limit(5), limit(5), limit(6)],
-    )
+    ([limit(60), limit(60), limit(80)], [limit(600), limit(600), limit(800)], [limit(5), limit(5), limit(6)])
 }
 
 async fn rate_scenario(db: &Db, setup: RateSetup, ops: Vec<RateOp>) -> Result<(), TestCaseError> {
@@ -613,14 +609,17 @@ async fn rate_scenario(db: &Db, setup: RateSetup, ops: Vec<RateOp>) -> Result<()
                     .map(|(_, v)| value(v))
                     .sum::<i64>()
             };
-            for (limits, value, what) in
-                [(rpm, (|v: &(i64, i64)| v.0) as fn(&(i64, i64)) -> i64, "requests"), (tpm, |v| v.1, "tokens")]
-            {
+            for (limits, value, what) in [
+                (rpm, (|v: &(i64, i64)| v.0) as fn(&(i64, i64)) -> i64, "requests"),
+                (tpm, |v| v.1, "tokens"),
+            ] {
                 for (k, limit) in limits.iter().enumerate() {
                     let Some(limit) = limit else { continue };
                     let total = sum((k < KEYS).then_some(k), value);
                     check(total <= *limit, || {
-                        format!("step {step} {op:?}: {total} {what} in the window ending at slot {end}, limit {limit}")
+                        format!(
+                            "step {step} {op:?}: {total} {what} in the window ending at slot {end}, limit {limit}"
+                        )
                     })?;
                 }
             }
@@ -647,7 +646,8 @@ fn run_rates(backend: Backend, cases: u32) {
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new(config);
     let strategy = (rate_setup(), proptest::collection::vec(rate_op(), 1..60));
-    let result = runner.run(&strategy, |(setup, ops)| runtime.block_on(rate_scenario(&test_db.db, setup, ops)));
+    let result =
+        runner.run(&strategy, |(setup, ops)| runtime.block_on(rate_scenario(&test_db.db, setup, ops)));
     drop(test_db);
     if let Err(error) = result {
         panic!("{error}");

@@ -12,8 +12,9 @@ use router_control_plane::{
         accounts,
         keys::{self, KeySpec},
         leases::{self, LEASE_TTL_MICROS, LeaseRequest, Limit},
+        ledger,
         limits::PeriodLimits,
-        ledger, now_micros, usage,
+        now_micros, usage,
         usage::{Report, UsageFilter},
     },
 };
@@ -311,7 +312,11 @@ async fn weekly_and_monthly_limits_roll_over_at_utc_boundaries(backend: Backend)
     assert_eq!((granted.granted, granted.limited_by), (10, None));
     usage::ingest(&t.db, "a", &[report("mon", key.id, 40, monday, None)], monday).await.unwrap();
     let short = leases::acquire(&t.db, ask("b", key.id, None, 10), monday).await.unwrap();
-    assert_eq!((short.granted, short.limited_by), (0, Some(Limit::AccountMonthlyLimit)), "150 - 140 - 10 held");
+    assert_eq!(
+        (short.granted, short.limited_by),
+        (0, Some(Limit::AccountMonthlyLimit)),
+        "150 - 140 - 10 held"
+    );
 
     // April: a new month; the week still counts Monday's 40 (Monday's lease is dead).
     let seen = accounts::get_by_id_at(&t.db, account.id, april).await.unwrap();

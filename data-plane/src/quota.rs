@@ -18,8 +18,8 @@
 //! key until a refill), and (b) the cost of requests
 //! settled but not yet reported when their lease ended on the control plane (only when the
 //! control plane was unreachable for longer than a lease lives, ~30 s).
-mod lease;
 pub mod admission;
+mod lease;
 pub mod rate;
 
 use std::{

@@ -13,7 +13,7 @@ use std::{
 
 use router_tests::{
     Backend, ControlPlane, TestDb, eventually, http_client,
-    mock::{Mode, MockUpstream},
+    mock::{MockUpstream, Mode},
     random_name,
 };
 use serde_json::json;
@@ -86,7 +86,8 @@ async fn limited_key(setup: &Setup, dp: &str, key_args: &[&str]) -> String {
         .as_str()
         .unwrap()
         .to_owned();
-    let served = eventually(Duration::from_secs(5), || async { (chat(dp, &probe).await.status == 200).then_some(()) });
+    let served =
+        eventually(Duration::from_secs(5), || async { (chat(dp, &probe).await.status == 200).then_some(()) });
     assert!(served.await.is_some(), "the probe key was never served");
     key
 }
@@ -99,7 +100,8 @@ fn assert_rate_limited(answer: &http_client::Answer, kind: &str) {
     assert!(header(answer, "x-should-retry").is_none(), "a rate limit is worth retrying");
     if kind != "concurrency" {
         assert!(header(answer, &format!("x-ratelimit-limit-{kind}")).is_some(), "{:?}", answer.headers);
-        let remaining: i64 = header(answer, &format!("x-ratelimit-remaining-{kind}")).unwrap().parse().unwrap();
+        let remaining: i64 =
+            header(answer, &format!("x-ratelimit-remaining-{kind}")).unwrap().parse().unwrap();
         if kind == "requests" {
             assert_eq!(remaining, 0);
         } else {
@@ -180,7 +182,9 @@ async fn max_concurrent_refuses_while_one_is_in_flight(backend: Backend) {
     release.notify_one();
     assert!(held.rest().await.contains("[DONE]"));
     setup.mock.set_mode(Mode::Normal);
-    let again = eventually(Duration::from_secs(5), || async { (chat(&dp.url, &key).await.status == 200).then_some(()) });
+    let again = eventually(Duration::from_secs(5), || async {
+        (chat(&dp.url, &key).await.status == 200).then_some(())
+    });
     assert!(again.await.is_some(), "still refused with nothing in flight");
 }
 
@@ -191,7 +195,8 @@ async fn load(urls: [String; 2], key: &str, window: Duration) -> (usize, usize) 
     let mut tasks = Vec::new();
     for client in 0..32 {
         let url = urls[client % 2].clone();
-        let (key, stop, ok, limited) = (key.to_owned(), Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&limited));
+        let (key, stop, ok, limited) =
+            (key.to_owned(), Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&limited));
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let answer = chat(&url, &key).await;
@@ -232,7 +237,8 @@ async fn two_data_planes_share(backend: Backend, flag: &str, limit: usize) {
         .sum();
     let per_request = if flag == "--tpm" { tokens.max(1) } else { 1 };
     let calls = setup.mock.calls();
-    let (admitted, refused) = load([a.url.clone(), b.url.clone()], &key, Duration::from_millis(WINDOW_MS)).await;
+    let (admitted, refused) =
+        load([a.url.clone(), b.url.clone()], &key, Duration::from_millis(WINDOW_MS)).await;
     let allowed = limit / per_request;
     let bound = allowed + (allowed / 5).max(2);
     eprintln!("{flag} {limit}: {admitted} admitted, {refused} refused in one window (bound {bound})");
@@ -249,7 +255,8 @@ async fn limited_key_known(setup: &Setup, dp: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned();
-    let served = eventually(Duration::from_secs(5), || async { (chat(dp, &probe).await.status == 200).then_some(()) });
+    let served =
+        eventually(Duration::from_secs(5), || async { (chat(dp, &probe).await.status == 200).then_some(()) });
     assert!(served.await.is_some(), "the second data plane never served the probe key");
     probe
 }

@@ -148,7 +148,8 @@ impl GroupView {
 }
 
 impl Record for GroupView {
-    const COLUMNS: &'static [&'static str] = &["name", "multiplier", "models", "rpm", "tpm", "max_concurrent"];
+    const COLUMNS: &'static [&'static str] =
+        &["name", "multiplier", "models", "rpm", "tpm", "max_concurrent"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         let models = if self.all_models { "(all)".to_owned() } else { output::list(&self.models, "(none)") };

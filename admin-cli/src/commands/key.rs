@@ -379,6 +379,9 @@ mod tests {
             revoked: false,
             created_at_unix_micros: 0,
             effective_group: "default".into(),
+            rpm: Some(60),
+            weekly_limit_nanos: Some(2_000_000_000),
+            ..pb::Key::default()
         };
         let view = CreatedKeyView { key: KeyView::new(&key), secret: "sk-abcdef".into() };
         assert_eq!(
@@ -386,7 +389,9 @@ mod tests {
             serde_json::json!({
                 "id": 5, "name": "ci", "prefix": "sk-abcd", "account": "bob", "group": null,
                 "effective_group": "default", "limit": "1", "spent": "0", "daily_limit": null,
-                "spent_today": "0", "models": [], "expires_at": null, "revoked": false,
+                "spent_today": "0", "weekly_limit": "2", "spent_this_week": "0",
+                "monthly_limit": null, "spent_this_month": "0", "rpm": 60, "tpm": null,
+                "max_concurrent": null, "models": [], "expires_at": null, "revoked": false,
                 "created_at": "1970-01-01T00:00:00Z", "key": "sk-abcdef",
             })
         );

@@ -62,7 +62,11 @@ fn money_or_none(input: &str) -> Result<Money, String> {
 }
 
 /// The wire form of the rate flags: `(rpm, tpm, max_concurrent)`.
-pub fn rates(rpm: Option<u32>, tpm: Option<u32>, max_concurrent: Option<u32>) -> (Option<i64>, Option<i64>, Option<i64>) {
+pub fn rates(
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    max_concurrent: Option<u32>,
+) -> (Option<i64>, Option<i64>, Option<i64>) {
     (rpm.map(i64::from), tpm.map(i64::from), max_concurrent.map(i64::from))
 }
 

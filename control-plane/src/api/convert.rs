@@ -12,13 +12,13 @@ use crate::store::{
     groups::Group,
     keys::Key,
     leases::{Grant, LeaseRequest},
-    limits::{PeriodChange, PeriodLimits, RateChange, RateLimits},
-    rates::RateGrant,
     ledger::Entry,
+    limits::{PeriodChange, PeriodLimits, RateChange, RateLimits},
     models::{Model, ModelGroup},
     policy::{PolicyAccount, PolicyKey},
     pricing::PriceEntry,
     quarantine::QuarantineRow,
+    rates::RateGrant,
     setup::{self, Setup},
     usage::{Report, UsageRow},
 };
@@ -571,7 +571,11 @@ pub fn limit_change_from_pb(value: Option<i64>) -> Option<Option<i64>> {
 
 /// Rate limits from the wire.
 pub fn rates_from_pb(rpm: Option<i64>, tpm: Option<i64>, max_concurrent: Option<i64>) -> RateLimits {
-    RateLimits { rpm: rate_from_pb(rpm), tpm: rate_from_pb(tpm), max_concurrent: rate_from_pb(max_concurrent) }
+    RateLimits {
+        rpm: rate_from_pb(rpm),
+        tpm: rate_from_pb(tpm),
+        max_concurrent: rate_from_pb(max_concurrent),
+    }
 }
 
 /// Changes of rate limits from the wire.

@@ -230,9 +230,8 @@ pub async fn update(
             diesel::update(target).set(accounts::daily_limit.eq(limit)).execute(conn).await?;
         }
         let row: AccountRow = target.select(AccountRow::as_select()).first(conn).await?;
-        let periods = limits
-            .periods
-            .apply(PeriodLimits { weekly: row.weekly_limit, monthly: row.monthly_limit })?;
+        let periods =
+            limits.periods.apply(PeriodLimits { weekly: row.weekly_limit, monthly: row.monthly_limit })?;
         diesel::update(target)
             .set((accounts::weekly_limit.eq(periods.weekly), accounts::monthly_limit.eq(periods.monthly)))
             .execute(conn)

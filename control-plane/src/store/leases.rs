@@ -149,7 +149,11 @@ impl Remainders {
             account_daily_limit: account
                 .daily_limit
                 .map(|l| l.saturating_sub(account_spent_today).saturating_sub(held_account)),
-            key_weekly_limit: room(key.weekly_limit, spent_on(week, key.spent_week_no, key.spent_week), held_key),
+            key_weekly_limit: room(
+                key.weekly_limit,
+                spent_on(week, key.spent_week_no, key.spent_week),
+                held_key,
+            ),
             key_monthly_limit: room(
                 key.monthly_limit,
                 spent_on(month, key.spent_month_no, key.spent_month),

@@ -15,13 +15,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::{
-    accounts::AccountRow,
-    groups::Group,
-    keys::KeyRow,
-    leases::size_grant,
-    limits::RateLimits,
-};
+use super::{accounts::AccountRow, groups::Group, keys::KeyRow, leases::size_grant, limits::RateLimits};
 use crate::{
     db::{
         Db, Dialect,
@@ -159,7 +153,8 @@ fn room(
     limits: (RateLimit, RateLimit),
 ) -> (i64, Option<RateLimit>) {
     let counted = rows.iter().filter(|r| r.slot >= 0);
-    let key_used = counted.clone().filter(|r| r.key_id == key_id).fold(0_i64, |s, r| s.saturating_add(value(r)));
+    let key_used =
+        counted.clone().filter(|r| r.key_id == key_id).fold(0_i64, |s, r| s.saturating_add(value(r)));
     let account_used = counted.fold(0_i64, |s, r| s.saturating_add(value(r)));
     let mut best = (i64::MAX, None);
     if let Some(limit) = key_limit {
@@ -182,7 +177,12 @@ fn reset_in(rows: &[GrantRow], value: fn(&GrantRow) -> i64, slot_len: i64, now: 
 
 /// Grants rate allowances to a data plane for one key at time `now` (unix micros), in one
 /// transaction serialized per account.
-pub async fn acquire(db: &Db, request: RateRequest<'_>, now: i64, window_micros: i64) -> StoreResult<RateGrant> {
+pub async fn acquire(
+    db: &Db,
+    request: RateRequest<'_>,
+    now: i64,
+    window_micros: i64,
+) -> StoreResult<RateGrant> {
     if request.want_requests < 0 || request.want_tokens < 0 || request.want_concurrent < 0 {
         return Err(StoreError::invalid("wants must not be negative"));
     }
@@ -193,7 +193,8 @@ pub async fn acquire(db: &Db, request: RateRequest<'_>, now: i64, window_micros:
     let slot = now.div_euclid(slot_len);
     let slot_end = (slot + 1).saturating_mul(slot_len);
     let key_id = request.key_id;
-    let refused = RateGrant { slot, limited_by: Some(RateLimit::Revoked), window_micros, ..RateGrant::default() };
+    let refused =
+        RateGrant { slot, limited_by: Some(RateLimit::Revoked), window_micros, ..RateGrant::default() };
     write_tx!(db, |conn| {
         conn.commit_without_flush().await?;
         // Locks the account row (PostgreSQL; SQLite's write transaction serializes anyway).
@@ -215,7 +216,8 @@ pub async fn acquire(db: &Db, request: RateRequest<'_>, now: i64, window_micros:
         let key_limits = key.rates().or(group.rates());
         let account_limits = account.rates();
 
-        if let Some((used_slot, used_requests, used_tokens)) = request.used.filter(|u| u.0 >= 0 && u.0 < slot) {
+        if let Some((used_slot, used_requests, used_tokens)) = request.used.filter(|u| u.0 >= 0 && u.0 < slot)
+        {
             let target = rate_grants::table.find((key_id, request.node_id, used_slot));
             let row: Option<GrantRow> = target.select(GrantRow::as_select()).first(conn).await.optional()?;
             if let Some(row) = row {
@@ -244,7 +246,8 @@ pub async fn acquire(db: &Db, request: RateRequest<'_>, now: i64, window_micros:
             .await?;
         let decision = decide(&request, &rows, key_limits, account_limits, slot);
 
-        let mine = |s: i64| rows.iter().find(|r| r.key_id == key_id && r.node_id == request.node_id && r.slot == s);
+        let mine =
+            |s: i64| rows.iter().find(|r| r.key_id == key_id && r.node_id == request.node_id && r.slot == s);
         let (had_requests, had_tokens) = mine(slot).map_or((0, 0), |r| (r.requests, r.tokens));
         // (slot, requests, tokens, concurrent, expires_at, whether the row exists)
         let mut writes = Vec::with_capacity(2);
@@ -258,7 +261,8 @@ pub async fn acquire(db: &Db, request: RateRequest<'_>, now: i64, window_micros:
                 mine(slot).is_some(),
             ));
         }
-        let concurrency_limited = key_limits.max_concurrent.is_some() || account_limits.max_concurrent.is_some();
+        let concurrency_limited =
+            key_limits.max_concurrent.is_some() || account_limits.max_concurrent.is_some();
         let held_before = mine(CONCURRENCY_SLOT).is_some();
         if concurrency_limited && (decision.concurrent > 0 || held_before) {
             let expires_at = now.saturating_add(CONCURRENCY_TTL_MICROS);
@@ -305,8 +309,22 @@ pub async fn acquire(db: &Db, request: RateRequest<'_>, now: i64, window_micros:
                 expires_at: slot_end,
             }))
             .collect();
-        let (room_requests, _) = room(&after, key_id, key_limits.rpm, account_limits.rpm, |r| r.requests, (RateLimit::KeyRpm, RateLimit::AccountRpm));
-        let (room_tokens, _) = room(&after, key_id, key_limits.tpm, account_limits.tpm, |r| r.tokens, (RateLimit::KeyTpm, RateLimit::AccountTpm));
+        let (room_requests, _) = room(
+            &after,
+            key_id,
+            key_limits.rpm,
+            account_limits.rpm,
+            |r| r.requests,
+            (RateLimit::KeyRpm, RateLimit::AccountRpm),
+        );
+        let (room_tokens, _) = room(
+            &after,
+            key_id,
+            key_limits.tpm,
+            account_limits.tpm,
+            |r| r.tokens,
+            (RateLimit::KeyTpm, RateLimit::AccountTpm),
+        );
         Ok(RateGrant {
             slot,
             granted_requests: decision.requests,
@@ -355,17 +373,18 @@ pub fn decide(
         .collect();
     let others = counted.iter().any(|r| r.node_id != request.node_id && r.slot >= slot - 1);
     let mut limited_by = None;
-    let mut grant = |want: i64, min: i64, key: Option<i64>, account: Option<i64>, value: fn(&GrantRow) -> i64, kinds| {
-        if key.is_none() && account.is_none() {
-            return want;
-        }
-        let (room, binding) = room(&counted, key_id, key, account, value, kinds);
-        let granted = size_grant(want, min.max(i64::from(want > 0)), room, others);
-        if granted < want && limited_by.is_none() {
-            limited_by = binding;
-        }
-        granted
-    };
+    let mut grant =
+        |want: i64, min: i64, key: Option<i64>, account: Option<i64>, value: fn(&GrantRow) -> i64, kinds| {
+            if key.is_none() && account.is_none() {
+                return want;
+            }
+            let (room, binding) = room(&counted, key_id, key, account, value, kinds);
+            let granted = size_grant(want, min.max(i64::from(want > 0)), room, others);
+            if granted < want && limited_by.is_none() {
+                limited_by = binding;
+            }
+            granted
+        };
     let requests = grant(
         request.want_requests,
         request.min_requests,
@@ -386,7 +405,11 @@ pub fn decide(
     let held_by_others = |only_key: bool| {
         counted
             .iter()
-            .filter(|r| r.slot == CONCURRENCY_SLOT && r.node_id != request.node_id && (!only_key || r.key_id == key_id))
+            .filter(|r| {
+                r.slot == CONCURRENCY_SLOT
+                    && r.node_id != request.node_id
+                    && (!only_key || r.key_id == key_id)
+            })
             .fold(0_i64, |s, r| s.saturating_add(r.concurrent))
     };
     if let Some(limit) = key_limits.max_concurrent {

@@ -150,7 +150,8 @@ impl SnapshotBuilder {
         self.raw.upsert_aliases(&page.model_aliases);
         for account in page.accounts {
             let rates = RateLimits::from_wire(account.rpm, account.tpm, account.max_concurrent);
-            self.accounts.insert(account.id, AccountInfo { name: account.name, group_id: account.group_id, rates });
+            self.accounts
+                .insert(account.id, AccountInfo { name: account.name, group_id: account.group_id, rates });
         }
         self.key_hashes.reserve(page.keys.len());
         for (hash, info) in page.keys.into_iter().filter_map(key_info) {

@@ -96,7 +96,11 @@ pub fn duration_text(d: Duration) -> String {
         format!("{millis}ms")
     } else if millis < 60_000 {
         let tenths = millis / 100;
-        if tenths % 10 == 0 { format!("{}s", tenths / 10) } else { format!("{}.{}s", tenths / 10, tenths % 10) }
+        if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
     } else {
         format!("{}m{}s", millis / 60_000, (millis % 60_000) / 1000)
     }
@@ -246,17 +250,25 @@ impl State {
 
     /// Whether to refill in the background: low water, or a hold near its end.
     fn wants_refill(&self, needs: (i64, i64, bool), now: Instant) -> bool {
-        if self.refilling || self.refused_at.is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER) {
+        if self.refilling || self.refused_at.is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER)
+        {
             return false;
         }
         let low = |left: i64, used: i64, need: i64| need > 0 && left <= used.max(need) / 2;
         low(self.requests_left, self.used_requests, needs.0)
             || low(self.tokens_left, self.used_tokens, needs.1)
-            || (needs.2 && (self.in_flight + 1 >= self.held || self.held_until.saturating_duration_since(now) < Duration::from_secs(3)))
+            || (needs.2
+                && (self.in_flight + 1 >= self.held
+                    || self.held_until.saturating_duration_since(now) < Duration::from_secs(3)))
             || self.usable_until.saturating_duration_since(now) < SAFETY_MARGIN * 5
     }
 
-    fn refill_request(&mut self, node_id: &str, key_id: i64, needs: (i64, i64, bool)) -> pb::AcquireRateRequest {
+    fn refill_request(
+        &mut self,
+        node_id: &str,
+        key_id: i64,
+        needs: (i64, i64, bool),
+    ) -> pb::AcquireRateRequest {
         self.refilling = true;
         // Enough for the use seen so far in the slot again, and at least a few requests.
         let want_requests = if needs.0 > 0 { self.used_requests.max(needs.0 * 4) } else { 0 };
@@ -296,7 +308,8 @@ impl State {
         self.usable_until = now + micros(grant.usable_micros).saturating_sub(SAFETY_MARGIN);
         if asked_concurrency {
             self.held = grant.held_concurrent;
-            self.held_until = now + micros(grant.concurrent_usable_micros).saturating_sub(Duration::from_secs(1));
+            self.held_until =
+                now + micros(grant.concurrent_usable_micros).saturating_sub(Duration::from_secs(1));
         }
         self.room_requests = grant.room_requests;
         self.room_tokens = grant.room_tokens;
@@ -316,9 +329,9 @@ impl State {
             requests: applied.rpm().map(|limit| {
                 (limit, self.requests_left.saturating_add(self.room_requests), reset(self.requests_reset_at))
             }),
-            tokens: applied
-                .tpm()
-                .map(|limit| (limit, self.tokens_left.saturating_add(self.room_tokens), reset(self.tokens_reset_at))),
+            tokens: applied.tpm().map(|limit| {
+                (limit, self.tokens_left.saturating_add(self.room_tokens), reset(self.tokens_reset_at))
+            }),
         }
     }
 
@@ -382,8 +395,9 @@ impl Rates {
                         return Ok(RatePermit { key: Some(key), slot, needs, headers });
                     }
                     Some(kind) => {
-                        let recently_refused =
-                            state.refused_at.is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER);
+                        let recently_refused = state
+                            .refused_at
+                            .is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER);
                         if state.refilling {
                             None
                         } else if asked || recently_refused {
@@ -414,7 +428,11 @@ impl Inner {
     fn key(&self, key_id: i64) -> Arc<KeyRate> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(keys.entry(key_id).or_insert_with(|| {
-            Arc::new(KeyRate { key_id, state: Mutex::new(State::new(Instant::now())), changed: watch::Sender::new(()) })
+            Arc::new(KeyRate {
+                key_id,
+                state: Mutex::new(State::new(Instant::now())),
+                changed: watch::Sender::new(()),
+            })
         }))
     }
 
