@@ -12,7 +12,7 @@ use std::{
 };
 
 use router_tests::{
-    Backend, ControlPlane, TestDb, eventually, http_client,
+    Backend, ControlPlane, DataPlane, TestDb, eventually, http_client,
     mock::{MockUpstream, Mode},
     random_name,
 };
@@ -27,6 +27,8 @@ on_both_backends!(
     max_concurrent_refuses_while_one_is_in_flight,
     two_data_planes_share_one_rpm_limit,
     two_data_planes_share_one_tpm_limit,
+    group_rpm_applies_unless_the_key_sets_its_own,
+    weekly_and_monthly_limits_refuse_as_insufficient_quota,
 );
 
 /// The rate window of these tests: one second per slot.
@@ -226,7 +228,22 @@ async fn load(urls: [String; 2], key: &str, window: Duration) -> (usize, usize) 
 
 async fn two_data_planes_share(backend: Backend, flag: &str, limit: usize) {
     let setup = start(backend).await;
-    let (a, b) = (setup.data_plane("spool-a").await, setup.data_plane("spool-b").await);
+    // On PostgreSQL the second data plane talks to a second control-plane replica.
+    let replica = (backend == Backend::Postgres).then(|| {
+        let window = WINDOW_MS.to_string();
+        ControlPlane::start_with(
+            &setup.db.url,
+            &setup.cp.admin_token,
+            &setup.cp.node_token,
+            &[("ROUTER_RATE_WINDOW_MS", &window)],
+        )
+        .unwrap()
+    });
+    let a = setup.data_plane("spool-a").await;
+    let b = match &replica {
+        Some(replica) => DataPlane::start(replica, &setup.db.dir.join("spool-b"), &[]).await.unwrap(),
+        None => setup.data_plane("spool-b").await,
+    };
     let key = limited_key(&setup, &a.url, &[flag, &limit.to_string()]).await;
     let key_b = limited_key_known(&setup, &b.url).await;
     // What one request really counts against a token limit (the mock's usage).
@@ -268,4 +285,84 @@ async fn two_data_planes_share_one_rpm_limit(backend: Backend) {
 async fn two_data_planes_share_one_tpm_limit(backend: Backend) {
     // Sized so that the limit is some 60 requests of the mock's usage.
     two_data_planes_share(backend, "--tpm", 1200).await;
+}
+
+async fn group_rpm_applies_unless_the_key_sets_its_own(backend: Backend) {
+    let setup = start(backend).await;
+    let dp = setup.data_plane("spool").await;
+    let group = setup.cp.json(&["group", "add", "metered", "--rpm", "2"]);
+    assert_eq!(group["rpm"], 2);
+    setup.cp.json(&["account", "add", "acme", "--balance", "100", "--group", "metered", "--tpm", "100000"]);
+    let create = |args: &[&str]| {
+        let mut line = vec!["key", "create", "--account", "acme"];
+        line.extend_from_slice(args);
+        setup.cp.json(&line)["key"].as_str().unwrap().to_owned()
+    };
+    let inherits = create(&["--name", "inherits"]);
+    let own = create(&["--name", "own", "--rpm", "5"]);
+    let listed = setup.cp.json(&["key", "list", "--account", "acme"]);
+    let rpm_of =
+        |name: &str| listed.as_array().unwrap().iter().find(|k| k["name"] == name).unwrap()["rpm"].clone();
+    assert_eq!((rpm_of("inherits"), rpm_of("own")), (serde_json::Value::Null, json!(5)));
+    let shown = setup.cp.json(&["account", "show", "acme"]);
+    assert_eq!((shown["tpm"].clone(), shown["rpm"].clone()), (json!(100_000), serde_json::Value::Null));
+    let served = eventually(Duration::from_secs(5), || async {
+        (chat(&dp.url, &own).await.status == 200).then_some(())
+    });
+    assert!(served.await.is_some(), "the key was never served");
+    let ok = |answer: &http_client::Answer| answer.status == 200;
+    for n in 0..2 {
+        let answer = chat(&dp.url, &inherits).await;
+        assert!(ok(&answer), "request {n}: {}", answer.text());
+        assert_eq!(header(&answer, "x-ratelimit-limit-requests").as_deref(), Some("2"), "the group's limit");
+        assert_eq!(header(&answer, "x-ratelimit-limit-tokens").as_deref(), Some("100000"), "the account's");
+    }
+    assert_rate_limited(&chat(&dp.url, &inherits).await, "requests");
+    for n in 1..5 {
+        let answer = chat(&dp.url, &own).await;
+        assert!(ok(&answer), "request {n} of the key with its own limit: {}", answer.text());
+        assert_eq!(header(&answer, "x-ratelimit-limit-requests").as_deref(), Some("5"));
+    }
+    assert_rate_limited(&chat(&dp.url, &own).await, "requests");
+    // Removing the group's limit frees the key that inherits it.
+    setup.cp.json(&["group", "update", "metered", "--rpm", "0"]);
+    let freed = eventually(Duration::from_secs(5), || async {
+        let answer = chat(&dp.url, &inherits).await;
+        (answer.status == 200 && header(&answer, "x-ratelimit-limit-requests").is_none()).then_some(())
+    });
+    assert!(freed.await.is_some(), "still limited after the group's limit was removed");
+}
+
+async fn weekly_and_monthly_limits_refuse_as_insufficient_quota(backend: Backend) {
+    let setup = start(backend).await;
+    let dp = setup.data_plane("spool").await;
+    // At 1 per 1M tokens a request costs about 0.00002 and reserves about 0.00005.
+    let key = setup.key("acme", &["--balance", "100", "--weekly-limit", "0.0001"], &["--monthly-limit", "1"]);
+    let shown = setup.cp.json(&["account", "show", "acme"]);
+    assert_eq!(shown["weekly_limit"], "0.0001");
+    assert_eq!(shown["monthly_limit"], serde_json::Value::Null);
+    let calls = setup.mock.calls();
+    let mut served = 0;
+    let refused = loop {
+        let answer = chat(&dp.url, &key).await;
+        if answer.status != 200 {
+            break answer;
+        }
+        served += 1;
+        assert!(served < 100, "never refused");
+    };
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "insufficient_quota", "{}", refused.text());
+    assert_eq!(header(&refused, "x-should-retry").as_deref(), Some("false"));
+    assert!(served >= 1, "nothing was served before the weekly limit");
+    assert_eq!(setup.mock.calls(), calls + served, "the refused request was forwarded");
+    let records = setup.records("acme", served).await;
+    let spent: i64 = records.iter().map(|r| router_tests::nanos(&r["cost"])).sum();
+    let shown = setup.cp.json(&["account", "show", "acme"]);
+    assert_eq!(router_tests::nanos(&shown["spent_this_week"]), spent);
+    assert_eq!(router_tests::nanos(&shown["spent_this_month"]), spent);
+    assert!(spent <= 100_000, "spent {spent} nano-units of a 100000 weekly limit");
+    let keys = setup.cp.json(&["key", "list", "--account", "acme"]);
+    assert_eq!(keys[0]["monthly_limit"], "1");
+    assert_eq!(router_tests::nanos(&keys[0]["spent_this_month"]), spent);
 }

@@ -559,9 +559,9 @@ mod tests {
         assert_eq!(state.short(needs, now), Some(Kind::Requests), "two requests granted, two taken");
         // The slot ends: its use waits to be reported with the next refill.
         state.roll(now + Duration::from_secs(11));
-        assert_eq!(state.report, Some((5, 2, 20)));
+        assert_eq!(state.report, Some((5, 2, 10)), "the first request's tokens were given back");
         let ask = state.refill_request("n", 1, needs);
-        assert_eq!((ask.used_slot, ask.used_requests, ask.used_tokens), (Some(5), 2, 20));
+        assert_eq!((ask.used_slot, ask.used_requests, ask.used_tokens), (Some(5), 2, 10));
         assert!(state.report.is_none());
     }
 
