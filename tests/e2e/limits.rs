@@ -342,14 +342,22 @@ async fn weekly_and_monthly_limits_refuse_as_insufficient_quota(backend: Backend
     assert_eq!(shown["weekly_limit"], "0.0001");
     assert_eq!(shown["monthly_limit"], serde_json::Value::Null);
     let calls = setup.mock.calls();
-    let mut served = 0;
-    let refused = loop {
+    // Until the data plane has the new key, it is unknown there (401).
+    let first = eventually(Duration::from_secs(5), || async {
         let answer = chat(&dp.url, &key).await;
+        (answer.status != 401).then_some(answer)
+    })
+    .await
+    .expect("the key never reached the data plane");
+    let mut served = 0;
+    let mut answer = first;
+    let refused = loop {
         if answer.status != 200 {
             break answer;
         }
         served += 1;
         assert!(served < 100, "never refused");
+        answer = chat(&dp.url, &key).await;
     };
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "insufficient_quota", "{}", refused.text());

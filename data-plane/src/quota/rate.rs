@@ -171,7 +171,10 @@ struct State {
     /// What this slot's grant has been used for (reported once the slot is over).
     used_requests: i64,
     used_tokens: i64,
-    /// The last slot's use, not yet reported.
+    /// The use of the latest slot that ended here: `(slot, requests, tokens)`. Sent with every
+    /// refill (the control plane lowers that slot's grant to it, idempotently) and kept: a
+    /// grant of that same slot may still arrive (its call was under way), and then the slot
+    /// is reopened with this use, so that what is reported never falls below what was used.
     report: Option<(i64, i64, i64)>,
     /// In-flight places held, in use, and until when the hold lives.
     held: i64,
@@ -215,13 +218,29 @@ impl State {
     /// Ends a grant whose slot is over: what it used waits to be reported.
     fn roll(&mut self, now: Instant) {
         if self.slot != i64::MIN && now >= self.usable_until {
-            self.report = Some((self.slot, self.used_requests, self.used_tokens));
-            self.slot = i64::MIN;
-            self.requests_left = 0;
-            self.tokens_left = 0;
-            self.used_requests = 0;
-            self.used_tokens = 0;
+            self.close();
         }
+    }
+
+    /// Closes the current slot: its use becomes the one to report (a newer slot's replaces
+    /// an older one's: the control plane then keeps the older grant whole, the safe side).
+    fn close(&mut self) {
+        if self.slot == i64::MIN {
+            return;
+        }
+        let closed = (self.slot, self.used_requests, self.used_tokens);
+        self.report = match self.report {
+            Some((slot, requests, tokens)) if slot == closed.0 => {
+                Some((slot, requests + closed.1, tokens + closed.2))
+            }
+            Some(older) if older.0 > closed.0 => Some(older),
+            _ => Some(closed),
+        };
+        self.slot = i64::MIN;
+        self.requests_left = 0;
+        self.tokens_left = 0;
+        self.used_requests = 0;
+        self.used_tokens = 0;
     }
 
     /// What is short for a request needing `needs` (requests, tokens, concurrency), if anything.
@@ -274,7 +293,7 @@ impl State {
         let want_requests = if needs.0 > 0 { self.used_requests.max(needs.0 * 4) } else { 0 };
         let want_tokens = if needs.1 > 0 { self.used_tokens.max(needs.1 * 4) } else { 0 };
         let want_concurrent = if needs.2 { self.in_flight + 1 } else { 0 };
-        let used = self.report.take();
+        let used = self.report;
         pb::AcquireRateRequest {
             node_id: node_id.to_owned(),
             key_id,
@@ -292,15 +311,15 @@ impl State {
     fn apply(&mut self, grant: &pb::RateGrant, now: Instant, asked_concurrency: bool) {
         self.refilling = false;
         if grant.slot != self.slot {
-            if self.slot != i64::MIN {
-                // The previous slot ended at the control plane before here.
-                self.report = Some((self.slot, self.used_requests, self.used_tokens));
-            }
+            // The previous slot ended at the control plane before here.
+            self.close();
             self.slot = grant.slot;
-            self.requests_left = 0;
-            self.tokens_left = 0;
-            self.used_requests = 0;
-            self.used_tokens = 0;
+            if let Some((_, requests, tokens)) = self.report.filter(|r| r.0 == grant.slot) {
+                // A slot that had ended here is granted in again: reopened with its use.
+                self.report = None;
+                self.used_requests = requests;
+                self.used_tokens = tokens;
+            }
         }
         self.requests_left += grant.granted_requests;
         self.tokens_left += grant.granted_tokens;
@@ -439,12 +458,15 @@ impl Inner {
     async fn refill(self: Arc<Self>, key: Arc<KeyRate>, request: pb::AcquireRateRequest) {
         let asked_concurrency = request.want_concurrent > 0;
         let mut client = self.client.clone();
+        // Durations in the answer count from the control plane's "now", which is after this:
+        // counting them from here ends the grant no later than its slot does there.
+        let sent = Instant::now();
         let answer = tokio::time::timeout(CALL_TIMEOUT, client.acquire_rate(request)).await;
         {
             let mut state = key.lock();
             let now = Instant::now();
             match answer {
-                Ok(Ok(grant)) => state.apply(grant.get_ref(), now, asked_concurrency),
+                Ok(Ok(grant)) => state.apply(grant.get_ref(), sent, asked_concurrency),
                 Ok(Err(status)) => {
                     tracing::warn!(key = key.key_id, %status, "rate grant refused");
                     state.refilling = false;
@@ -562,7 +584,15 @@ mod tests {
         assert_eq!(state.report, Some((5, 2, 10)), "the first request's tokens were given back");
         let ask = state.refill_request("n", 1, needs);
         assert_eq!((ask.used_slot, ask.used_requests, ask.used_tokens), (Some(5), 2, 10));
-        assert!(state.report.is_none());
+        assert!(state.report.is_some(), "kept until a later slot replaces it");
+        // A grant of slot 5 that was under way reopens it with its use.
+        state.apply(&grant(5, 1, 10, 1), now, true);
+        assert_eq!((state.used_requests, state.used_tokens, state.report), (2, 10, None));
+        state.take(needs);
+        state.roll(now + Duration::from_secs(11));
+        assert_eq!(state.report, Some((5, 3, 20)), "what is reported never falls below what was used");
+        state.apply(&grant(6, 1, 10, 1), now + Duration::from_secs(11), true);
+        assert_eq!(state.report, Some((5, 3, 20)));
     }
 
     #[test]
