@@ -215,6 +215,13 @@ impl State {
         }
     }
 
+    /// Whether the control plane limited a grant so recently that asking again is useless:
+    /// only within the slot it was refused in (a new slot may have room again).
+    fn recently_refused(&self, now: Instant) -> bool {
+        self.slot != i64::MIN
+            && self.refused_at.is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER)
+    }
+
     /// Ends a grant whose slot is over: what it used waits to be reported.
     fn roll(&mut self, now: Instant) {
         if self.slot != i64::MIN && now >= self.usable_until {
@@ -269,8 +276,7 @@ impl State {
 
     /// Whether to refill in the background: low water, or a hold near its end.
     fn wants_refill(&self, needs: (i64, i64, bool), now: Instant) -> bool {
-        if self.refilling || self.refused_at.is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER)
-        {
+        if self.refilling || self.recently_refused(now) {
             return false;
         }
         let low = |left: i64, used: i64, need: i64| need > 0 && left <= used.max(need) / 2;
@@ -392,7 +398,8 @@ impl Rates {
         );
         let key = self.inner.key(key_id);
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
-        let mut asked = false;
+        // Asked at most twice: a grant may arrive just as its slot ends here, unusable.
+        let mut asked = 0_u8;
         loop {
             let mut changed = key.changed.subscribe();
             let refill = {
@@ -414,16 +421,13 @@ impl Rates {
                         return Ok(RatePermit { key: Some(key), slot, needs, headers });
                     }
                     Some(kind) => {
-                        let recently_refused = state
-                            .refused_at
-                            .is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER);
+                        let recently_refused = state.recently_refused(now);
                         if state.refilling {
                             None
-                        } else if asked || recently_refused {
+                        } else if asked >= 2 || recently_refused {
                             state.refused_kind = Some(kind);
                             return Err(state.refusal(kind, &applied, now));
                         } else {
-                            asked = true;
                             Some(state.refill_request(&self.inner.node_id, key_id, needs))
                         }
                     }
@@ -431,7 +435,7 @@ impl Rates {
             };
             if let Some(refill) = refill {
                 tokio::spawn(Arc::clone(&self.inner).refill(Arc::clone(&key), refill));
-                asked = true;
+                asked += 1;
             }
             if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
                 let state = key.lock();
