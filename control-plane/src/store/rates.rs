@@ -216,7 +216,11 @@ pub async fn acquire(
         let key_limits = key.rates().or(group.rates());
         let account_limits = account.rates();
 
-        if let Some((used_slot, used_requests, used_tokens)) = request.used.filter(|u| u.0 >= 0 && u.0 < slot)
+        // A data plane reports a slot once it has closed it there, which may be just before
+        // it ends here (its grant ends by its own send time): its report counts everything it
+        // used of the slot, so lowering the grant to it is right in the current slot too.
+        if let Some((used_slot, used_requests, used_tokens)) =
+            request.used.filter(|u| u.0 >= 0 && u.0 <= slot)
         {
             let target = rate_grants::table.find((key_id, request.node_id, used_slot));
             let row: Option<GrantRow> = target.select(GrantRow::as_select()).first(conn).await.optional()?;

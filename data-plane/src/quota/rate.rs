@@ -22,8 +22,10 @@ use crate::{control::NodeClient, policy::RateLimits};
 const MAX_WAIT: Duration = Duration::from_secs(2);
 /// Longest a rate call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// A grant is not used this close to its slot's end (the control plane's clock decides).
-const SAFETY_MARGIN: Duration = Duration::from_millis(20);
+/// A grant this close to its end is renewed in the background.
+const RENEW_BEFORE: Duration = Duration::from_millis(100);
+/// Longest a request waits for the control plane's slot to end before asking again.
+const MAX_SLOT_WAIT: Duration = Duration::from_millis(250);
 /// After a refusal, the control plane is not asked again sooner than this.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
@@ -189,6 +191,9 @@ struct State {
     requests_reset_at: Instant,
     tokens_reset_at: Instant,
     slot_len: Duration,
+    /// By this time (on this clock) the control plane's slot has surely ended: durations
+    /// counted from the answer's arrival, which is after the control plane's "now".
+    slot_over_at: Instant,
 }
 
 impl State {
@@ -212,6 +217,7 @@ impl State {
             requests_reset_at: now,
             tokens_reset_at: now,
             slot_len: Duration::from_secs(10),
+            slot_over_at: now,
         }
     }
 
@@ -285,7 +291,7 @@ impl State {
             || (needs.2
                 && (self.in_flight + 1 >= self.held
                     || self.held_until.saturating_duration_since(now) < Duration::from_secs(3)))
-            || self.usable_until.saturating_duration_since(now) < SAFETY_MARGIN * 5
+            || self.usable_until.saturating_duration_since(now) < RENEW_BEFORE
     }
 
     fn refill_request(
@@ -314,7 +320,9 @@ impl State {
         }
     }
 
-    fn apply(&mut self, grant: &pb::RateGrant, now: Instant, asked_concurrency: bool) {
+    /// Applies a grant asked for at `now` (durations count from there: no later than they do
+    /// on the control plane) that arrived at `arrived`.
+    fn apply(&mut self, grant: &pb::RateGrant, now: Instant, arrived: Instant, asked_concurrency: bool) {
         self.refilling = false;
         if grant.slot != self.slot {
             // The previous slot ended at the control plane before here.
@@ -330,7 +338,8 @@ impl State {
         self.requests_left += grant.granted_requests;
         self.tokens_left += grant.granted_tokens;
         let micros = |m: i64| Duration::from_micros(u64::try_from(m).unwrap_or(0));
-        self.usable_until = now + micros(grant.usable_micros).saturating_sub(SAFETY_MARGIN);
+        self.usable_until = now + micros(grant.usable_micros);
+        self.slot_over_at = arrived + micros(grant.usable_micros);
         if asked_concurrency {
             self.held = grant.held_concurrent;
             self.held_until =
@@ -402,6 +411,7 @@ impl Rates {
         let mut asked = 0_u8;
         loop {
             let mut changed = key.changed.subscribe();
+            let mut slot_wait = Duration::ZERO;
             let refill = {
                 let mut state = key.lock();
                 let now = Instant::now();
@@ -427,6 +437,11 @@ impl Rates {
                         } else if asked >= 2 || recently_refused {
                             state.refused_kind = Some(kind);
                             return Err(state.refusal(kind, &applied, now));
+                        } else if asked > 0 && state.slot == i64::MIN && now < state.slot_over_at {
+                            // The grant ended here as it came: ask again once the slot is
+                            // over at the control plane too, or the same slot answers.
+                            slot_wait = state.slot_over_at.saturating_duration_since(now).min(MAX_SLOT_WAIT);
+                            None
                         } else {
                             Some(state.refill_request(&self.inner.node_id, key_id, needs))
                         }
@@ -436,6 +451,10 @@ impl Rates {
             if let Some(refill) = refill {
                 tokio::spawn(Arc::clone(&self.inner).refill(Arc::clone(&key), refill));
                 asked += 1;
+            }
+            if !slot_wait.is_zero() {
+                tokio::time::sleep(slot_wait).await;
+                continue;
             }
             if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
                 let state = key.lock();
@@ -470,7 +489,7 @@ impl Inner {
             let mut state = key.lock();
             let now = Instant::now();
             match answer {
-                Ok(Ok(grant)) => state.apply(grant.get_ref(), sent, asked_concurrency),
+                Ok(Ok(grant)) => state.apply(grant.get_ref(), sent, now, asked_concurrency),
                 Ok(Err(status)) => {
                     tracing::warn!(key = key.key_id, %status, "rate grant refused");
                     state.refilling = false;
@@ -574,7 +593,7 @@ mod tests {
         let mut state = State::new(now);
         let needs = (1, 10, true);
         assert_eq!(state.short(needs, now), Some(Kind::Requests), "nothing granted yet");
-        state.apply(&grant(5, 2, 15, 1), now, true);
+        state.apply(&grant(5, 2, 15, 1), now, now, true);
         assert_eq!(state.short(needs, now), None);
         state.take(needs);
         assert_eq!(state.short(needs, now), Some(Kind::Tokens), "5 tokens left");
@@ -590,12 +609,12 @@ mod tests {
         assert_eq!((ask.used_slot, ask.used_requests, ask.used_tokens), (Some(5), 2, 10));
         assert!(state.report.is_some(), "kept until a later slot replaces it");
         // A grant of slot 5 that was under way reopens it with its use.
-        state.apply(&grant(5, 1, 10, 1), now, true);
+        state.apply(&grant(5, 1, 10, 1), now, now, true);
         assert_eq!((state.used_requests, state.used_tokens, state.report), (2, 10, None));
         state.take(needs);
         state.roll(now + Duration::from_secs(11));
         assert_eq!(state.report, Some((5, 3, 20)), "what is reported never falls below what was used");
-        state.apply(&grant(6, 1, 10, 1), now + Duration::from_secs(11), true);
+        state.apply(&grant(6, 1, 10, 1), now + Duration::from_secs(11), now + Duration::from_secs(11), true);
         assert_eq!(state.report, Some((5, 3, 20)));
     }
 
