@@ -198,7 +198,7 @@ fn account() -> pb::Account {
         daily_limit_nanos: None,
         spent_today_nanos: 14_000,
         created_at_unix_micros: 1_795_759_982_123_456,
-        ..Default::default()
+        ..pb::Account::default()
     }
 }
 
@@ -217,7 +217,10 @@ async fn json_output_is_one_value_with_decimal_strings() {
         json!({
             "id": 1, "name": "bob", "group": "default", "balance": "9.999986", "reserved": "0.5",
             "daily_limit": null, "spent_today": "0.000014",
-            "created_at": "2026-11-27T06:13:02.123456Z", "email": null, "disabled": false,
+            "weekly_limit": null, "spent_this_week": "0", "monthly_limit": null,
+            "spent_this_month": "0", "rpm": null, "tpm": null, "max_concurrent": null,
+            "created_at": "2026-11-27T06:13:02.123456Z",
+            "email": null, "disabled": false,
             "has_password": false,
         })
     );

@@ -79,6 +79,12 @@ pub struct Config {
     /// The largest free top-up amount.
     #[arg(long, env = "ROUTER_TOPUP_MAX")]
     pub topup_max: Option<String>,
+
+    /// Length of the rate window in milliseconds: what RPM and TPM limits count "per minute".
+    /// Meant for tests (a short real window); in production leave it at a minute.
+    #[arg(long, env = "ROUTER_RATE_WINDOW_MS", default_value_t = 60_000, hide = true,
+          value_parser = clap::value_parser!(u64).range(600..=3_600_000))]
+    pub rate_window_ms: u64,
 }
 
 /// The top-up amounts a deployment allows, in nano-units.

@@ -124,7 +124,8 @@ pub async fn serve(
     });
     let node = NodeApi::new(db, feed, config.currency.clone(), streams_stopped)
         .with_session_lifetime(session_lifetime)
-        .with_payments(payments);
+        .with_payments(payments)
+        .with_rate_window(i64::try_from(config.rate_window_ms).unwrap_or(60_000).saturating_mul(1000));
     let admin = AdminServiceServer::with_interceptor(admin, BearerCheck::new(&config.admin_token, "admin"));
     let node = NodeServiceServer::with_interceptor(node, BearerCheck::new(&config.node_token, "node"));
 

@@ -26,7 +26,10 @@ use router_control_plane::{
         accounts as account_store, codes,
         keys::{self, KeySpec},
         leases::{self, LEASE_TTL_MICROS, LeaseRequest, LeaseRow, Limit},
-        ledger as ledger_store, next_midnight, now_micros,
+        ledger as ledger_store,
+        limits::RateLimits,
+        next_midnight, now_micros,
+        rates::{self, CONCURRENCY_TTL_MICROS},
         usage::{self, Report},
         utc_day,
     },
@@ -506,4 +509,158 @@ fn ledger_agrees_with_the_model_on_sqlite() {
 #[test]
 fn ledger_agrees_with_the_model_on_postgres() {
     run(Backend::Postgres, 24);
+}
+
+/// One step of a rate scenario.
+#[derive(Debug, Clone)]
+enum RateOp {
+    /// A data plane asks for requests, tokens and places in flight for a key, reporting what
+    /// it used (a share of what it was granted) of its last grant in an earlier slot.
+    Grant { node: usize, key: usize, requests: i64, tokens: i64, concurrent: i64, used_share: u8 },
+    /// Time passes (within a slot, or across several: window rollovers and expiries).
+    Wait { micros: i64 },
+}
+
+fn rate_op() -> impl Strategy<Value = RateOp> {
+    prop_oneof![
+        4 => (0..NODES.len(), 0..KEYS, 0_i64..30, 0_i64..300, 0_i64..4, 0_u8..=100).prop_map(
+            |(node, key, requests, tokens, concurrent, used_share)| RateOp::Grant {
+                node, key, requests, tokens, concurrent, used_share
+            }
+        ),
+        1 => (0_i64..(3 * RATE_WINDOW / 6)).prop_map(|micros| RateOp::Wait { micros }),
+        1 => Just(RateOp::Wait { micros: CONCURRENCY_TTL_MICROS }),
+    ]
+}
+
+/// Rate window of the scenarios (six one-second slots).
+const RATE_WINDOW: i64 = 6_000_000;
+
+/// Limits of a rate scenario: `[key 0, key 1, account]` for requests, tokens and concurrency.
+type RateSetup = ([Option<i64>; 3], [Option<i64>; 3], [Option<i64>; 3]);
+
+fn rate_setup() -> impl Strategy<Value = RateSetup> {
+    let limit = |most: i64| proptest::option::of(1..most);
+    ([limit(60), limit(60), limit(80)], [limit(600), limit(600), limit(800)], [limit(5), limit(5), limit(6)])
+}
+
+async fn rate_scenario(db: &Db, setup: RateSetup, ops: Vec<RateOp>) -> Result<(), TestCaseError> {
+    let fail = |e: router_control_plane::error::StoreError| TestCaseError::fail(e.to_string());
+    let (rpm, tpm, concurrency) = setup;
+    let name = format!("r{}", common::random_name(10));
+    let limits = account_store::NewLimits {
+        rates: RateLimits { rpm: rpm[2], tpm: tpm[2], max_concurrent: concurrency[2] },
+        ..account_store::NewLimits::default()
+    };
+    account_store::add_limited(db, &name, None, Some(1), None, limits).await.map_err(fail)?;
+    let mut key_ids = Vec::new();
+    for k in 0..KEYS {
+        let rates = RateLimits { rpm: rpm[k], tpm: tpm[k], max_concurrent: concurrency[k] };
+        let spec = KeySpec { account: name.clone(), rates, ..KeySpec::default() };
+        key_ids.push(keys::create(db, spec).await.map_err(fail)?.0.id);
+    }
+    let slot_len = rates::slot_micros(RATE_WINDOW);
+    let mut now = now_micros();
+    // What each (node, key) was granted per slot, lowered to what it reported using; and its
+    // concurrency lease (held, expires at).
+    let mut granted: BTreeMap<(usize, usize, i64), (i64, i64)> = BTreeMap::new();
+    let mut last_slot: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+    let mut held: BTreeMap<(usize, usize), (i64, i64)> = BTreeMap::new();
+    for (step, op) in ops.iter().enumerate() {
+        match *op {
+            RateOp::Wait { micros } => now += micros,
+            RateOp::Grant { node, key, requests, tokens, concurrent, used_share } => {
+                let slot = now.div_euclid(slot_len);
+                let used = last_slot.get(&(node, key)).copied().filter(|s| *s < slot).map(|s| {
+                    let entry = granted.entry((node, key, s)).or_default();
+                    let share = |v: i64| v * i64::from(used_share) / 100;
+                    *entry = (share(entry.0), share(entry.1));
+                    (s, entry.0, entry.1)
+                });
+                let ask = rates::RateRequest {
+                    node_id: NODES[node],
+                    key_id: key_ids[key],
+                    want_requests: requests,
+                    want_tokens: tokens,
+                    min_requests: 0,
+                    min_tokens: 0,
+                    want_concurrent: concurrent,
+                    used,
+                };
+                let grant = rates::acquire(db, ask, now, RATE_WINDOW).await.map_err(fail)?;
+                check(grant.slot == slot, || format!("step {step}: slot {} at {now}", grant.slot))?;
+                check(grant.granted_requests <= requests && grant.granted_tokens <= tokens, || {
+                    format!("step {step} {op:?}: more than wanted: {grant:?}")
+                })?;
+                let entry = granted.entry((node, key, slot)).or_default();
+                entry.0 += grant.granted_requests;
+                entry.1 += grant.granted_tokens;
+                last_slot.insert((node, key), slot);
+                held.insert((node, key), (grant.held_concurrent, now + CONCURRENCY_TTL_MICROS));
+            }
+        }
+        // No window of SLOTS_PER_WINDOW + 1 consecutive slots holds more than any limit.
+        let slots: HashSet<i64> = granted.keys().map(|k| k.2).collect();
+        for &end in &slots {
+            let in_window = |s: i64| s > end - rates::SLOTS_PER_WINDOW - 1 && s <= end;
+            let sum = |key: Option<usize>, value: fn(&(i64, i64)) -> i64| {
+                granted
+                    .iter()
+                    .filter(|((_, k, s), _)| in_window(*s) && key.is_none_or(|key| key == *k))
+                    .map(|(_, v)| value(v))
+                    .sum::<i64>()
+            };
+            for (limits, value, what) in [
+                (rpm, (|v: &(i64, i64)| v.0) as fn(&(i64, i64)) -> i64, "requests"),
+                (tpm, |v| v.1, "tokens"),
+            ] {
+                for (k, limit) in limits.iter().enumerate() {
+                    let Some(limit) = limit else { continue };
+                    let total = sum((k < KEYS).then_some(k), value);
+                    check(total <= *limit, || {
+                        format!(
+                            "step {step} {op:?}: {total} {what} in the window ending at slot {end}, limit {limit}"
+                        )
+                    })?;
+                }
+            }
+        }
+        // Live concurrency leases never hold more than a limit.
+        let live = |key: Option<usize>| {
+            held.iter()
+                .filter(|((_, k), (_, until))| *until > now && key.is_none_or(|key| key == *k))
+                .map(|(_, (h, _))| *h)
+                .sum::<i64>()
+        };
+        for (k, limit) in concurrency.iter().enumerate() {
+            let Some(limit) = limit else { continue };
+            let total = live((k < KEYS).then_some(k));
+            check(total <= *limit, || format!("step {step} {op:?}: {total} in flight held, limit {limit}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_rates(backend: Backend, cases: u32) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let test_db = runtime.block_on(TestDb::create(backend));
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new(config);
+    let strategy = (rate_setup(), proptest::collection::vec(rate_op(), 1..60));
+    let result =
+        runner.run(&strategy, |(setup, ops)| runtime.block_on(rate_scenario(&test_db.db, setup, ops)));
+    drop(test_db);
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+#[test]
+fn rate_grants_never_exceed_a_window_on_sqlite() {
+    run_rates(Backend::Sqlite, 48);
+}
+
+#[test]
+fn rate_grants_never_exceed_a_window_on_postgres() {
+    run_rates(Backend::Postgres, 24);
 }

@@ -13,7 +13,9 @@ use router_control_plane::{
         accounts,
         keys::{self, KeySpec},
         leases::{self, LEASE_TTL_MICROS, LeaseRequest, Limit},
-        ledger, now_micros, usage,
+        ledger,
+        limits::PeriodLimits,
+        now_micros, usage,
         usage::{Report, UsageFilter},
     },
 };
@@ -26,6 +28,7 @@ on_both_backends!(
     unusable_keys_get_nothing_and_free_their_leases,
     reports_bill_once_and_move_every_counter,
     invalid_reports_are_refused_alone,
+    weekly_and_monthly_limits_roll_over_at_utc_boundaries,
 );
 
 /// An account with `balance` and one key with the given limits; returns (account id, key id).
@@ -264,4 +267,50 @@ async fn invalid_reports_are_refused_alone(backend: Backend) {
     assert_eq!(account.balance, 10_000 - 10, "the valid report is billed, once; the invalid ones not at all");
     let records = usage::list(&t.db, UsageFilter::default()).await.unwrap().records;
     assert_eq!(records.len(), 1);
+}
+
+async fn weekly_and_monthly_limits_roll_over_at_utc_boundaries(backend: Backend) {
+    let t = TestDb::create(backend).await;
+    let name = format!("acct-{}", common::random_name(8));
+    let limits = accounts::NewLimits {
+        periods: PeriodLimits { weekly: Some(100), monthly: Some(150) },
+        ..accounts::NewLimits::default()
+    };
+    let account = accounts::add_limited(&t.db, &name, None, Some(10_000), None, limits).await.unwrap();
+    let (key, _) = keys::create(&t.db, KeySpec { account: name, ..KeySpec::default() }).await.unwrap();
+    // Sunday 2027-03-28 12:00, then just past Monday 00:00 (a new week), then just past
+    // Thursday 2027-04-01 00:00 (a new month, the same week), UTC: later than the account's
+    // creation, whose counters start at the real today.
+    let (sunday, monday, april) = (1_806_235_200_000_000, 1_806_278_401_000_000, 1_806_537_601_000_000);
+    usage::ingest(&t.db, "a", &[report("sun", key.id, 100, sunday, None)], sunday).await.unwrap();
+    let seen = accounts::get_by_id_at(&t.db, account.id, sunday).await.unwrap();
+    assert_eq!((seen.spent_this_week, seen.spent_this_month), (100, 100));
+    let refused = leases::acquire(&t.db, ask("a", key.id, None, 10), sunday).await.unwrap();
+    assert_eq!((refused.granted, refused.limited_by), (0, Some(Limit::AccountWeeklyLimit)));
+
+    // Monday: the week's spend is gone, the month's is not.
+    let seen = accounts::get_by_id_at(&t.db, account.id, monday).await.unwrap();
+    assert_eq!((seen.spent_this_week, seen.spent_this_month), (0, 100));
+    let granted = leases::acquire(&t.db, ask("a", key.id, None, 10), monday).await.unwrap();
+    assert_eq!((granted.granted, granted.limited_by), (10, None));
+    usage::ingest(&t.db, "a", &[report("mon", key.id, 40, monday, None)], monday).await.unwrap();
+    let short = leases::acquire(&t.db, ask("b", key.id, None, 10), monday).await.unwrap();
+    assert_eq!(
+        (short.granted, short.limited_by),
+        (0, Some(Limit::AccountMonthlyLimit)),
+        "150 - 140 - 10 held"
+    );
+
+    // April: a new month; the week still counts Monday's 40 (Monday's lease is dead).
+    let seen = accounts::get_by_id_at(&t.db, account.id, april).await.unwrap();
+    assert_eq!((seen.spent_this_week, seen.spent_this_month), (40, 0));
+    let big = leases::acquire(&t.db, ask("b", key.id, None, 100), april).await.unwrap();
+    assert_eq!((big.granted, big.limited_by), (60, Some(Limit::AccountWeeklyLimit)));
+
+    // A key's own weekly limit binds the same way.
+    let mut update = keys::KeyUpdate::default();
+    update.periods.weekly = Some(Some(45));
+    keys::update(&t.db, key.id, update).await.unwrap();
+    let capped = leases::acquire(&t.db, ask("c", key.id, None, 100), april).await.unwrap();
+    assert_eq!((capped.granted, capped.limited_by), (0, Some(Limit::KeyWeeklyLimit)), "45 - 40 - 60 held");
 }

@@ -62,8 +62,14 @@ fn policy() -> Policy {
             multiplier_micros: 1_000_000,
             all_models: true,
             models: Vec::new(),
+            ..pb::Group::default()
         }],
-        accounts: vec![pb::PolicyAccount { id: 1, name: "bench".into(), group_id: 1 }],
+        accounts: vec![pb::PolicyAccount {
+            id: 1,
+            name: "bench".into(),
+            group_id: 1,
+            ..pb::PolicyAccount::default()
+        }],
         keys,
         ..pb::SnapshotPage::default()
     };

@@ -25,6 +25,11 @@ struct ChannelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     endpoint: &'static str,
     code: &'static str,
@@ -43,6 +48,7 @@ pub struct Metrics {
     usage_adjusted: Family<ChannelLabels, Counter>,
     reports_quarantined: Counter,
     reports_set_aside: Counter,
+    rate_limited: Family<LimitLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -66,6 +72,12 @@ impl Default for Metrics {
         let usage_adjusted = Family::<ChannelLabels, Counter>::default();
         let reports_quarantined = Counter::default();
         let reports_set_aside = Counter::default();
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by kind (rpm, tpm, concurrency)",
+            rate_limited.clone(),
+        );
         registry.register("requests", "Requests forwarded upstream, by outcome", requests.clone());
         registry.register("refusals", "Requests refused before reaching an upstream", refusals.clone());
         registry.register(
@@ -112,6 +124,7 @@ impl Default for Metrics {
             usage_adjusted,
             reports_quarantined,
             reports_set_aside,
+            rate_limited,
         }
     }
 }
@@ -146,6 +159,11 @@ impl Metrics {
     /// A report the control plane keeps refusing was set aside locally.
     pub fn report_set_aside(&self) {
         self.reports_set_aside.inc();
+    }
+
+    /// A request was refused by a rate limit of `kind`.
+    pub fn rate_limited(&self, kind: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabels { kind }).inc();
     }
 
     /// A request was refused by a check.

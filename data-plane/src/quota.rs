@@ -20,7 +20,9 @@
 //! key until a refill), and (b) the cost of requests
 //! settled but not yet reported when their lease ended on the control plane (only when the
 //! control plane was unreachable for longer than a lease lives, ~30 s).
+pub mod admission;
 mod lease;
+pub mod rate;
 
 use std::{
     collections::HashMap,
@@ -31,7 +33,10 @@ use std::{
 use router_proto::{Money, pb};
 use tokio::sync::watch;
 
-use self::lease::{Granted, KeyLease, RefillRequest};
+use self::{
+    lease::{Granted, KeyLease, RefillRequest},
+    rate::{RatePermit, Rates},
+};
 use crate::{app::unix_micros, control::NodeClient, report::Reporter};
 
 /// Longest a reservation waits for a refill or for room before it is refused.
@@ -58,6 +63,7 @@ pub enum Refused {
 #[derive(Clone)]
 pub struct Quota {
     inner: Arc<Inner>,
+    rates: Rates,
 }
 
 struct Inner {
@@ -88,9 +94,15 @@ impl Quota {
         reporter: Reporter,
         shutdown: watch::Receiver<bool>,
     ) -> Quota {
+        let rates = Rates::new(client.clone(), node_id.clone());
         let inner = Arc::new(Inner { client, node_id, keys: Mutex::new(HashMap::new()) });
         tokio::spawn(sweep(Arc::clone(&inner), reporter, shutdown));
-        Quota { inner }
+        Quota { inner, rates }
+    }
+
+    /// The rate leases (RPM, TPM, concurrency) of this data plane's keys.
+    pub fn rates(&self) -> &Rates {
+        &self.rates
     }
 
     /// Reserves `estimate` for one request of key `key_id`, waiting briefly (bounded) for a
@@ -98,7 +110,7 @@ impl Quota {
     pub async fn reserve(&self, key_id: i64, estimate: Money) -> Result<Reservation, Refused> {
         let amount = estimate.nanos();
         if amount <= 0 {
-            return Ok(Reservation { key_id, amount: Money::ZERO, lease: None });
+            return Ok(Reservation { key_id, amount: Money::ZERO, lease: None, rate: None });
         }
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
         loop {
@@ -132,7 +144,7 @@ impl Quota {
                     if let Some(refill) = refill {
                         tokio::spawn(Arc::clone(&self.inner).refill(Arc::clone(&key), refill));
                     }
-                    return Ok(Reservation { key_id, amount: estimate, lease: Some(key) });
+                    return Ok(Reservation { key_id, amount: estimate, lease: Some(key), rate: None });
                 }
                 Step::Wait(mut changed, refill) => {
                     if let Some(refill) = refill {
@@ -256,6 +268,8 @@ pub struct Reservation {
     key_id: i64,
     amount: Money,
     lease: Option<Arc<KeyLease>>,
+    /// The request's share of its rate allowances, settled with it.
+    rate: Option<RatePermit>,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -277,6 +291,20 @@ impl Reservation {
 
     /// Settles the request at its real `cost`; returns the lease it was charged to.
     pub fn settle(mut self, cost: Money) -> Option<String> {
+        self.finish(cost)
+    }
+
+    /// Holds the request's rate permit until the reservation is settled.
+    pub fn attach_rate(&mut self, permit: Option<RatePermit>) {
+        self.rate = permit;
+    }
+
+    /// Settles the request at its real `cost` and `tokens` (input + output as billed, for
+    /// tokens-per-minute limits); returns the lease it was charged to.
+    pub fn settle_with(mut self, cost: Money, tokens: u64) -> Option<String> {
+        if let Some(permit) = self.rate.take() {
+            permit.settle(tokens);
+        }
         self.finish(cost)
     }
 

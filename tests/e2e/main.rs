@@ -36,6 +36,7 @@ mod import;
 mod ledger;
 mod lifecycle;
 mod payments;
+mod limits;
 mod protocols;
 mod proxy;
 mod quickstart;

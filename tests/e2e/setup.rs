@@ -113,11 +113,16 @@ target = "gpt-4o"
 name = "vip"
 multiplier = "0.8"
 models = ["gpt-4o", "claude"]
+rpm = 600
 
 [[account]]
 name = "alice"
 group = "vip"
 daily_limit = "2"
+weekly_limit = "10"
+monthly_limit = "25"
+tpm = 100000
+max_concurrent = 4
 
 [[account]]
 name = "bob"
@@ -153,6 +158,11 @@ async fn setup_files_apply_and_export(backend: Backend) {
         (alice["group"].as_str(), alice["daily_limit"].as_str(), alice["balance"].as_str()),
         (Some("vip"), Some("2"), Some("0"))
     );
+    assert_eq!((alice["weekly_limit"].as_str(), alice["monthly_limit"].as_str()), (Some("10"), Some("25")));
+    assert_eq!((alice["rpm"].as_i64(), alice["tpm"].as_i64(), alice["max_concurrent"].as_i64()), (None, Some(100_000), Some(4)));
+    let groups = cp.json(&["group", "list"]);
+    let vip = groups.as_array().unwrap().iter().find(|g| g["name"] == "vip").expect("vip is listed");
+    assert_eq!(vip["rpm"].as_i64(), Some(600), "{vip}");
     let models = cp.json(&["model", "list"]);
     assert_eq!(models[0]["name"], "gpt-4o");
     assert_eq!(models[0]["max_output_tokens"], 16384);
@@ -180,6 +190,16 @@ async fn setup_files_apply_and_export(backend: Backend) {
     let cheaper_file = write(&db.dir, "cheaper.toml", &cheaper);
     let changed = apply_json(&cp, &env, &["-f", &cheaper_file]);
     assert_eq!(actions(&changed, "update"), ["model gpt-4o"]);
+    // A limit is part of the declared item: changing it updates that item, and a limit set
+    // by hand is reset to the file's on the next apply.
+    let limited = cheaper.replace("rpm = 600", "rpm = 60");
+    let limited_file = write(&db.dir, "limited.toml", &limited);
+    assert_eq!(actions(&apply_json(&cp, &env, &["-f", &limited_file]), "update"), ["group vip"]);
+    let (ok, _, stderr) = ctl(&cp, &env, &["account", "update", "alice", "--weekly-limit", "3"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(actions(&apply_json(&cp, &env, &["-f", &limited_file]), "update"), ["account alice"]);
+    assert_eq!(cp.json(&["account", "show", "alice"])["weekly_limit"].as_str(), Some("10"));
+    apply_json(&cp, &env, &["-f", &cheaper_file]);
 
     // One failing item rolls back the whole file, and the error names its line.
     let broken = format!(

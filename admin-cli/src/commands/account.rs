@@ -3,6 +3,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use router_proto::{Money, pb};
 use serde::Serialize;
 
+use super::limits::{PeriodArgs, PeriodUpdateArgs, RateArgs, RateUpdateArgs, RateView};
 use crate::{
     args::{self, Clearable, split_clearable},
     client::Admin,
@@ -90,16 +91,29 @@ pub struct AddArgs {
     /// The email the account signs in to the console with (unique, case-insensitively).
     #[arg(long, value_name = "E")]
     pub email: Option<String>,
+    /// Rate limits shared by all the account's keys.
+    #[command(flatten)]
+    pub rates: RateArgs,
+    /// Weekly and monthly spend limits.
+    #[command(flatten)]
+    pub periods: PeriodArgs,
 }
 
 impl AddArgs {
     fn into_request(self) -> pb::AddAccountRequest {
+        let (rpm, tpm, max_concurrent) = self.rates.wire();
+        let (weekly, monthly) = self.periods.wire();
         pb::AddAccountRequest {
             name: self.name,
             group: self.group,
             balance_nanos: self.balance.map(Money::nanos),
             daily_limit_nanos: self.daily_limit.map(Money::nanos),
             email: self.email,
+            rpm,
+            tpm,
+            max_concurrent,
+            weekly_limit_nanos: weekly,
+            monthly_limit_nanos: monthly,
         }
     }
 }
@@ -123,6 +137,12 @@ pub struct UpdateArgs {
     /// `true` stops the account signing in to the console and ends its sessions.
     #[arg(long, value_name = "true|false", group = "changes", action = clap::ArgAction::Set)]
     pub disabled: Option<bool>,
+    /// Rate limits shared by all the account's keys.
+    #[command(flatten)]
+    pub rates: RateUpdateArgs,
+    /// Weekly and monthly spend limits.
+    #[command(flatten)]
+    pub periods: PeriodUpdateArgs,
 }
 
 fn clearable_text(input: &str) -> Result<Clearable<String>, String> {
@@ -133,6 +153,8 @@ impl UpdateArgs {
     fn into_request(self) -> pb::UpdateAccountRequest {
         let (daily_limit, clear_daily_limit) = split_clearable(self.daily_limit);
         let (email, clear_email) = split_clearable(self.email);
+        let (rpm, tpm, max_concurrent) = self.rates.wire();
+        let (weekly, monthly) = self.periods.wire();
         pb::UpdateAccountRequest {
             name: self.name,
             group: self.group,
@@ -141,6 +163,11 @@ impl UpdateArgs {
             email,
             clear_email,
             disabled: self.disabled,
+            rpm,
+            tpm,
+            max_concurrent,
+            weekly_limit_nanos: weekly,
+            monthly_limit_nanos: monthly,
         }
     }
 }
@@ -175,6 +202,12 @@ pub struct AccountView {
     reserved: String,
     daily_limit: Option<String>,
     spent_today: String,
+    weekly_limit: Option<String>,
+    spent_this_week: String,
+    monthly_limit: Option<String>,
+    spent_this_month: String,
+    #[serde(flatten)]
+    rates: RateView,
     created_at: String,
     email: Option<String>,
     disabled: bool,
@@ -192,6 +225,11 @@ impl AccountView {
             reserved: output::money(account.reserved_nanos),
             daily_limit: output::opt_money(account.daily_limit_nanos),
             spent_today: output::money(account.spent_today_nanos),
+            weekly_limit: output::opt_money(account.weekly_limit_nanos.filter(|l| *l > 0)),
+            spent_this_week: output::money(account.spent_this_week_nanos),
+            monthly_limit: output::opt_money(account.monthly_limit_nanos.filter(|l| *l > 0)),
+            spent_this_month: output::money(account.spent_this_month_nanos),
+            rates: RateView::new(account.rpm, account.tpm, account.max_concurrent),
             created_at: output::time(account.created_at_unix_micros),
             email: account.email.clone(),
             disabled: account.disabled,
@@ -202,10 +240,10 @@ impl AccountView {
 
 impl Record for AccountView {
     const COLUMNS: &'static [&'static str] =
-        &["id", "name", "group", "balance", "reserved", "daily_limit", "spent_today", "email"];
+        &["id", "name", "group", "balance", "reserved", "daily_limit", "spent_today", "rpm", "tpm", "email"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut fields = vec![
             ("id", self.id.to_string()),
             ("name", self.name.clone()),
             ("group", self.group.clone()),
@@ -213,11 +251,19 @@ impl Record for AccountView {
             ("reserved", self.reserved.clone()),
             ("daily_limit", or_unset(self.daily_limit.as_ref())),
             ("spent_today", self.spent_today.clone()),
-            ("created_at", self.created_at.clone()),
+            ("weekly_limit", or_unset(self.weekly_limit.as_ref())),
+            ("spent_this_week", self.spent_this_week.clone()),
+            ("monthly_limit", or_unset(self.monthly_limit.as_ref())),
+            ("spent_this_month", self.spent_this_month.clone()),
+        ];
+        fields.extend(self.rates.fields());
+        fields.push(("created_at", self.created_at.clone()));
+        fields.extend([
             ("email", or_unset(self.email.as_ref())),
             ("disabled", self.disabled.to_string()),
             ("password", if self.has_password { "set" } else { "-" }.to_owned()),
-        ]
+        ]);
+        fields
     }
 }
 
@@ -270,13 +316,20 @@ mod tests {
             email: Some("bob@example.com".into()),
             disabled: false,
             has_password: true,
+            rpm: Some(60),
+            monthly_limit_nanos: Some(5_000_000_000),
+            spent_this_month_nanos: 14_000,
+            ..pb::Account::default()
         };
         assert_eq!(
             serde_json::to_value(AccountView::new(&account)).expect("views serialize"),
             serde_json::json!({
                 "id": 7, "name": "bob", "group": "default", "balance": "9.999986",
                 "reserved": "0", "daily_limit": null, "spent_today": "0.000014",
-                "created_at": "2026-11-27T06:13:02.123456Z", "email": "bob@example.com",
+                "weekly_limit": null, "spent_this_week": "0", "monthly_limit": "5",
+                "spent_this_month": "0.000014", "rpm": 60, "tpm": null, "max_concurrent": null,
+                "created_at": "2026-11-27T06:13:02.123456Z",
+                "email": "bob@example.com",
                 "disabled": false, "has_password": true,
             })
         );

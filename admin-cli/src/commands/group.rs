@@ -3,6 +3,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use router_proto::{Multiplier, pb};
 use serde::Serialize;
 
+use super::limits::{RateArgs, RateUpdateArgs, RateView};
 use crate::{
     args::{self, Names},
     client::Admin,
@@ -42,6 +43,9 @@ pub struct AddArgs {
     /// The group reaches every model (the default).
     #[arg(long)]
     pub all_models: bool,
+    /// Rate limits for each key of the group that sets none of its own.
+    #[command(flatten)]
+    pub rates: RateArgs,
 }
 
 impl AddArgs {
@@ -51,6 +55,9 @@ impl AddArgs {
             multiplier_micros: self.multiplier.map(Multiplier::micros),
             // The proto reads an empty model list as "all models", which `--all-models` means.
             models: self.models.map(|names| names.0).unwrap_or_default(),
+            rpm: self.rates.wire().0,
+            tpm: self.rates.wire().1,
+            max_concurrent: self.rates.wire().2,
         }
     }
 }
@@ -77,6 +84,9 @@ pub struct UpdateArgs {
     /// Lets the group reach every model.
     #[arg(long, group = "changes")]
     pub all_models: bool,
+    /// Rate limits for each key of the group that sets none of its own (0: remove).
+    #[command(flatten)]
+    pub rates: RateUpdateArgs,
 }
 
 impl UpdateArgs {
@@ -87,6 +97,9 @@ impl UpdateArgs {
             set_all_models: self.all_models,
             set_models: self.models.is_some(),
             models: self.models.map(|names| names.0).unwrap_or_default(),
+            rpm: self.rates.wire().0,
+            tpm: self.rates.wire().1,
+            max_concurrent: self.rates.wire().2,
         }
     }
 }
@@ -117,6 +130,8 @@ pub struct GroupView {
     multiplier: String,
     all_models: bool,
     models: Vec<String>,
+    #[serde(flatten)]
+    rates: RateView,
 }
 
 impl GroupView {
@@ -127,21 +142,25 @@ impl GroupView {
             multiplier: output::multiplier(group.multiplier_micros),
             all_models: group.all_models,
             models: group.models.clone(),
+            rates: RateView::new(group.rpm, group.tpm, group.max_concurrent),
         }
     }
 }
 
 impl Record for GroupView {
-    const COLUMNS: &'static [&'static str] = &["name", "multiplier", "models"];
+    const COLUMNS: &'static [&'static str] =
+        &["name", "multiplier", "models", "rpm", "tpm", "max_concurrent"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         let models = if self.all_models { "(all)".to_owned() } else { output::list(&self.models, "(none)") };
-        vec![
+        let mut fields = vec![
             ("name", self.name.clone()),
             ("multiplier", self.multiplier.clone()),
             ("all_models", self.all_models.to_string()),
             ("models", models),
-        ]
+        ];
+        fields.extend(self.rates.fields());
+        fields
     }
 }
 
@@ -190,10 +209,12 @@ mod tests {
             multiplier_micros: 1_000_000,
             all_models: true,
             models: vec![],
+            ..pb::Group::default()
         };
         assert_eq!(
             serde_json::to_value(GroupView::new(&group)).expect("views serialize"),
-            serde_json::json!({"name": "default", "multiplier": "1", "all_models": true, "models": []})
+            serde_json::json!({"name": "default", "multiplier": "1", "all_models": true, "models": [],
+                               "rpm": null, "tpm": null, "max_concurrent": null})
         );
     }
 }

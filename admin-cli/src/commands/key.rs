@@ -3,6 +3,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use router_proto::{Money, pb};
 use serde::Serialize;
 
+use super::limits::{PeriodArgs, PeriodUpdateArgs, RateArgs, RateUpdateArgs, RateView};
 use crate::{
     args::{self, Clearable, Names, split_clearable},
     client::Admin,
@@ -54,11 +55,24 @@ pub struct CreateArgs {
     /// When the key stops working, RFC 3339 (e.g. 2026-12-31T23:59:59Z).
     #[arg(long, value_name = "RFC3339", value_parser = args::timestamp)]
     pub expires_at: Option<i64>,
+    /// The key's own rate limits (default: its group's).
+    #[command(flatten)]
+    pub rates: RateArgs,
+    /// Weekly and monthly spend limits.
+    #[command(flatten)]
+    pub periods: PeriodArgs,
 }
 
 impl CreateArgs {
     fn into_request(self) -> pb::CreateKeyRequest {
+        let (rpm, tpm, max_concurrent) = self.rates.wire();
+        let (weekly, monthly) = self.periods.wire();
         pb::CreateKeyRequest {
+            rpm,
+            tpm,
+            max_concurrent,
+            weekly_limit_nanos: weekly,
+            monthly_limit_nanos: monthly,
             account: self.account,
             name: self.name,
             group: self.group,
@@ -94,6 +108,12 @@ pub struct UpdateArgs {
     /// When the key stops working, RFC 3339; `none`: never.
     #[arg(long, value_name = "RFC3339", group = "changes", value_parser = args::clearable_timestamp)]
     pub expires_at: Option<Clearable<i64>>,
+    /// The key's own rate limits (0: its group's apply).
+    #[command(flatten)]
+    pub rates: RateUpdateArgs,
+    /// Weekly and monthly spend limits.
+    #[command(flatten)]
+    pub periods: PeriodUpdateArgs,
 }
 
 impl UpdateArgs {
@@ -105,7 +125,14 @@ impl UpdateArgs {
         let set_models = self.models.is_some();
         // `none` sets an empty allow-list, which the proto reads as "every model".
         let models = self.models.and_then(Clearable::set).map(|names| names.0);
+        let (rpm, tpm, max_concurrent) = self.rates.wire();
+        let (weekly, monthly) = self.periods.wire();
         pb::UpdateKeyRequest {
+            rpm,
+            tpm,
+            max_concurrent,
+            weekly_limit_nanos: weekly,
+            monthly_limit_nanos: monthly,
             id: self.id,
             name: self.name,
             group,
@@ -165,6 +192,12 @@ pub struct KeyView {
     spent: String,
     daily_limit: Option<String>,
     spent_today: String,
+    weekly_limit: Option<String>,
+    spent_this_week: String,
+    monthly_limit: Option<String>,
+    spent_this_month: String,
+    #[serde(flatten)]
+    rates: RateView,
     models: Vec<String>,
     expires_at: Option<String>,
     revoked: bool,
@@ -185,6 +218,11 @@ impl KeyView {
             spent: output::money(key.spent_nanos),
             daily_limit: output::opt_money(key.daily_limit_nanos),
             spent_today: output::money(key.spent_today_nanos),
+            weekly_limit: output::opt_money(key.weekly_limit_nanos.filter(|l| *l > 0)),
+            spent_this_week: output::money(key.spent_this_week_nanos),
+            monthly_limit: output::opt_money(key.monthly_limit_nanos.filter(|l| *l > 0)),
+            spent_this_month: output::money(key.spent_this_month_nanos),
+            rates: RateView::new(key.rpm, key.tpm, key.max_concurrent),
             models: key.models.clone(),
             expires_at: output::opt_time(key.expires_at_unix_micros),
             revoked: key.revoked,
@@ -204,6 +242,11 @@ impl Record for KeyView {
         "spent",
         "daily_limit",
         "spent_today",
+        "weekly_limit",
+        "monthly_limit",
+        "rpm",
+        "tpm",
+        "max_concurrent",
         "expires_at",
         "revoked",
     ];
@@ -214,7 +257,7 @@ impl Record for KeyView {
             Some(group) => group.clone(),
             None => format!("{} (account)", self.effective_group),
         };
-        vec![
+        let mut fields = vec![
             ("id", self.id.to_string()),
             ("name", self.name.clone()),
             ("prefix", self.prefix.clone()),
@@ -224,11 +267,19 @@ impl Record for KeyView {
             ("spent", self.spent.clone()),
             ("daily_limit", or_unset(self.daily_limit.as_ref())),
             ("spent_today", self.spent_today.clone()),
+            ("weekly_limit", or_unset(self.weekly_limit.as_ref())),
+            ("spent_this_week", self.spent_this_week.clone()),
+            ("monthly_limit", or_unset(self.monthly_limit.as_ref())),
+            ("spent_this_month", self.spent_this_month.clone()),
+        ];
+        fields.extend(self.rates.fields());
+        fields.extend([
             ("models", output::list(&self.models, "(all the group reaches)")),
             ("expires_at", or_unset(self.expires_at.as_ref())),
             ("revoked", self.revoked.to_string()),
             ("created_at", self.created_at.clone()),
-        ]
+        ]);
+        fields
     }
 }
 
@@ -328,6 +379,9 @@ mod tests {
             revoked: false,
             created_at_unix_micros: 0,
             effective_group: "default".into(),
+            rpm: Some(60),
+            weekly_limit_nanos: Some(2_000_000_000),
+            ..pb::Key::default()
         };
         let view = CreatedKeyView { key: KeyView::new(&key), secret: "sk-abcdef".into() };
         assert_eq!(
@@ -335,7 +389,9 @@ mod tests {
             serde_json::json!({
                 "id": 5, "name": "ci", "prefix": "sk-abcd", "account": "bob", "group": null,
                 "effective_group": "default", "limit": "1", "spent": "0", "daily_limit": null,
-                "spent_today": "0", "models": [], "expires_at": null, "revoked": false,
+                "spent_today": "0", "weekly_limit": "2", "spent_this_week": "0",
+                "monthly_limit": null, "spent_this_month": "0", "rpm": 60, "tpm": null,
+                "max_concurrent": null, "models": [], "expires_at": null, "revoked": false,
                 "created_at": "1970-01-01T00:00:00Z", "key": "sk-abcdef",
             })
         );

@@ -8,6 +8,7 @@ pub mod code;
 pub mod group;
 pub mod import;
 pub mod key;
+pub mod limits;
 pub mod model;
 pub mod model_group;
 pub mod order;

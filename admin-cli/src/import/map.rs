@@ -146,6 +146,7 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
             name: name.clone(),
             multiplier_micros: micros.or(Some(1_000_000)),
             models: Vec::new(),
+            ..pb::AddGroupRequest::default()
         });
     }
     let all_groups: BTreeSet<&str> = groups.keys().map(String::as_str).collect();
@@ -317,6 +318,7 @@ pub fn map(data: &TheirData, now: i64) -> Mapped {
             balance_nanos: None,
             daily_limit_nanos: None,
             email: None,
+            ..pb::AddAccountRequest::default()
         });
         request.balances.push(pb::ImportedBalance {
             account: name.to_owned(),

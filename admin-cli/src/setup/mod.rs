@@ -154,6 +154,15 @@ pub struct GroupItem {
     /// `--models`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
+    /// `--rpm` (requests per minute; absent or 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// `--tpm` (tokens per minute; absent or 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u32>,
+    /// `--max-concurrent` (requests in flight; absent or 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
 }
 
 /// `[[account]]`: the flags of `account add` but `--balance`.
@@ -168,6 +177,21 @@ pub struct AccountItem {
     /// `--daily-limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_limit: Option<Amount>,
+    /// `--weekly-limit` (UTC weeks from Monday).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly_limit: Option<Amount>,
+    /// `--monthly-limit` (UTC calendar months).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_limit: Option<Amount>,
+    /// `--rpm` (requests per minute; absent or 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// `--tpm` (tokens per minute; absent or 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u32>,
+    /// `--max-concurrent` (requests in flight; absent or 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
 }
 
 /// A parsed setup file and where it came from, for error messages.
@@ -304,6 +328,9 @@ impl Parsed {
                 name: item.name.get_ref().clone(),
                 multiplier_micros: item.multiplier.map(|m| m.0.micros()),
                 models,
+                rpm: wire_rate(item.rpm),
+                tpm: wire_rate(item.tpm),
+                max_concurrent: wire_rate(item.max_concurrent),
             });
         }
         for item in &self.file.account {
@@ -313,10 +340,25 @@ impl Parsed {
                 balance_nanos: None,
                 daily_limit_nanos: values::nanos(item.daily_limit),
                 email: None,
+                rpm: wire_rate(item.rpm),
+                tpm: wire_rate(item.tpm),
+                max_concurrent: wire_rate(item.max_concurrent),
+                weekly_limit_nanos: values::nanos(item.weekly_limit),
+                monthly_limit_nanos: values::nanos(item.monthly_limit),
             });
         }
         Ok(setup)
     }
+}
+
+/// A declared rate limit on the wire (0: none, as `--rpm 0`).
+fn wire_rate(limit: Option<u32>) -> Option<i64> {
+    limit.filter(|l| *l > 0).map(i64::from)
+}
+
+/// A stored rate limit in a file.
+fn file_rate(limit: Option<i64>) -> Option<u32> {
+    limit.filter(|l| *l > 0).map(|l| u32::try_from(l).unwrap_or(u32::MAX))
 }
 
 fn channel_to_proto(item: &ChannelItem, base: &Path) -> Result<pb::DeclaredChannel, String> {
@@ -475,6 +517,9 @@ pub fn from_proto(setup: pb::Setup, with_secrets: bool) -> SetupFile {
             multiplier: g.multiplier_micros.and_then(router_proto::Multiplier::from_micros).map(Factor),
             all_models: g.models.is_empty().then_some(true),
             models: (!g.models.is_empty()).then_some(g.models),
+            rpm: file_rate(g.rpm),
+            tpm: file_rate(g.tpm),
+            max_concurrent: file_rate(g.max_concurrent),
         })
         .collect();
     let account = setup
@@ -484,6 +529,11 @@ pub fn from_proto(setup: pb::Setup, with_secrets: bool) -> SetupFile {
             name: spanned(a.name),
             group: a.group,
             daily_limit: values::amount(a.daily_limit_nanos),
+            weekly_limit: values::amount(a.weekly_limit_nanos.filter(|l| *l > 0)),
+            monthly_limit: values::amount(a.monthly_limit_nanos.filter(|l| *l > 0)),
+            rpm: file_rate(a.rpm),
+            tpm: file_rate(a.tpm),
+            max_concurrent: file_rate(a.max_concurrent),
         })
         .collect();
     SetupFile { channel, model, model_group, alias, group, account }

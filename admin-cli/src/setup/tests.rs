@@ -31,11 +31,16 @@ output_price = "15"
 name = "vip"
 multiplier = "0.8"
 models = ["gpt-4o"]
+rpm = 600
+max_concurrent = 0
 
 [[account]]
 name = "alice"
 group = "vip"
 daily_limit = "2"
+weekly_limit = "10"
+monthly_limit = "30.5"
+tpm = 100000
 "#;
 
 fn parse(text: &str) -> Result<Parsed, Error> {
@@ -74,6 +79,17 @@ fn a_complete_file_becomes_the_request() {
     assert_eq!(setup.groups[0].multiplier_micros, Some(800_000));
     assert_eq!(setup.accounts[0].daily_limit_nanos, Some(2_000_000_000));
     assert_eq!(setup.accounts[0].balance_nanos, None);
+    assert_eq!((setup.groups[0].rpm, setup.groups[0].tpm), (Some(600), None));
+    assert_eq!(setup.groups[0].max_concurrent, None, "0 is no limit");
+    let alice = &setup.accounts[0];
+    assert_eq!((alice.weekly_limit_nanos, alice.monthly_limit_nanos), (Some(10_000_000_000), Some(30_500_000_000)));
+    assert_eq!((alice.rpm, alice.tpm, alice.max_concurrent), (None, Some(100_000), None));
+}
+
+#[test]
+fn negative_rate_limits_name_the_line() {
+    let message = error("[[group]]\nname = \"g\"\nrpm = -1\n");
+    assert!(message.starts_with("setup.toml:3:"), "{message}");
 }
 
 #[test]

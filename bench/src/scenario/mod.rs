@@ -58,6 +58,20 @@ pub enum Converted {
     Skipped(String),
 }
 
+/// A closed-loop run through the data plane with a key that has a rate limit (set high enough
+/// never to refuse): what enforcing the limit costs.
+#[derive(Debug)]
+pub struct Limited {
+    /// The flag set on the key, e.g. `--rpm 100000000`.
+    pub flags: [&'static str; 2],
+    /// Measured, or why not (a data plane without rate limits).
+    pub result: Result<Measurement, String>,
+}
+
+/// The limited keys [`Runner::measure_limited`] measures: high enough that the limit never
+/// refuses, so the throughput is comparable with the key without limits.
+const LIMITED_KEYS: [[&str; 2]; 2] = [["--rpm", "100000000"], ["--tpm", "4000000000"]];
+
 /// One load run on one path, with the CPU the process in the middle spent on it.
 #[derive(Debug)]
 pub struct Measurement {
@@ -107,6 +121,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         runner.warm_up(path).await?;
         closed.push(runner.measure(path, None, false, args.connections, duration).await?);
     }
+    eprintln!("closed loop through the data plane with a rate limit on the key …");
+    let mut limited = Vec::new();
+    for flags in LIMITED_KEYS {
+        limited.push(Limited { flags, result: runner.measure_limited(flags, duration).await? });
+    }
 
     let mut open = Vec::new();
     for &rate in &args.rates {
@@ -147,7 +166,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let forwarder_rss_kib = procstat::peak_rss_kib(stack.forwarder.pid()?)?;
     println!(
         "{}",
-        table::render(&args, &closed, &open, &streaming, &converted, peak_rss_kib, forwarder_rss_kib)
+        table::render(&args, &closed, &limited, &open, &streaming, &converted, peak_rss_kib, forwarder_rss_kib)
     );
 
     let results = json!({
@@ -162,6 +181,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         },
         "closed_loop": closed.iter().map(Measurement::to_json).collect::<Vec<_>>(),
+        "closed_loop_limited": limited.iter().map(|l| match &l.result {
+            Ok(m) => {
+                let mut value = m.to_json();
+                value["limit"] = json!(l.flags.join(" "));
+                value
+            }
+            Err(reason) => json!({"limit": l.flags.join(" "), "skipped": reason}),
+        }).collect::<Vec<_>>(),
         "open_loop": open.iter().map(|(rate, row)| json!({
             "rate": rate,
             "paths": row.iter().map(Measurement::to_json).collect::<Vec<_>>(),
@@ -261,6 +288,35 @@ impl Runner<'_> {
             );
         }
         Ok(Ok(()))
+    }
+
+    /// A closed-loop run through the data plane with a new key carrying `flags`: `Err(why)`
+    /// when the key cannot be created (a gateway without rate limits).
+    async fn measure_limited(
+        &self,
+        flags: [&str; 2],
+        duration: Duration,
+    ) -> anyhow::Result<Result<Measurement, String>> {
+        let name = format!("bench{}", flags[0].trim_start_matches('-'));
+        let create = ["key", "create", "--account", stack::ACCOUNT, "--name", &name, flags[0], flags[1]];
+        let key = match self.stack.ctl.json(&create).await {
+            Ok(created) => match created["key"].as_str() {
+                Some(key) => key.to_owned(),
+                None => return Ok(Err("routerctl key create printed no key".into())),
+            },
+            Err(error) => {
+                eprintln!("  {}: skipped: {error:#}", flags.join(" "));
+                return Ok(Err(format!("{error:#}")));
+            }
+        };
+        stack::wait_ready(&self.stack.data_plane, &self.stack.data_plane_url, &key).await?;
+        let plan = |duration| -> anyhow::Result<Plan> {
+            Ok(Plan { key: Some(key.clone()), ..self.plan(Path::Gateway, None, false, self.args.connections, duration)? })
+        };
+        if self.args.warmup > 0.0 {
+            load::run(&plan(Duration::from_secs_f64(self.args.warmup))?).await?;
+        }
+        Ok(Ok(self.measure_plan(Path::Gateway, Protocols::Native, plan(duration)?).await?))
     }
 
     fn middle(&self, path: Path) -> &Service {

@@ -36,6 +36,8 @@ pub struct Stack {
     pub admin_token: String,
     /// The provisioned API key.
     pub key: String,
+    /// `routerctl` on the control plane, for what a scenario provisions itself.
+    pub(crate) ctl: Ctl,
     /// Temporary files (database, spool); removed on drop.
     pub work_dir: PathBuf,
 }
@@ -113,6 +115,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Stack> {
         control_plane_url,
         admin_token,
         key,
+        ctl,
         work_dir,
     };
     wait_ready(&stack.data_plane, &stack.data_plane_url, &stack.key).await?;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Converted, Measurement, Path};
+use super::{Converted, Limited, Measurement, Path};
 use crate::cli::RunArgs;
 use crate::report::{mib, round, us};
 
@@ -30,9 +30,11 @@ fn cpu(m: &Measurement) -> String {
 }
 
 /// The whole table.
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     args: &RunArgs,
     closed: &[Measurement],
+    limited: &[Limited],
     open: &[(f64, Vec<Measurement>)],
     streaming: &[Measurement],
     converted: &Converted,
@@ -72,6 +74,26 @@ pub fn render(
     );
     if let Some(cp) = closed.iter().find_map(|m| m.control_plane_cpu_us_per_request) {
         let _ = writeln!(out, "control plane cpu during data-plane run: {cp:.1} µs/req");
+    }
+    for l in limited {
+        match &l.result {
+            Ok(m) => {
+                let _ = writeln!(
+                    out,
+                    "data plane, key with {}: {:.0} req/s ({:.1} % of the key without limits), cpu {} µs/req, \
+                     control plane {} µs/req, {} errors",
+                    l.flags.join(" "),
+                    m.summary.throughput(),
+                    100.0 * m.summary.throughput() / throughput(Path::Gateway).max(1.0),
+                    cpu(m),
+                    m.control_plane_cpu_us_per_request.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+                    m.summary.errors
+                );
+            }
+            Err(reason) => {
+                let _ = writeln!(out, "data plane, key with {}: skipped: {reason}", l.flags.join(" "));
+            }
+        }
     }
 
     for (rate, row) in open {

@@ -203,7 +203,8 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let multiplier = r.multiplier_micros.map(multiplier_from_pb).transpose()?;
         let reach = if r.models.is_empty() { groups::Reach::All } else { groups::Reach::Only(r.models) };
-        let group = groups::add(&self.db, &r.name, multiplier, reach).await?;
+        let rates = convert::rates_from_pb(r.rpm, r.tpm, r.max_concurrent);
+        let group = groups::add(&self.db, &r.name, multiplier, reach, rates).await?;
         self.changed(convert::group_to_pb(group))
     }
 
@@ -218,7 +219,8 @@ impl AdminService for AdminApi {
             (false, true) => Some(groups::Reach::Only(r.models)),
             (false, false) => None,
         };
-        let group = groups::update(&self.db, &r.name, multiplier, reach).await?;
+        let rates = convert::rate_change_from_pb(r.rpm, r.tpm, r.max_concurrent);
+        let group = groups::update(&self.db, &r.name, multiplier, reach, rates).await?;
         self.changed(convert::group_to_pb(group))
     }
 
@@ -234,13 +236,18 @@ impl AdminService for AdminApi {
 
     async fn add_account(&self, request: Request<pb::AddAccountRequest>) -> Answer<pb::Account> {
         let r = request.into_inner();
-        let account = accounts::add(
+        let limits = accounts::NewLimits {
+            rates: convert::rates_from_pb(r.rpm, r.tpm, r.max_concurrent),
+            periods: convert::periods_from_pb(r.weekly_limit_nanos, r.monthly_limit_nanos),
+        };
+        let account = accounts::add_limited(
             &self.db,
             &r.name,
             r.group.as_deref(),
             r.balance_nanos,
             r.daily_limit_nanos,
             r.email.as_deref(),
+            limits,
         )
         .await?;
         self.changed(convert::account_to_pb(account))
@@ -253,6 +260,10 @@ impl AdminService for AdminApi {
             daily_limit: optional_limit(r.daily_limit_nanos, r.clear_daily_limit),
             email: if r.clear_email { Some(None) } else { r.email.as_deref().map(Some) },
             disabled: r.disabled,
+            limits: accounts::LimitChange {
+                rates: convert::rate_change_from_pb(r.rpm, r.tpm, r.max_concurrent),
+                periods: convert::period_change_from_pb(r.weekly_limit_nanos, r.monthly_limit_nanos),
+            },
         };
         let account = accounts::update(&self.db, &r.name, update).await?;
         self.changed(convert::account_to_pb(account))
@@ -287,6 +298,8 @@ impl AdminService for AdminApi {
             daily_limit: r.daily_limit_nanos,
             models: r.models,
             expires_at: r.expires_at_unix_micros,
+            rates: convert::rates_from_pb(r.rpm, r.tpm, r.max_concurrent),
+            periods: convert::periods_from_pb(r.weekly_limit_nanos, r.monthly_limit_nanos),
         };
         let (key, secret) = keys::create(&self.db, spec).await?;
         self.changed(pb::CreatedKey { key: Some(convert::key_to_pb(key)), secret })
@@ -301,6 +314,8 @@ impl AdminService for AdminApi {
             daily_limit: optional_limit(r.daily_limit_nanos, r.clear_daily_limit),
             models: r.set_models.then_some(r.models),
             expires_at: optional_limit(r.expires_at_unix_micros, r.clear_expires_at),
+            rates: convert::rate_change_from_pb(r.rpm, r.tpm, r.max_concurrent),
+            periods: convert::period_change_from_pb(r.weekly_limit_nanos, r.monthly_limit_nanos),
         };
         let key = keys::update(&self.db, r.id, update).await?;
         self.changed(convert::key_to_pb(key))

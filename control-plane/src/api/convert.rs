@@ -13,10 +13,12 @@ use crate::store::{
     keys::Key,
     leases::{Grant, LeaseRequest},
     ledger::Entry,
+    limits::{PeriodChange, PeriodLimits, RateChange, RateLimits},
     models::{Model, ModelGroup},
     policy::{PolicyAccount, PolicyKey},
     pricing::PriceEntry,
     quarantine::QuarantineRow,
+    rates::RateGrant,
     setup::{self, Setup},
     usage::{Report, UsageRow},
 };
@@ -154,6 +156,7 @@ pub fn setup_from_pb(setup: pb::Setup) -> Result<Setup, Status> {
             } else {
                 crate::store::groups::Reach::Only(group.models)
             },
+            rates: rates_from_pb(group.rpm, group.tpm, group.max_concurrent),
             name: group.name,
         });
     }
@@ -174,6 +177,8 @@ pub fn setup_from_pb(setup: pb::Setup) -> Result<Setup, Status> {
             name: account.name,
             group: account.group,
             daily_limit: account.daily_limit_nanos,
+            rates: rates_from_pb(account.rpm, account.tpm, account.max_concurrent),
+            periods: periods_from_pb(account.weekly_limit_nanos, account.monthly_limit_nanos),
         });
     }
     Ok(declared)
@@ -223,6 +228,9 @@ pub fn setup_to_pb(setup: Setup, with_secrets: bool) -> pb::Setup {
                     crate::store::groups::Reach::Only(models) => models,
                 },
                 name: g.name,
+                rpm: g.rates.rpm,
+                tpm: g.rates.tpm,
+                max_concurrent: g.rates.max_concurrent,
             })
             .collect(),
         accounts: setup
@@ -234,6 +242,11 @@ pub fn setup_to_pb(setup: Setup, with_secrets: bool) -> pb::Setup {
                 balance_nanos: None,
                 daily_limit_nanos: a.daily_limit,
                 email: None,
+                rpm: a.rates.rpm,
+                tpm: a.rates.tpm,
+                max_concurrent: a.rates.max_concurrent,
+                weekly_limit_nanos: a.periods.weekly,
+                monthly_limit_nanos: a.periods.monthly,
             })
             .collect(),
     }
@@ -315,6 +328,9 @@ pub fn group_to_pb(group: Group) -> pb::Group {
         name: group.name,
         multiplier_micros: group.multiplier_micros,
         all_models: group.all_models,
+        rpm: group.rpm,
+        tpm: group.tpm,
+        max_concurrent: group.max_concurrent,
     }
 }
 
@@ -332,6 +348,13 @@ pub fn account_to_pb(account: Account) -> pb::Account {
         email: account.email,
         disabled: account.disabled,
         has_password: account.has_password,
+        rpm: account.rates.rpm,
+        tpm: account.rates.tpm,
+        max_concurrent: account.rates.max_concurrent,
+        weekly_limit_nanos: account.periods.weekly,
+        monthly_limit_nanos: account.periods.monthly,
+        spent_this_week_nanos: account.spent_this_week,
+        spent_this_month_nanos: account.spent_this_month,
     }
 }
 
@@ -352,6 +375,13 @@ pub fn key_to_pb(key: Key) -> pb::Key {
         revoked: key.revoked,
         created_at_unix_micros: key.created_at,
         effective_group: key.effective_group,
+        rpm: key.rates.rpm,
+        tpm: key.rates.tpm,
+        max_concurrent: key.rates.max_concurrent,
+        weekly_limit_nanos: key.periods.weekly,
+        monthly_limit_nanos: key.periods.monthly,
+        spent_this_week_nanos: key.spent_this_week,
+        spent_this_month_nanos: key.spent_this_month,
     }
 }
 
@@ -518,12 +548,78 @@ pub fn policy_key_to_pb(key: PolicyKey) -> pb::PolicyKey {
         group_id: key.group_id,
         models: if key.models == "[]" { Vec::new() } else { crate::store::parse_json_list(&key.models) },
         expires_at_unix_micros: key.expires_at,
+        rpm: key.rpm,
+        tpm: key.tpm,
+        max_concurrent: key.max_concurrent,
     }
 }
 
 /// An account as data planes need it.
 pub fn policy_account_to_pb(account: PolicyAccount) -> pb::PolicyAccount {
-    pb::PolicyAccount { id: account.id, name: account.name, group_id: account.group_id }
+    pb::PolicyAccount {
+        id: account.id,
+        name: account.name,
+        group_id: account.group_id,
+        rpm: account.rpm,
+        tpm: account.tpm,
+        max_concurrent: account.max_concurrent,
+    }
+}
+
+/// A rate grant for the wire.
+pub fn rate_grant_to_pb(grant: &RateGrant) -> pb::RateGrant {
+    pb::RateGrant {
+        slot: grant.slot,
+        granted_requests: grant.granted_requests,
+        granted_tokens: grant.granted_tokens,
+        held_concurrent: grant.held_concurrent,
+        usable_micros: grant.usable_micros,
+        concurrent_usable_micros: grant.concurrent_usable_micros,
+        room_requests: grant.room_requests,
+        room_tokens: grant.room_tokens,
+        requests_reset_micros: grant.requests_reset_micros,
+        tokens_reset_micros: grant.tokens_reset_micros,
+        limited_by: grant.limited_by.map(|l| l.as_str().to_owned()).unwrap_or_default(),
+        window_micros: grant.window_micros,
+    }
+}
+
+/// A rate limit from the wire: 0 (or absent) is none.
+pub fn rate_from_pb(value: Option<i64>) -> Option<i64> {
+    value.filter(|v| *v != 0)
+}
+
+/// A change of a limit from the wire: absent leaves it, 0 removes it.
+pub fn limit_change_from_pb(value: Option<i64>) -> Option<Option<i64>> {
+    value.map(|v| (v != 0).then_some(v))
+}
+
+/// Rate limits from the wire.
+pub fn rates_from_pb(rpm: Option<i64>, tpm: Option<i64>, max_concurrent: Option<i64>) -> RateLimits {
+    RateLimits {
+        rpm: rate_from_pb(rpm),
+        tpm: rate_from_pb(tpm),
+        max_concurrent: rate_from_pb(max_concurrent),
+    }
+}
+
+/// Changes of rate limits from the wire.
+pub fn rate_change_from_pb(rpm: Option<i64>, tpm: Option<i64>, max_concurrent: Option<i64>) -> RateChange {
+    RateChange {
+        rpm: limit_change_from_pb(rpm),
+        tpm: limit_change_from_pb(tpm),
+        max_concurrent: limit_change_from_pb(max_concurrent),
+    }
+}
+
+/// Weekly and monthly limits from the wire.
+pub fn periods_from_pb(weekly: Option<i64>, monthly: Option<i64>) -> PeriodLimits {
+    PeriodLimits { weekly: rate_from_pb(weekly), monthly: rate_from_pb(monthly) }
+}
+
+/// Changes of weekly and monthly limits from the wire.
+pub fn period_change_from_pb(weekly: Option<i64>, monthly: Option<i64>) -> PeriodChange {
+    PeriodChange { weekly: limit_change_from_pb(weekly), monthly: limit_change_from_pb(monthly) }
 }
 
 fn decode_hex(hex: &str) -> Vec<u8> {

@@ -15,7 +15,7 @@ use crate::{
         accounts, codes, keys, leases, ledger, now_micros,
         orders::{self, Outcome},
         policy::{self, PolicyChanges},
-        quarantine, sessions,
+        quarantine, rates, sessions,
         usage::{self, UsageFilter},
     },
 };
@@ -36,12 +36,21 @@ pub struct NodeApi {
     shutdown: watch::Receiver<bool>,
     session_lifetime: i64,
     payments: Option<std::sync::Arc<Payments>>,
+    rate_window_micros: i64,
 }
 
 impl NodeApi {
     /// A plane API over `db`; streams end when `shutdown` turns true.
     pub fn new(db: Db, feed: PolicyFeed, currency: String, shutdown: watch::Receiver<bool>) -> NodeApi {
-        NodeApi { db, feed, currency, shutdown, session_lifetime: sessions::DEFAULT_LIFETIME, payments: None }
+        NodeApi {
+            db,
+            feed,
+            currency,
+            shutdown,
+            session_lifetime: sessions::DEFAULT_LIFETIME,
+            payments: None,
+            rate_window_micros: rates::DEFAULT_WINDOW_MICROS,
+        }
     }
 
     /// Console sessions last `micros` (default: 7 days).
@@ -72,6 +81,13 @@ impl NodeApi {
             },
             None => pb::TopUpOptions::default(),
         }
+    }
+
+    /// The same, with a rate window of `micros` (tests use short ones).
+    #[must_use]
+    pub fn with_rate_window(mut self, micros: i64) -> NodeApi {
+        self.rate_window_micros = micros.max(rates::SLOTS_PER_WINDOW);
+        self
     }
 }
 
@@ -290,6 +306,23 @@ impl NodeService for NodeApi {
         let grant = leases::acquire(&self.db, convert::lease_request_from_pb(&request), now_micros()).await?;
         tracing::debug!(node = %request.node_id, key = request.key_id, granted = grant.granted, held = grant.held, limited_by = ?grant.limited_by, "lease");
         Ok(Response::new(convert::grant_to_pb(grant)))
+    }
+
+    async fn acquire_rate(&self, request: Request<pb::AcquireRateRequest>) -> Answer<pb::RateGrant> {
+        let r = request.into_inner();
+        let ask = rates::RateRequest {
+            node_id: &r.node_id,
+            key_id: r.key_id,
+            want_requests: r.want_requests,
+            want_tokens: r.want_tokens,
+            min_requests: r.min_requests,
+            min_tokens: r.min_tokens,
+            want_concurrent: r.want_concurrent,
+            used: r.used_slot.map(|slot| (slot, r.used_requests, r.used_tokens)),
+        };
+        let grant = rates::acquire(&self.db, ask, now_micros(), self.rate_window_micros).await?;
+        tracing::debug!(node = %r.node_id, key = r.key_id, requests = grant.granted_requests, tokens = grant.granted_tokens, concurrent = grant.held_concurrent, limited_by = ?grant.limited_by, "rate grant");
+        Ok(Response::new(convert::rate_grant_to_pb(&grant)))
     }
 
     async fn release_lease(&self, request: Request<pb::ReleaseLeaseRequest>) -> Answer<pb::Empty> {

@@ -129,6 +129,14 @@ pub struct AccountUsage {
     pub day: i64,
     /// What the requests of `day` cost.
     pub day_total: i64,
+    /// The latest UTC week among the requests, and what its requests cost.
+    pub week: i64,
+    /// What the requests of `week` cost.
+    pub week_total: i64,
+    /// The latest UTC month among the requests.
+    pub month: i64,
+    /// What the requests of `month` cost.
+    pub month_total: i64,
 }
 
 /// One key's spend in a usage batch.
@@ -142,6 +150,14 @@ pub struct KeyUsage {
     pub day: i64,
     /// What the requests of `day` cost.
     pub day_total: i64,
+    /// The latest UTC week among the requests, and what its requests cost.
+    pub week: i64,
+    /// What the requests of `week` cost.
+    pub week_total: i64,
+    /// The latest UTC month among the requests.
+    pub month: i64,
+    /// What the requests of `month` cost.
+    pub month_total: i64,
 }
 
 /// What a lease's requests spent in a usage batch.
@@ -394,11 +410,20 @@ impl Dialect for AsyncPgConnection {
             "UPDATE accounts AS a SET balance = a.balance - v.total, \
                spent_today = CASE WHEN a.spent_day = v.day THEN a.spent_today + v.day_total \
                                   WHEN a.spent_day < v.day THEN v.day_total ELSE a.spent_today END, \
-               spent_day = GREATEST(a.spent_day, v.day) \
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-               AS v(id, total, floor, day, day_total) \
+               spent_day = GREATEST(a.spent_day, v.day), \
+               spent_week = CASE WHEN a.spent_week_no = v.week THEN a.spent_week + v.week_total \
+                                 WHEN a.spent_week_no < v.week THEN v.week_total ELSE a.spent_week END, \
+               spent_week_no = GREATEST(a.spent_week_no, v.week), \
+               spent_month = CASE WHEN a.spent_month_no = v.month THEN a.spent_month + v.month_total \
+                                  WHEN a.spent_month_no < v.month THEN v.month_total ELSE a.spent_month END, \
+               spent_month_no = GREATEST(a.spent_month_no, v.month) \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) \
+               AS v(id, total, floor, day, day_total, week, week_total, month, month_total) \
              WHERE a.id = v.id AND a.balance >= v.floor \
                AND a.spent_today <= 9223372036854775807 - v.day_total \
+               AND a.spent_week <= 9223372036854775807 - v.week_total \
+               AND a.spent_month <= 9223372036854775807 - v.month_total \
              RETURNING a.id, a.balance",
         )
         .bind::<Array<BigInt>, _>(column(|d| d.account_id))
@@ -406,6 +431,10 @@ impl Dialect for AsyncPgConnection {
         .bind::<Array<BigInt>, _>(column(|d| d.floor))
         .bind::<Array<BigInt>, _>(column(|d| d.day))
         .bind::<Array<BigInt>, _>(column(|d| d.day_total))
+        .bind::<Array<BigInt>, _>(column(|d| d.week))
+        .bind::<Array<BigInt>, _>(column(|d| d.week_total))
+        .bind::<Array<BigInt>, _>(column(|d| d.month))
+        .bind::<Array<BigInt>, _>(column(|d| d.month_total))
         .load(self)
         .await?;
         Ok(rows.into_iter().map(|r| (r.id, r.balance)).collect())
@@ -417,16 +446,29 @@ impl Dialect for AsyncPgConnection {
             "UPDATE api_keys AS k SET spent = k.spent + v.total, \
                spent_today = CASE WHEN k.spent_day = v.day THEN k.spent_today + v.day_total \
                                   WHEN k.spent_day < v.day THEN v.day_total ELSE k.spent_today END, \
-               spent_day = GREATEST(k.spent_day, v.day) \
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) \
-               AS v(id, total, day, day_total) \
+               spent_day = GREATEST(k.spent_day, v.day), \
+               spent_week = CASE WHEN k.spent_week_no = v.week THEN k.spent_week + v.week_total \
+                                 WHEN k.spent_week_no < v.week THEN v.week_total ELSE k.spent_week END, \
+               spent_week_no = GREATEST(k.spent_week_no, v.week), \
+               spent_month = CASE WHEN k.spent_month_no = v.month THEN k.spent_month + v.month_total \
+                                  WHEN k.spent_month_no < v.month THEN v.month_total ELSE k.spent_month END, \
+               spent_month_no = GREATEST(k.spent_month_no, v.month) \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+                         $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+               AS v(id, total, day, day_total, week, week_total, month, month_total) \
              WHERE k.id = v.id AND k.spent <= 9223372036854775807 - v.total \
-               AND k.spent_today <= 9223372036854775807 - v.day_total",
+               AND k.spent_today <= 9223372036854775807 - v.day_total \
+               AND k.spent_week <= 9223372036854775807 - v.week_total \
+               AND k.spent_month <= 9223372036854775807 - v.month_total",
         )
         .bind::<Array<BigInt>, _>(column(|k| k.key_id))
         .bind::<Array<BigInt>, _>(column(|k| k.total))
         .bind::<Array<BigInt>, _>(column(|k| k.day))
         .bind::<Array<BigInt>, _>(column(|k| k.day_total))
+        .bind::<Array<BigInt>, _>(column(|k| k.week))
+        .bind::<Array<BigInt>, _>(column(|k| k.week_total))
+        .bind::<Array<BigInt>, _>(column(|k| k.month))
+        .bind::<Array<BigInt>, _>(column(|k| k.month_total))
         .execute(self)
         .await
     }
@@ -524,12 +566,22 @@ impl<S: SpawnBlocking + Send + 'static> Dialect for SyncConnectionWrapper<Sqlite
             "UPDATE accounts SET balance = balance - v.total, \
                spent_today = CASE WHEN spent_day = v.day THEN spent_today + v.day_total \
                                   WHEN spent_day < v.day THEN v.day_total ELSE spent_today END, \
-               spent_day = MAX(spent_day, v.day) \
+               spent_day = MAX(spent_day, v.day), \
+               spent_week = CASE WHEN spent_week_no = v.week THEN spent_week + v.week_total \
+                                 WHEN spent_week_no < v.week THEN v.week_total ELSE spent_week END, \
+               spent_week_no = MAX(spent_week_no, v.week), \
+               spent_month = CASE WHEN spent_month_no = v.month THEN spent_month + v.month_total \
+                                  WHEN spent_month_no < v.month THEN v.month_total ELSE spent_month END, \
+               spent_month_no = MAX(spent_month_no, v.month) \
              FROM (SELECT value ->> 'account_id' AS id, value ->> 'total' AS total, \
                      value ->> 'floor' AS floor, value ->> 'day' AS day, \
-                     value ->> 'day_total' AS day_total FROM json_each(?)) AS v \
+                     value ->> 'day_total' AS day_total, value ->> 'week' AS week, \
+                     value ->> 'week_total' AS week_total, value ->> 'month' AS month, \
+                     value ->> 'month_total' AS month_total FROM json_each(?)) AS v \
              WHERE accounts.id = v.id AND accounts.balance >= v.floor \
                AND accounts.spent_today <= 9223372036854775807 - v.day_total \
+               AND accounts.spent_week <= 9223372036854775807 - v.week_total \
+               AND accounts.spent_month <= 9223372036854775807 - v.month_total \
              RETURNING accounts.id AS id, accounts.balance AS balance",
         )
         .bind::<Text, _>(json(&debits)?)
@@ -543,11 +595,22 @@ impl<S: SpawnBlocking + Send + 'static> Dialect for SyncConnectionWrapper<Sqlite
             "UPDATE api_keys SET spent = spent + v.total, \
                spent_today = CASE WHEN spent_day = v.day THEN spent_today + v.day_total \
                                   WHEN spent_day < v.day THEN v.day_total ELSE spent_today END, \
-               spent_day = MAX(spent_day, v.day) \
+               spent_day = MAX(spent_day, v.day), \
+               spent_week = CASE WHEN spent_week_no = v.week THEN spent_week + v.week_total \
+                                 WHEN spent_week_no < v.week THEN v.week_total ELSE spent_week END, \
+               spent_week_no = MAX(spent_week_no, v.week), \
+               spent_month = CASE WHEN spent_month_no = v.month THEN spent_month + v.month_total \
+                                  WHEN spent_month_no < v.month THEN v.month_total ELSE spent_month END, \
+               spent_month_no = MAX(spent_month_no, v.month) \
              FROM (SELECT value ->> 'key_id' AS id, value ->> 'total' AS total, \
-                     value ->> 'day' AS day, value ->> 'day_total' AS day_total FROM json_each(?)) AS v \
+                     value ->> 'day' AS day, value ->> 'day_total' AS day_total, \
+                     value ->> 'week' AS week, value ->> 'week_total' AS week_total, \
+                     value ->> 'month' AS month, value ->> 'month_total' AS month_total \
+                   FROM json_each(?)) AS v \
              WHERE api_keys.id = v.id AND api_keys.spent <= 9223372036854775807 - v.total \
-               AND api_keys.spent_today <= 9223372036854775807 - v.day_total",
+               AND api_keys.spent_today <= 9223372036854775807 - v.day_total \
+               AND api_keys.spent_week <= 9223372036854775807 - v.week_total \
+               AND api_keys.spent_month <= 9223372036854775807 - v.month_total",
         )
         .bind::<Text, _>(json(&keys)?)
         .execute(self)

@@ -18,6 +18,18 @@ pub struct AccountQuota {
     pub spent_today: i64,
     /// The UTC day `spent_today` counts.
     pub spent_day: i64,
+    /// Weekly spend cap.
+    pub weekly_limit: Option<i64>,
+    /// Monthly spend cap.
+    pub monthly_limit: Option<i64>,
+    /// Spend in the UTC week `spent_week_no`.
+    pub spent_week: i64,
+    /// The UTC week `spent_week` counts.
+    pub spent_week_no: i64,
+    /// Spend in the UTC month `spent_month_no`.
+    pub spent_month: i64,
+    /// The UTC month `spent_month` counts.
+    pub spent_month_no: i64,
 }
 
 /// What a grant needs of a key.
@@ -36,6 +48,18 @@ pub struct KeyQuota {
     pub spent_today: i64,
     /// The UTC day `spent_today` counts.
     pub spent_day: i64,
+    /// Weekly spend cap.
+    pub weekly_limit: Option<i64>,
+    /// Monthly spend cap.
+    pub monthly_limit: Option<i64>,
+    /// Spend in the UTC week `spent_week_no`.
+    pub spent_week: i64,
+    /// The UTC week `spent_week` counts.
+    pub spent_week_no: i64,
+    /// Spend in the UTC month `spent_month_no`.
+    pub spent_month: i64,
+    /// The UTC month `spent_month` counts.
+    pub spent_month_no: i64,
     /// Unix micros.
     pub expires_at: Option<i64>,
     /// Revoked keys get nothing.

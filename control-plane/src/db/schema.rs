@@ -27,6 +27,9 @@ diesel::table! {
         models -> Text,
         version -> BigInt,
         created_at -> BigInt,
+        rpm -> Nullable<BigInt>,
+        tpm -> Nullable<BigInt>,
+        max_concurrent -> Nullable<BigInt>,
     }
 }
 
@@ -107,6 +110,15 @@ diesel::table! {
         email -> Nullable<Text>,
         password_hash -> Nullable<Text>,
         disabled -> Bool,
+        rpm -> Nullable<BigInt>,
+        tpm -> Nullable<BigInt>,
+        max_concurrent -> Nullable<BigInt>,
+        weekly_limit -> Nullable<BigInt>,
+        monthly_limit -> Nullable<BigInt>,
+        spent_week -> BigInt,
+        spent_week_no -> BigInt,
+        spent_month -> BigInt,
+        spent_month_no -> BigInt,
     }
 }
 
@@ -148,6 +160,15 @@ diesel::table! {
         revoked -> Bool,
         version -> BigInt,
         created_at -> BigInt,
+        rpm -> Nullable<BigInt>,
+        tpm -> Nullable<BigInt>,
+        max_concurrent -> Nullable<BigInt>,
+        weekly_limit -> Nullable<BigInt>,
+        monthly_limit -> Nullable<BigInt>,
+        spent_week -> BigInt,
+        spent_week_no -> BigInt,
+        spent_month -> BigInt,
+        spent_month_no -> BigInt,
     }
 }
 
@@ -261,6 +282,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rate_grants (key_id, node_id, slot) {
+        key_id -> BigInt,
+        account_id -> BigInt,
+        node_id -> Text,
+        slot -> BigInt,
+        requests -> BigInt,
+        tokens -> BigInt,
+        concurrent -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(accounts -> token_groups (group_id));
 diesel::joinable!(payment_orders -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
@@ -287,4 +321,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_quarantine,
     leases,
     payment_orders,
+    rate_grants,
 );

@@ -54,6 +54,14 @@ pub struct UsageDebit<'a> {
     pub day: i64,
     /// What the requests of `day` cost.
     pub day_total: i64,
+    /// The latest UTC week among the requests, and what its requests cost.
+    pub week: i64,
+    /// What the requests of `week` cost.
+    pub week_total: i64,
+    /// The latest UTC month among the requests.
+    pub month: i64,
+    /// What the requests of `month` cost.
+    pub month_total: i64,
 }
 
 /// Transaction steps every backend's connection can run.
@@ -197,6 +205,10 @@ macro_rules! impl_tx_conn {
                         floor: i64::MIN + total,
                         day: debit.day,
                         day_total: debit.day_total,
+                        week: debit.week,
+                        week_total: debit.week_total,
+                        month: debit.month,
+                        month_total: debit.month_total,
                     });
                 }
                 let balances: HashMap<i64, i64> =

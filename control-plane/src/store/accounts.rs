@@ -1,10 +1,15 @@
-//! Accounts: who pays. An account has a group, a balance (the sum of its ledger), an
-//! optional daily limit, and what it signs in to the console with (an email, a password hash)
-//! unless it is disabled.
+//! Accounts: who pays. An account has a group, a balance (the sum of its ledger), optional
+//! daily, weekly and monthly spend limits, optional rate limits shared by its keys, and what it
+//! signs in to the console with (an email, a password hash) unless it is disabled.
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::{check_name, check_non_negative, groups::DEFAULT_GROUP, now_micros, spent_on, utc_day};
+use super::{
+    check_name, check_non_negative,
+    groups::DEFAULT_GROUP,
+    limits::{PeriodChange, PeriodLimits, RateChange, RateLimits, month_of_day, week_of_day},
+    now_micros, spent_on, utc_day,
+};
 use crate::{
     db::{
         Db, Posting, TxConn,
@@ -44,6 +49,31 @@ pub struct AccountRow {
     #[diesel(select_expression = accounts::password_hash.is_not_null())]
     #[diesel(select_expression_type = diesel::dsl::IsNotNull<accounts::password_hash>)]
     pub has_password: bool,
+    /// Requests per rate window.
+    pub rpm: Option<i64>,
+    /// Tokens per rate window.
+    pub tpm: Option<i64>,
+    /// Requests in flight.
+    pub max_concurrent: Option<i64>,
+    /// Weekly spend cap.
+    pub weekly_limit: Option<i64>,
+    /// Monthly spend cap.
+    pub monthly_limit: Option<i64>,
+    /// Spend in the UTC week `spent_week_no`.
+    pub spent_week: i64,
+    /// The UTC week `spent_week` counts.
+    pub spent_week_no: i64,
+    /// Spend in the UTC month `spent_month_no`.
+    pub spent_month: i64,
+    /// The UTC month `spent_month` counts.
+    pub spent_month_no: i64,
+}
+
+impl AccountRow {
+    /// Its rate limits.
+    pub fn rates(&self) -> RateLimits {
+        RateLimits { rpm: self.rpm, tpm: self.tpm, max_concurrent: self.max_concurrent }
+    }
 }
 
 /// An account as admins see it.
@@ -71,11 +101,42 @@ pub struct Account {
     pub disabled: bool,
     /// Whether a console password is set.
     pub has_password: bool,
+    /// Rate limits shared by its keys.
+    pub rates: RateLimits,
+    /// Weekly and monthly spend caps.
+    pub periods: PeriodLimits,
+    /// Spend in the current UTC week (from Monday).
+    pub spent_this_week: i64,
+    /// Spend in the current UTC month.
+    pub spent_this_month: i64,
+}
+
+/// Limits of a new account besides its daily limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewLimits {
+    /// Rate limits.
+    pub rates: RateLimits,
+    /// Weekly and monthly spend caps.
+    pub periods: PeriodLimits,
+}
+
+/// Changes to an account's limits besides its daily limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitChange {
+    /// Rate limits.
+    pub rates: RateChange,
+    /// Weekly and monthly spend caps.
+    pub periods: PeriodChange,
 }
 
 fn view(row: AccountRow, group: String, reserved: i64, now: i64) -> Account {
     let today = utc_day(now);
+    let rates = row.rates();
     Account {
+        rates,
+        periods: PeriodLimits { weekly: row.weekly_limit, monthly: row.monthly_limit },
+        spent_this_week: spent_on(week_of_day(today), row.spent_week_no, row.spent_week),
+        spent_this_month: spent_on(month_of_day(today), row.spent_month_no, row.spent_month),
         id: row.id,
         name: row.name,
         group,
@@ -117,8 +178,23 @@ pub async fn add(
     daily_limit: Option<i64>,
     email: Option<&str>,
 ) -> StoreResult<Account> {
+    add_limited(db, name, group, balance, daily_limit, email, NewLimits::default()).await
+}
+
+/// Adds an account with rate and period limits too.
+pub async fn add_limited(
+    db: &Db,
+    name: &str,
+    group: Option<&str>,
+    balance: Option<i64>,
+    daily_limit: Option<i64>,
+    email: Option<&str>,
+    limits: NewLimits,
+) -> StoreResult<Account> {
     check_name("account", name)?;
     let email = email.map(normalize_email).transpose()?;
+    limits.rates.check()?;
+    limits.periods.check()?;
     let balance = balance.unwrap_or(0);
     check_non_negative("balance", balance)?;
     if let Some(limit) = daily_limit {
@@ -151,6 +227,13 @@ pub async fn add(
                 accounts::version.eq(version),
                 accounts::created_at.eq(now),
                 accounts::email.eq(&email),
+                accounts::rpm.eq(limits.rates.rpm),
+                accounts::tpm.eq(limits.rates.tpm),
+                accounts::max_concurrent.eq(limits.rates.max_concurrent),
+                accounts::weekly_limit.eq(limits.periods.weekly),
+                accounts::monthly_limit.eq(limits.periods.monthly),
+                accounts::spent_week_no.eq(week_of_day(utc_day(now))),
+                accounts::spent_month_no.eq(month_of_day(utc_day(now))),
             ))
             .returning(accounts::id)
             .get_result(conn)
@@ -183,11 +266,13 @@ pub struct AccountUpdate<'a> {
     pub email: Option<Option<&'a str>>,
     /// Disable or enable; disabling ends the account's console sessions.
     pub disabled: Option<bool>,
+    /// Rate limits and weekly/monthly caps.
+    pub limits: LimitChange,
 }
 
 /// Changes an account; what `update` leaves `None` stays as it is.
 pub async fn update(db: &Db, name: &str, update: AccountUpdate<'_>) -> StoreResult<Account> {
-    let AccountUpdate { group, daily_limit, email, disabled } = update;
+    let AccountUpdate { group, daily_limit, email, disabled, limits } = update;
     if let Some(Some(limit)) = daily_limit {
         check_non_negative("daily limit", limit)?;
     }
@@ -224,6 +309,27 @@ pub async fn update(db: &Db, name: &str, update: AccountUpdate<'_>) -> StoreResu
         }
         if let Some(limit) = daily_limit {
             diesel::update(target).set(accounts::daily_limit.eq(limit)).execute(conn).await?;
+        }
+        let row: AccountRow = target.select(AccountRow::as_select()).first(conn).await?;
+        let periods =
+            limits.periods.apply(PeriodLimits { weekly: row.weekly_limit, monthly: row.monthly_limit })?;
+        diesel::update(target)
+            .set((accounts::weekly_limit.eq(periods.weekly), accounts::monthly_limit.eq(periods.monthly)))
+            .execute(conn)
+            .await?;
+        if !limits.rates.is_empty() {
+            // Data planes enforce rate limits: a policy change.
+            let rates = limits.rates.apply(row.rates())?;
+            let version = conn.bump_policy_version().await?;
+            diesel::update(target)
+                .set((
+                    accounts::rpm.eq(rates.rpm),
+                    accounts::tpm.eq(rates.tpm),
+                    accounts::max_concurrent.eq(rates.max_concurrent),
+                    accounts::version.eq(version),
+                ))
+                .execute(conn)
+                .await?;
         }
         Ok(())
     })?;
@@ -264,7 +370,12 @@ pub async fn get(db: &Db, name: &str) -> StoreResult<Account> {
 
 /// One account by id.
 pub async fn get_by_id(db: &Db, id: i64) -> StoreResult<Account> {
-    let now = now_micros();
+    get_by_id_at(db, id, now_micros()).await
+}
+
+/// One account by id, its spend "today", "this week" and "this month" as of `now` (unix
+/// micros): for tests with a clock of their own.
+pub async fn get_by_id_at(db: &Db, id: i64, now: i64) -> StoreResult<Account> {
     read_tx!(db, |conn| {
         let (row, group) = accounts::table
             .inner_join(token_groups::table)

@@ -3,7 +3,11 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use router_proto::Multiplier;
 
-use super::{check_name, clean_names, json_list, now_micros, parse_json_list};
+use super::{
+    check_name, clean_names, json_list,
+    limits::{RateChange, RateLimits},
+    now_micros, parse_json_list,
+};
 use crate::{
     db::{
         Db, TxConn,
@@ -34,9 +38,20 @@ pub struct Group {
     pub version: i64,
     /// Unix micros.
     pub created_at: i64,
+    /// Requests per rate window, for each key without its own.
+    pub rpm: Option<i64>,
+    /// Tokens per rate window, for each key without its own.
+    pub tpm: Option<i64>,
+    /// Requests in flight, for each key without its own.
+    pub max_concurrent: Option<i64>,
 }
 
 impl Group {
+    /// The rate limits of its keys that set none of their own.
+    pub fn rates(&self) -> RateLimits {
+        RateLimits { rpm: self.rpm, tpm: self.tpm, max_concurrent: self.max_concurrent }
+    }
+
     /// Reachable model or model-group names.
     pub fn model_list(&self) -> Vec<String> {
         parse_json_list(&self.models)
@@ -58,8 +73,15 @@ pub enum Reach {
 }
 
 /// Adds a group; without a model list it reaches all models.
-pub async fn add(db: &Db, name: &str, multiplier: Option<Multiplier>, reach: Reach) -> StoreResult<Group> {
+pub async fn add(
+    db: &Db,
+    name: &str,
+    multiplier: Option<Multiplier>,
+    reach: Reach,
+    rates: RateLimits,
+) -> StoreResult<Group> {
     check_name("group", name)?;
+    rates.check()?;
     let (all_models, models) = reach_columns(reach)?;
     let multiplier = multiplier.unwrap_or(Multiplier::ONE).micros();
     write_tx!(db, |conn| {
@@ -72,6 +94,9 @@ pub async fn add(db: &Db, name: &str, multiplier: Option<Multiplier>, reach: Rea
                 token_groups::models.eq(&models),
                 token_groups::version.eq(version),
                 token_groups::created_at.eq(now_micros()),
+                token_groups::rpm.eq(rates.rpm),
+                token_groups::tpm.eq(rates.tpm),
+                token_groups::max_concurrent.eq(rates.max_concurrent),
             ))
             .returning(Group::as_returning())
             .get_result(conn)
@@ -100,6 +125,7 @@ pub async fn update(
     name: &str,
     multiplier: Option<Multiplier>,
     reach: Option<Reach>,
+    rates: RateChange,
 ) -> StoreResult<Group> {
     let reach = reach.map(reach_columns).transpose()?;
     write_tx!(db, |conn| {
@@ -115,6 +141,18 @@ pub async fn update(
         if let Some((all_models, models)) = &reach {
             diesel::update(target)
                 .set((token_groups::all_models.eq(*all_models), token_groups::models.eq(models)))
+                .execute(conn)
+                .await?;
+        }
+        if !rates.is_empty() {
+            let now: Group = target.select(Group::as_select()).first(conn).await?;
+            let rates = rates.apply(now.rates())?;
+            diesel::update(target)
+                .set((
+                    token_groups::rpm.eq(rates.rpm),
+                    token_groups::tpm.eq(rates.tpm),
+                    token_groups::max_concurrent.eq(rates.max_concurrent),
+                ))
                 .execute(conn)
                 .await?;
         }

@@ -6,7 +6,11 @@ use diesel_async::RunQueryDsl;
 use rand::{Rng, distr::Alphanumeric};
 use sha2::{Digest, Sha256};
 
-use super::{check_non_negative, clean_names, json_list, now_micros, parse_json_list, spent_on, utc_day};
+use super::{
+    check_non_negative, clean_names, json_list,
+    limits::{PeriodChange, PeriodLimits, RateChange, RateLimits, month_of_day, week_of_day},
+    now_micros, parse_json_list, spent_on, utc_day,
+};
 use crate::{
     db::{
         Db, TxConn,
@@ -73,6 +77,31 @@ pub struct KeyRow {
     pub version: i64,
     /// Unix micros.
     pub created_at: i64,
+    /// Requests per rate window.
+    pub rpm: Option<i64>,
+    /// Tokens per rate window.
+    pub tpm: Option<i64>,
+    /// Requests in flight.
+    pub max_concurrent: Option<i64>,
+    /// Weekly spend cap.
+    pub weekly_limit: Option<i64>,
+    /// Monthly spend cap.
+    pub monthly_limit: Option<i64>,
+    /// Spend in the UTC week `spent_week_no`.
+    pub spent_week: i64,
+    /// The UTC week `spent_week` counts.
+    pub spent_week_no: i64,
+    /// Spend in the UTC month `spent_month_no`.
+    pub spent_month: i64,
+    /// The UTC month `spent_month` counts.
+    pub spent_month_no: i64,
+}
+
+impl KeyRow {
+    /// Its own rate limits (its group's apply where it has none).
+    pub fn rates(&self) -> RateLimits {
+        RateLimits { rpm: self.rpm, tpm: self.tpm, max_concurrent: self.max_concurrent }
+    }
 }
 
 /// A key as admins see it (never its secret or hash).
@@ -108,6 +137,14 @@ pub struct Key {
     pub revoked: bool,
     /// Unix micros.
     pub created_at: i64,
+    /// Its own rate limits.
+    pub rates: RateLimits,
+    /// Weekly and monthly spend caps.
+    pub periods: PeriodLimits,
+    /// Spend in the current UTC week.
+    pub spent_this_week: i64,
+    /// Spend in the current UTC month.
+    pub spent_this_month: i64,
 }
 
 /// Options of a new key.
@@ -127,6 +164,10 @@ pub struct KeySpec {
     pub models: Vec<String>,
     /// Unix micros.
     pub expires_at: Option<i64>,
+    /// Own rate limits.
+    pub rates: RateLimits,
+    /// Weekly and monthly spend caps.
+    pub periods: PeriodLimits,
 }
 
 /// Changes to a key; the outer `None` leaves a field alone, `Some(None)` clears it.
@@ -144,6 +185,10 @@ pub struct KeyUpdate {
     pub models: Option<Vec<String>>,
     /// New expiry.
     pub expires_at: Option<Option<i64>>,
+    /// New own rate limits.
+    pub rates: RateChange,
+    /// New weekly and monthly caps.
+    pub periods: PeriodChange,
 }
 
 fn check_limits(limit: Option<i64>, daily_limit: Option<i64>) -> StoreResult<()> {
@@ -159,6 +204,8 @@ fn check_limits(limit: Option<i64>, daily_limit: Option<i64>) -> StoreResult<()>
 /// Creates a key; returns it with its secret, which is not kept.
 pub async fn create(db: &Db, spec: KeySpec) -> StoreResult<(Key, String)> {
     check_limits(spec.limit, spec.daily_limit)?;
+    spec.rates.check()?;
+    spec.periods.check()?;
     let models = json_list(&clean_names("model", &spec.models)?);
     let secret = generate_secret();
     let hash = hash_secret(&secret);
@@ -188,6 +235,13 @@ pub async fn create(db: &Db, spec: KeySpec) -> StoreResult<(Key, String)> {
                 api_keys::revoked.eq(false),
                 api_keys::version.eq(version),
                 api_keys::created_at.eq(now),
+                api_keys::rpm.eq(spec.rates.rpm),
+                api_keys::tpm.eq(spec.rates.tpm),
+                api_keys::max_concurrent.eq(spec.rates.max_concurrent),
+                api_keys::weekly_limit.eq(spec.periods.weekly),
+                api_keys::monthly_limit.eq(spec.periods.monthly),
+                api_keys::spent_week_no.eq(week_of_day(utc_day(now))),
+                api_keys::spent_month_no.eq(month_of_day(utc_day(now))),
             ))
             .returning(api_keys::id)
             .get_result::<i64>(conn)
@@ -230,6 +284,9 @@ pub async fn update(db: &Db, id: i64, update: KeyUpdate) -> StoreResult<Key> {
         if let Some(expires_at) = update.expires_at {
             row.expires_at = expires_at;
         }
+        let rates = update.rates.apply(row.rates())?;
+        let periods =
+            update.periods.apply(PeriodLimits { weekly: row.weekly_limit, monthly: row.monthly_limit })?;
         let version = conn.bump_policy_version().await?;
         diesel::update(api_keys::table.find(id))
             .set((
@@ -240,6 +297,11 @@ pub async fn update(db: &Db, id: i64, update: KeyUpdate) -> StoreResult<Key> {
                 api_keys::models.eq(row.models),
                 api_keys::expires_at.eq(row.expires_at),
                 api_keys::version.eq(version),
+                api_keys::rpm.eq(rates.rpm),
+                api_keys::tpm.eq(rates.tpm),
+                api_keys::max_concurrent.eq(rates.max_concurrent),
+                api_keys::weekly_limit.eq(periods.weekly),
+                api_keys::monthly_limit.eq(periods.monthly),
             ))
             .execute(conn)
             .await?;
@@ -289,6 +351,7 @@ enum Filter<'a> {
 
 async fn load(db: &Db, filter: Filter<'_>) -> StoreResult<Vec<Key>> {
     let today = utc_day(now_micros());
+    let (week, month) = (week_of_day(today), month_of_day(today));
     read_tx!(db, |conn| {
         let groups: HashMap<i64, String> = token_groups::table
             .select((token_groups::id, token_groups::name))
@@ -314,6 +377,10 @@ async fn load(db: &Db, filter: Filter<'_>) -> StoreResult<Vec<Key>> {
         Ok(rows
             .into_iter()
             .map(|(row, account, account_group)| Key {
+                rates: row.rates(),
+                periods: PeriodLimits { weekly: row.weekly_limit, monthly: row.monthly_limit },
+                spent_this_week: spent_on(week, row.spent_week_no, row.spent_week),
+                spent_this_month: spent_on(month, row.spent_month_no, row.spent_month),
                 id: row.id,
                 name: row.name,
                 prefix: row.prefix,

@@ -1,5 +1,6 @@
 //! Quota leases: amounts set aside for one key on one data plane out of every remainder that
-//! applies (account balance, key limit, key and account daily limits), net of what the
+//! applies (account balance, key limit, key and account daily, weekly and monthly limits),
+//! net of what the
 //! account's other live leases hold.
 //!
 //! Grants for one account are serialized (the account row is locked, see
@@ -11,7 +12,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use rand::{Rng, distr::Alphanumeric};
 
-use super::{next_midnight, spent_on, utc_day};
+use super::{
+    limits::{month_of_day, week_of_day},
+    next_midnight, spent_on, utc_day,
+};
 pub use crate::db::{AccountQuota, KeyQuota, LeaseRow};
 use crate::{
     db::{Db, Dialect, GrantBasis, schema::leases},
@@ -54,6 +58,14 @@ pub enum Limit {
     KeyDailyLimit,
     /// The account's daily limit.
     AccountDailyLimit,
+    /// The key's weekly limit.
+    KeyWeeklyLimit,
+    /// The key's monthly limit.
+    KeyMonthlyLimit,
+    /// The account's weekly limit.
+    AccountWeeklyLimit,
+    /// The account's monthly limit.
+    AccountMonthlyLimit,
     /// The key is revoked (or unknown).
     Revoked,
     /// The key has expired.
@@ -68,6 +80,10 @@ impl Limit {
             Limit::KeyLimit => "key_limit",
             Limit::KeyDailyLimit => "key_daily_limit",
             Limit::AccountDailyLimit => "account_daily_limit",
+            Limit::KeyWeeklyLimit => "key_weekly_limit",
+            Limit::KeyMonthlyLimit => "key_monthly_limit",
+            Limit::AccountWeeklyLimit => "account_weekly_limit",
+            Limit::AccountMonthlyLimit => "account_monthly_limit",
             Limit::Revoked => "revoked",
             Limit::Expired => "expired",
         }
@@ -102,6 +118,14 @@ pub struct Remainders {
     pub key_daily_limit: Option<i64>,
     /// Account daily limit minus spent today minus the account's held.
     pub account_daily_limit: Option<i64>,
+    /// Key weekly limit minus spent this week minus the key's held.
+    pub key_weekly_limit: Option<i64>,
+    /// Key monthly limit minus spent this month minus the key's held.
+    pub key_monthly_limit: Option<i64>,
+    /// Account weekly limit minus spent this week minus the account's held.
+    pub account_weekly_limit: Option<i64>,
+    /// Account monthly limit minus spent this month minus the account's held.
+    pub account_monthly_limit: Option<i64>,
 }
 
 impl Remainders {
@@ -112,6 +136,10 @@ impl Remainders {
             live.iter().filter(|l| l.key_id == key.id).fold(0_i64, |sum, l| sum.saturating_add(l.held));
         let key_spent_today = spent_on(today, key.spent_day, key.spent_today);
         let account_spent_today = spent_on(today, account.spent_day, account.spent_today);
+        let (week, month) = (week_of_day(today), month_of_day(today));
+        let room = |limit: Option<i64>, spent: i64, held: i64| {
+            limit.map(|l| l.saturating_sub(spent).saturating_sub(held))
+        };
         Remainders {
             balance: account.balance.saturating_sub(held_account),
             key_limit: key.spend_limit.map(|l| l.saturating_sub(key.spent).saturating_sub(held_key)),
@@ -121,17 +149,42 @@ impl Remainders {
             account_daily_limit: account
                 .daily_limit
                 .map(|l| l.saturating_sub(account_spent_today).saturating_sub(held_account)),
+            key_weekly_limit: room(
+                key.weekly_limit,
+                spent_on(week, key.spent_week_no, key.spent_week),
+                held_key,
+            ),
+            key_monthly_limit: room(
+                key.monthly_limit,
+                spent_on(month, key.spent_month_no, key.spent_month),
+                held_key,
+            ),
+            account_weekly_limit: room(
+                account.weekly_limit,
+                spent_on(week, account.spent_week_no, account.spent_week),
+                held_account,
+            ),
+            account_monthly_limit: room(
+                account.monthly_limit,
+                spent_on(month, account.spent_month_no, account.spent_month),
+                held_account,
+            ),
         }
     }
 
     /// The smallest remainder (zero when one is exhausted or overdrawn) and which it is; on
-    /// a tie, the first in the order balance, key limit, key daily, account daily.
+    /// a tie, the first in the order balance, key limit, key daily, account daily, key weekly,
+    /// key monthly, account weekly, account monthly.
     pub fn room(&self) -> (i64, Limit) {
         let mut room = (self.balance, Limit::Balance);
         for (remainder, limit) in [
             (self.key_limit, Limit::KeyLimit),
             (self.key_daily_limit, Limit::KeyDailyLimit),
             (self.account_daily_limit, Limit::AccountDailyLimit),
+            (self.key_weekly_limit, Limit::KeyWeeklyLimit),
+            (self.key_monthly_limit, Limit::KeyMonthlyLimit),
+            (self.account_weekly_limit, Limit::AccountWeeklyLimit),
+            (self.account_monthly_limit, Limit::AccountMonthlyLimit),
         ] {
             if let Some(remainder) = remainder.filter(|r| *r < room.0) {
                 room = (remainder, limit);
@@ -297,7 +350,19 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn account(balance: i64, daily_limit: Option<i64>, spent_today: i64, spent_day: i64) -> AccountQuota {
-        AccountQuota { id: 1, balance, daily_limit, spent_today, spent_day }
+        AccountQuota {
+            id: 1,
+            balance,
+            daily_limit,
+            spent_today,
+            spent_day,
+            weekly_limit: None,
+            monthly_limit: None,
+            spent_week: 0,
+            spent_week_no: 0,
+            spent_month: 0,
+            spent_month_no: 0,
+        }
     }
 
     fn key(spend_limit: Option<i64>, spent: i64, daily_limit: Option<i64>, spent_today: i64) -> KeyQuota {
@@ -308,6 +373,12 @@ mod tests {
             daily_limit,
             spent_today,
             spent_day: 10,
+            weekly_limit: None,
+            monthly_limit: None,
+            spent_week: 0,
+            spent_week_no: 0,
+            spent_month: 0,
+            spent_month_no: 0,
             expires_at: None,
             revoked: false,
         }
@@ -341,6 +412,31 @@ mod tests {
         // A negative balance (overspend) leaves no room.
         let r = Remainders::of(&account(-5, None, 0, 10), &key(None, 0, None, 0), &[], 10);
         assert_eq!(r.room(), (0, Limit::Balance));
+    }
+
+    #[test]
+    fn weekly_and_monthly_limits_bind_in_their_own_period_only() {
+        let today = 20_422; // Tuesday 2025-11-25
+        let (week, month) = (week_of_day(today), month_of_day(today));
+        let mut a = account(100, None, 0, today);
+        a.weekly_limit = Some(50);
+        a.spent_week = 45;
+        a.spent_week_no = week;
+        let r = Remainders::of(&a, &key(None, 0, None, 0), &[], today);
+        assert_eq!(r.room(), (5, Limit::AccountWeeklyLimit));
+        a.spent_week_no = week - 1;
+        let r = Remainders::of(&a, &key(None, 0, None, 0), &[], today);
+        assert_eq!(r.room(), (50, Limit::AccountWeeklyLimit), "last week's spend is gone");
+        let mut k = key(None, 0, None, 0);
+        k.monthly_limit = Some(30);
+        k.spent_month = 30;
+        k.spent_month_no = month;
+        let r = Remainders::of(&a, &k, &[], today);
+        assert_eq!(r.room(), (0, Limit::KeyMonthlyLimit));
+        k.weekly_limit = Some(40);
+        k.spent_month_no = month - 1;
+        let r = Remainders::of(&a, &k, &[lease(7, "a", 12)], today);
+        assert_eq!(r.room(), (18, Limit::KeyMonthlyLimit), "held counts against every period");
     }
 
     #[test]

@@ -13,12 +13,14 @@ pub mod groups;
 pub mod keys;
 pub mod leases;
 pub mod ledger;
+pub mod limits;
 pub mod models;
 pub mod orders;
 pub mod policy;
 pub mod pricing;
 pub mod quarantine;
 pub mod sessions;
+pub mod rates;
 pub mod setup;
 pub mod usage;
 

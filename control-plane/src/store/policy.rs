@@ -30,6 +30,12 @@ pub struct PolicyAccount {
     pub name: String,
     /// Token group.
     pub group_id: i64,
+    /// Requests per rate window, shared by its keys.
+    pub rpm: Option<i64>,
+    /// Tokens per rate window, shared by its keys.
+    pub tpm: Option<i64>,
+    /// Requests in flight, shared by its keys.
+    pub max_concurrent: Option<i64>,
 }
 
 /// What a data plane needs of a key: only these columns are read, so that a snapshot of a
@@ -51,6 +57,12 @@ pub struct PolicyKey {
     pub expires_at: Option<i64>,
     /// Revoked keys are removed from the policy.
     pub revoked: bool,
+    /// Own requests per rate window.
+    pub rpm: Option<i64>,
+    /// Own tokens per rate window.
+    pub tpm: Option<i64>,
+    /// Own requests in flight.
+    pub max_concurrent: Option<i64>,
 }
 
 /// A policy, whole or as the changes after a version.
@@ -150,7 +162,14 @@ pub async fn changes(db: &Db, since: Option<i64>) -> StoreResult<PolicyChanges> 
             accounts: accounts::table
                 .filter(accounts::version.gt(after))
                 .order(accounts::id)
-                .select((accounts::id, accounts::name, accounts::group_id))
+                .select((
+                    accounts::id,
+                    accounts::name,
+                    accounts::group_id,
+                    accounts::rpm,
+                    accounts::tpm,
+                    accounts::max_concurrent,
+                ))
                 .load(conn)
                 .await?,
             keys,

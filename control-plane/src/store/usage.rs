@@ -19,7 +19,7 @@ pub use self::list::{
     DEFAULT_LIMIT, MAX_LIMIT, Position, UsageFilter, UsagePage, UsageRow, list, page_limit, position_of,
 };
 pub use self::summary::{Bucket, By, MAX_BUCKETS, SummaryFilter, Totals, summarize};
-use super::{DayTotal, utc_day};
+use super::{limits::PeriodTotals, utc_day};
 use crate::{
     db::{Db, Dialect, HourlyUsage, KeyUsage, LeaseUsage, NewUsage, TxConn, UsageDebit, schema::api_keys},
     error::{StoreError, StoreResult},
@@ -167,19 +167,19 @@ struct Changes<'a> {
 #[derive(Debug, Default)]
 struct AccountSpend<'a> {
     entries: Vec<(&'a str, i64)>,
-    day: DayTotal,
+    periods: PeriodTotals,
 }
 
 /// Sums `billed` (report, its account) per account, key and lease.
 fn changes<'a>(billed: impl Iterator<Item = (&'a Report, i64)>, now: i64) -> Changes<'a> {
     let mut debits: BTreeMap<i64, AccountSpend<'a>> = BTreeMap::new();
-    let mut keys: BTreeMap<i64, (i64, DayTotal)> = BTreeMap::new();
+    let mut keys: BTreeMap<i64, (i64, PeriodTotals)> = BTreeMap::new();
     let mut leases: BTreeMap<(&str, i64), i64> = BTreeMap::new();
     for (report, account_id) in billed {
         let (cost, day) = (report.cost, report.day(now));
         let debit = debits.entry(account_id).or_default();
         debit.entries.push((report.request_id.as_str(), cost));
-        debit.day.add(day, cost);
+        debit.periods.add(day, cost);
         let key = keys.entry(report.key_id).or_default();
         key.0 = key.0.saturating_add(cost);
         key.1.add(day, cost);
@@ -194,13 +194,26 @@ fn changes<'a>(billed: impl Iterator<Item = (&'a Report, i64)>, now: i64) -> Cha
             .map(|(account_id, spend)| UsageDebit {
                 account_id,
                 entries: spend.entries,
-                day: spend.day.day,
-                day_total: spend.day.total,
+                day: spend.periods.day.day,
+                day_total: spend.periods.day.total,
+                week: spend.periods.week.day,
+                week_total: spend.periods.week.total,
+                month: spend.periods.month.day,
+                month_total: spend.periods.month.total,
             })
             .collect(),
         keys: keys
             .into_iter()
-            .map(|(key_id, (total, day))| KeyUsage { key_id, total, day: day.day, day_total: day.total })
+            .map(|(key_id, (total, p))| KeyUsage {
+                key_id,
+                total,
+                day: p.day.day,
+                day_total: p.day.total,
+                week: p.week.day,
+                week_total: p.week.total,
+                month: p.month.day,
+                month_total: p.month.total,
+            })
             .collect(),
         leases: leases
             .into_iter()

@@ -164,6 +164,8 @@ pub struct GroupInfo {
     pub all_models: bool,
     /// Reachable model or model-group names.
     pub models: HashSet<String>,
+    /// Rate limits of its keys that set none of their own.
+    pub rates: super::RateLimits,
 }
 
 impl GroupInfo {
@@ -294,6 +296,7 @@ impl Catalog {
                     multiplier: Multiplier::from_micros(g.multiplier_micros).unwrap_or(Multiplier::ONE),
                     all_models: g.all_models,
                     models: g.models.iter().cloned().collect(),
+                    rates: super::RateLimits::from_wire(g.rpm, g.tpm, g.max_concurrent),
                 };
                 (g.id, info)
             })

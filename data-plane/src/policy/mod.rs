@@ -29,6 +29,41 @@ pub struct KeyInfo {
     pub models: Vec<String>,
     /// Unix micros.
     pub expires_at: Option<i64>,
+    /// Its own rate limits (its group's apply where it has none).
+    pub rates: RateLimits,
+}
+
+/// Requests per window, tokens per window and requests in flight; `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests per rate window.
+    pub rpm: Option<i64>,
+    /// Tokens per rate window.
+    pub tpm: Option<i64>,
+    /// Requests in flight.
+    pub max_concurrent: Option<i64>,
+}
+
+impl RateLimits {
+    /// From the wire: absent or not positive is no limit.
+    pub fn from_wire(rpm: Option<i64>, tpm: Option<i64>, max_concurrent: Option<i64>) -> RateLimits {
+        let set = |v: Option<i64>| v.filter(|v| *v > 0);
+        RateLimits { rpm: set(rpm), tpm: set(tpm), max_concurrent: set(max_concurrent) }
+    }
+
+    /// Each of `self`'s limits, else `fallback`'s (a key's own over its group's).
+    pub fn or(self, fallback: RateLimits) -> RateLimits {
+        RateLimits {
+            rpm: self.rpm.or(fallback.rpm),
+            tpm: self.tpm.or(fallback.tpm),
+            max_concurrent: self.max_concurrent.or(fallback.max_concurrent),
+        }
+    }
+
+    /// Whether no limit is set.
+    pub fn is_none(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.max_concurrent.is_none()
+    }
 }
 
 /// What a data plane knows of an account.
@@ -38,6 +73,8 @@ pub struct AccountInfo {
     pub name: String,
     /// Token group.
     pub group_id: i64,
+    /// Rate limits shared by its keys.
+    pub rates: RateLimits,
 }
 
 type Shard = Arc<HashMap<[u8; 32], Arc<KeyInfo>>>;
@@ -74,6 +111,7 @@ fn key_info(key: pb::PolicyKey) -> Option<([u8; 32], KeyInfo)> {
         group_id: key.group_id,
         models: key.models,
         expires_at: key.expires_at_unix_micros,
+        rates: RateLimits::from_wire(key.rpm, key.tpm, key.max_concurrent),
     };
     Some((hash, info))
 }
@@ -111,7 +149,9 @@ impl SnapshotBuilder {
         self.raw.upsert(&page.channels, &page.models, &page.model_groups, &page.groups);
         self.raw.upsert_aliases(&page.model_aliases);
         for account in page.accounts {
-            self.accounts.insert(account.id, AccountInfo { name: account.name, group_id: account.group_id });
+            let rates = RateLimits::from_wire(account.rpm, account.tpm, account.max_concurrent);
+            self.accounts
+                .insert(account.id, AccountInfo { name: account.name, group_id: account.group_id, rates });
         }
         self.key_hashes.reserve(page.keys.len());
         for (hash, info) in page.keys.into_iter().filter_map(key_info) {
@@ -199,7 +239,11 @@ impl Policy {
             for account in &delta.accounts {
                 accounts.insert(
                     account.id,
-                    AccountInfo { name: account.name.clone(), group_id: account.group_id },
+                    AccountInfo {
+                        name: account.name.clone(),
+                        group_id: account.group_id,
+                        rates: RateLimits::from_wire(account.rpm, account.tpm, account.max_concurrent),
+                    },
                 );
             }
         }

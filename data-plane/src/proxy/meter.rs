@@ -168,7 +168,8 @@ impl Meter {
                 self.reservation.as_ref().map_or(Money::ZERO, Reservation::amount)
             })
         };
-        let lease_id = self.reservation.take().and_then(|r| r.settle(cost));
+        let tokens = usage.input + usage.cached_input + usage.cache_write + usage.output;
+        let lease_id = self.reservation.take().and_then(|r| r.settle_with(cost, tokens));
         // Every request is finished after a channel was tried (`forward` sees to that).
         let channel = self.channel.take().unwrap_or_else(|| Arc::from(""));
         if adjusted {

@@ -174,7 +174,13 @@ async fn serve_read(
     let output_cap = meter::output_cap(model, fields.max_output_tokens).saturating_mul(fields.choices);
     let estimate =
         meter::estimate(model, multiplier, body.len(), output_cap, app.config.reserve_output_tokens);
-    let reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| match refused {
+    // Step 4a: rate limits (RPM, TPM, concurrency), before the money.
+    let rate = match crate::quota::admission::admit_rate(app, &caller, body.len(), output_cap).await {
+        Ok(rate) => rate,
+        Err(refused) => return Ok(crate::quota::admission::refusal(app, endpoint, &refused)),
+    };
+    let rate_headers = rate.as_ref().map(|permit| permit.headers().clone());
+    let mut reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| match refused {
         // The key expired (or was revoked) between the policy check and the lease: a 401, as
         // the next request gets — never a quota refusal while its balance is there.
         crate::quota::Refused::KeyGone(why) => {
@@ -184,6 +190,7 @@ async fn serve_read(
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
         }
     })?;
+    reservation.attach_rate(rate);
     let bounds = sanity::Bounds::new(body.len(), output_cap);
     let requested_model = (*model.name != *fields.model).then(|| Box::from(&*fields.model));
     let bill = Bill {
@@ -201,7 +208,11 @@ async fn serve_read(
         meter.hold(permit);
     }
     // Steps 5–7: forward, answer, bill.
-    Ok(forward::forward(&attempt, &candidates, Some(meter)).await)
+    let mut response = forward::forward(&attempt, &candidates, Some(meter)).await;
+    if let Some(headers) = rate_headers {
+        headers.apply(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// `count_tokens` for a model no channel serves over Messages: counted here with the gateway's

@@ -15,7 +15,11 @@ use router_proto::{Multiplier, Tariff};
 pub use import::{ImportedBalance, ImportedCode, ImportedKey, Imports, import};
 pub use tx::{NewKey, SetupTx, State, StoredAccount};
 
-use super::{channels::ChannelSpec, groups::Reach};
+use super::{
+    channels::ChannelSpec,
+    groups::Reach,
+    limits::{PeriodLimits, RateLimits},
+};
 use crate::{
     db::Db,
     error::{StoreError, StoreResult},
@@ -71,6 +75,8 @@ pub struct DeclaredGroup {
     pub multiplier: Option<Multiplier>,
     /// The models its keys reach.
     pub reach: Reach,
+    /// Rate limits for each of its keys that sets none of its own.
+    pub rates: RateLimits,
 }
 
 /// An account as declared (never its balance).
@@ -82,6 +88,10 @@ pub struct DeclaredAccount {
     pub group: Option<String>,
     /// Daily spend cap; `None`: none.
     pub daily_limit: Option<i64>,
+    /// Rate limits shared by its keys.
+    pub rates: RateLimits,
+    /// Weekly and monthly spend caps.
+    pub periods: PeriodLimits,
 }
 
 /// A whole declared setup.

@@ -19,6 +19,7 @@ use crate::{
         check_name, check_non_negative,
         groups::{DEFAULT_GROUP, Group, Reach, reach_columns},
         json_list,
+        limits::{PeriodLimits, RateLimits},
         models::{Model, ModelGroup, PriceColumns, check_model, check_model_group},
         now_micros,
     },
@@ -211,6 +212,9 @@ impl<C: SetupTx> Run<'_, C> {
             models,
             version: current.map_or(0, |g| g.version),
             created_at: current.map_or(self.now, |g| g.created_at),
+            rpm: declared.rates.rpm,
+            tpm: declared.rates.tpm,
+            max_concurrent: declared.rates.max_concurrent,
         };
         let action = action(current, &row);
         if action != Action::Unchanged {
@@ -226,6 +230,8 @@ impl<C: SetupTx> Run<'_, C> {
         if let Some(limit) = declared.daily_limit {
             check_non_negative("daily limit", limit)?;
         }
+        declared.rates.check()?;
+        declared.periods.check()?;
         let group_id = self.conn.group_id(declared.group.as_deref().unwrap_or(DEFAULT_GROUP)).await?;
         let current = state.accounts.iter().find(|a| a.name == declared.name);
         let row = StoredAccount {
@@ -233,6 +239,11 @@ impl<C: SetupTx> Run<'_, C> {
             name: declared.name.clone(),
             group_id,
             daily_limit: declared.daily_limit,
+            rpm: declared.rates.rpm,
+            tpm: declared.rates.tpm,
+            max_concurrent: declared.rates.max_concurrent,
+            weekly_limit: declared.periods.weekly,
+            monthly_limit: declared.periods.monthly,
         };
         let action = action(current, &row);
         if action != Action::Unchanged {
@@ -443,6 +454,7 @@ pub fn declared(state: State) -> Setup {
             .map(|g| DeclaredGroup {
                 reach: if g.all_models { Reach::All } else { Reach::Only(g.model_list()) },
                 multiplier: Multiplier::from_micros(g.multiplier_micros),
+                rates: RateLimits { rpm: g.rpm, tpm: g.tpm, max_concurrent: g.max_concurrent },
                 name: g.name,
             })
             .collect(),
@@ -453,6 +465,8 @@ pub fn declared(state: State) -> Setup {
                 group: group_names.get(&a.group_id).cloned(),
                 name: a.name,
                 daily_limit: a.daily_limit,
+                rates: RateLimits { rpm: a.rpm, tpm: a.tpm, max_concurrent: a.max_concurrent },
+                periods: PeriodLimits { weekly: a.weekly_limit, monthly: a.monthly_limit },
             })
             .collect(),
     }

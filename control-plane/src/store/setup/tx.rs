@@ -15,6 +15,7 @@ use crate::{
         aliases::Alias,
         channels::Channel,
         groups::Group,
+        limits::{month_of_day, week_of_day},
         models::{Model, ModelGroup},
     },
 };
@@ -30,6 +31,16 @@ pub struct StoredAccount {
     pub group_id: i64,
     /// Daily spend cap.
     pub daily_limit: Option<i64>,
+    /// Requests per rate window.
+    pub rpm: Option<i64>,
+    /// Tokens per rate window.
+    pub tpm: Option<i64>,
+    /// Requests in flight.
+    pub max_concurrent: Option<i64>,
+    /// Weekly spend cap.
+    pub weekly_limit: Option<i64>,
+    /// Monthly spend cap.
+    pub monthly_limit: Option<i64>,
 }
 
 /// Everything a setup declares, as stored, each list by name.
@@ -158,7 +169,17 @@ macro_rules! impl_setup_tx {
                         .await?,
                     accounts: accounts::table
                         .order(accounts::name)
-                        .select((accounts::id, accounts::name, accounts::group_id, accounts::daily_limit))
+                        .select((
+                            accounts::id,
+                            accounts::name,
+                            accounts::group_id,
+                            accounts::daily_limit,
+                            accounts::rpm,
+                            accounts::tpm,
+                            accounts::max_concurrent,
+                            accounts::weekly_limit,
+                            accounts::monthly_limit,
+                        ))
                         .load(self)
                         .await?,
                 })
@@ -243,6 +264,9 @@ macro_rules! impl_setup_tx {
                     token_groups::all_models.eq(row.all_models),
                     token_groups::models.eq(&row.models),
                     token_groups::version.eq(row.version),
+                    token_groups::rpm.eq(row.rpm),
+                    token_groups::tpm.eq(row.tpm),
+                    token_groups::max_concurrent.eq(row.max_concurrent),
                 );
                 if row.id == 0 {
                     diesel::insert_into(token_groups::table)
@@ -260,6 +284,11 @@ macro_rules! impl_setup_tx {
                 let values = (
                     accounts::group_id.eq(row.group_id),
                     accounts::daily_limit.eq(row.daily_limit),
+                    accounts::rpm.eq(row.rpm),
+                    accounts::tpm.eq(row.tpm),
+                    accounts::max_concurrent.eq(row.max_concurrent),
+                    accounts::weekly_limit.eq(row.weekly_limit),
+                    accounts::monthly_limit.eq(row.monthly_limit),
                     accounts::version.eq(version),
                 );
                 if row.id == 0 {
@@ -270,6 +299,8 @@ macro_rules! impl_setup_tx {
                             accounts::balance.eq(0),
                             accounts::spent_today.eq(0),
                             accounts::spent_day.eq(crate::store::utc_day(now)),
+                            accounts::spent_week_no.eq(week_of_day(crate::store::utc_day(now))),
+                            accounts::spent_month_no.eq(month_of_day(crate::store::utc_day(now))),
                             accounts::created_at.eq(now),
                         ))
                         .execute(self)
