@@ -55,6 +55,7 @@ async fn console_api_end_to_end(backend: Backend) {
     let gw = Gateway::start(backend, &[]).await;
     let base = gw.dp.url.clone();
     gw.cp.json(&["account", "update", "acme", "--email", "ops@acme.test", "--daily-limit", "20"]);
+    gw.cp.json(&["account", "update", "acme", "--weekly-limit", "70", "--monthly-limit", "250", "--rpm", "600"]);
     set_password(&gw.cp, "acme", "acme password");
 
     // Wrong password, unknown email, disabled account.
@@ -76,7 +77,12 @@ async fn console_api_end_to_end(backend: Backend) {
     let me = me.json();
     assert_eq!((me["name"].as_str(), me["email"].as_str()), (Some("acme"), Some("ops@acme.test")));
     assert_eq!((me["balance"].as_str(), me["daily_limit"].as_str()), (Some("100"), Some("20")));
-    for field in ["group", "spent_today", "reserved", "created_at"] {
+    assert_eq!(
+        (me["weekly_limit"].as_str(), me["monthly_limit"].as_str(), me["rpm"].as_i64(), me["tpm"].as_i64()),
+        (Some("70"), Some("250"), Some(600), None),
+        "{me}"
+    );
+    for field in ["group", "spent_today", "spent_this_week", "spent_this_month", "reserved", "created_at"] {
         assert!(me.get(field).is_some(), "{field}");
     }
     assert_eq!(get(&format!("{base}/api/account"), &[]).await.unwrap().status, 401, "no cookie");

@@ -156,7 +156,7 @@ async fn console_pages_over_plain_http(backend: Backend) {
 
     let auth = [("cookie", cookie.as_str())];
     for (path, hooks) in [
-        ("/console", &["balance", "spent-today"][..]),
+        ("/console", &["balance", "spent-today", "weekly-limit", "monthly-limit"][..]),
         ("/console/keys", &["key-name", "key-create", "key-row", "key-revoke"][..]),
         ("/console/usage", &["usage-csv"][..]),
         ("/console/pricing", &["price-row"][..]),

@@ -52,6 +52,12 @@ pub fn account_json(account: &pb::Account, currency: &str) -> Value {
         "id": account.id, "name": account.name, "group": account.group, "email": account.email,
         "balance": money(account.balance_nanos), "reserved": money(account.reserved_nanos),
         "daily_limit": optional_money(account.daily_limit_nanos), "spent_today": money(account.spent_today_nanos),
+        "weekly_limit": optional_money(account.weekly_limit_nanos.filter(|l| *l > 0)),
+        "spent_this_week": money(account.spent_this_week_nanos),
+        "monthly_limit": optional_money(account.monthly_limit_nanos.filter(|l| *l > 0)),
+        "spent_this_month": money(account.spent_this_month_nanos),
+        "rpm": account.rpm.filter(|l| *l > 0), "tpm": account.tpm.filter(|l| *l > 0),
+        "max_concurrent": account.max_concurrent.filter(|l| *l > 0),
         "created_at": time_text(account.created_at_unix_micros), "currency": currency,
     })
 }
@@ -62,6 +68,12 @@ pub fn key_json(key: &pb::Key) -> Value {
         "id": key.id, "name": key.name, "prefix": key.prefix, "group": key.effective_group,
         "limit": optional_money(key.limit_nanos), "spent": money(key.spent_nanos),
         "daily_limit": optional_money(key.daily_limit_nanos), "spent_today": money(key.spent_today_nanos),
+        "weekly_limit": optional_money(key.weekly_limit_nanos.filter(|l| *l > 0)),
+        "spent_this_week": money(key.spent_this_week_nanos),
+        "monthly_limit": optional_money(key.monthly_limit_nanos.filter(|l| *l > 0)),
+        "spent_this_month": money(key.spent_this_month_nanos),
+        "rpm": key.rpm.filter(|l| *l > 0), "tpm": key.tpm.filter(|l| *l > 0),
+        "max_concurrent": key.max_concurrent.filter(|l| *l > 0),
         "models": key.models, "expires_at": optional_time(key.expires_at_unix_micros),
         "status": if key.revoked { "revoked" } else { "active" }, "created_at": time_text(key.created_at_unix_micros),
     })

@@ -80,7 +80,16 @@ fn money(nanos: i64) -> String {
 }
 
 fn limit_text(nanos: Option<i64>, text: &Text) -> String {
-    nanos.map_or_else(|| text.no_limit.to_owned(), money)
+    nanos.filter(|n| *n > 0).map_or_else(|| text.no_limit.to_owned(), money)
+}
+
+/// "60 requests/min · 100000 tokens/min · 4 in flight", or `None` without rate limits.
+fn rates_text(rpm: Option<i64>, tpm: Option<i64>, max_concurrent: Option<i64>, text: &Text) -> Option<String> {
+    let parts: Vec<String> = [(rpm, text.per_minute), (tpm, text.tokens_per_minute), (max_concurrent, text.in_flight)]
+        .into_iter()
+        .filter_map(|(limit, unit)| limit.filter(|l| *l > 0).map(|l| format!("{l} {unit}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of unix micros.
@@ -542,14 +551,19 @@ async fn dashboard(ctx: &Ctx<'_>, session: &Session) -> Result<Markup, ApiError>
                 div.card {
                     div.label { (text.spent_this_week) }
                     div.value data-test="spent-week" { (money(spent_since(week_start))) }
+                    div.muted data-test="weekly-limit" { (text.limit) ": " (limit_text(account.weekly_limit_nanos, text)) }
                 }
                 div.card {
                     div.label { (text.spent_this_month) }
                     div.value data-test="spent-month" { (money(spent_since(month_start))) }
+                    div.muted data-test="monthly-limit" { (text.limit) ": " (limit_text(account.monthly_limit_nanos, text)) }
                 }
                 div.card {
                     div.label { (text.group) }
                     div.value { (account.group) }
+                    @if let Some(rates) = rates_text(account.rpm, account.tpm, account.max_concurrent, text) {
+                        div.muted data-test="account-rate-limits" { (text.rate_limits) ": " (rates) }
+                    }
                 }
             }
             div.charts {
@@ -640,6 +654,15 @@ async fn keys(
                                 td {
                                     (text.total_limit) ": " (limit_text(key.limit_nanos, text)) br;
                                     (text.daily_limit) ": " (limit_text(key.daily_limit_nanos, text))
+                                    @if key.weekly_limit_nanos.is_some_and(|l| l > 0) {
+                                        br; (text.weekly_limit) ": " (limit_text(key.weekly_limit_nanos, text))
+                                    }
+                                    @if key.monthly_limit_nanos.is_some_and(|l| l > 0) {
+                                        br; (text.monthly_limit) ": " (limit_text(key.monthly_limit_nanos, text))
+                                    }
+                                    @if let Some(rates) = rates_text(key.rpm, key.tpm, key.max_concurrent, text) {
+                                        br; span data-test="key-rate-limits" { (rates) }
+                                    }
                                     @if !key.models.is_empty() { br; (key.models.join(", ")) }
                                 }
                                 td.num { (money(key.spent_nanos)) br; span.muted { (text.spent_today) ": " (money(key.spent_today_nanos)) } }
