@@ -276,7 +276,7 @@ async fn weekly_and_monthly_limits_roll_over_at_utc_boundaries(backend: Backend)
         periods: PeriodLimits { weekly: Some(100), monthly: Some(150) },
         ..accounts::NewLimits::default()
     };
-    let account = accounts::add_limited(&t.db, &name, None, Some(10_000), None, limits).await.unwrap();
+    let account = accounts::add_limited(&t.db, &name, None, Some(10_000), None, None, limits).await.unwrap();
     let (key, _) = keys::create(&t.db, KeySpec { account: name, ..KeySpec::default() }).await.unwrap();
     // Sunday 2027-03-28 12:00, then just past Monday 00:00 (a new week), then just past
     // Thursday 2027-04-01 00:00 (a new month, the same week), UTC: later than the account's

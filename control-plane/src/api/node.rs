@@ -447,6 +447,7 @@ impl NodeService for NodeApi {
             daily_limit: r.daily_limit_nanos,
             models: r.models,
             expires_at: r.expires_at_unix_micros,
+            ..keys::KeySpec::default()
         };
         let (key, secret) = keys::create(&self.db, spec).await?;
         self.feed.poke();
