@@ -552,7 +552,7 @@ async fn rate_scenario(db: &Db, setup: RateSetup, ops: Vec<RateOp>) -> Result<()
         rates: RateLimits { rpm: rpm[2], tpm: tpm[2], max_concurrent: concurrency[2] },
         ..account_store::NewLimits::default()
     };
-    account_store::add_limited(db, &name, None, Some(1), None, limits).await.map_err(fail)?;
+    account_store::add_limited(db, &name, None, Some(1), None, None, limits).await.map_err(fail)?;
     let mut key_ids = Vec::new();
     for k in 0..KEYS {
         let rates = RateLimits { rpm: rpm[k], tpm: tpm[k], max_concurrent: concurrency[k] };
