@@ -105,6 +105,16 @@ pub struct Config {
     #[arg(long, env = "ROUTER_MAX_EVENT_BYTES", default_value = "16777216", value_parser = body_limit)]
     pub max_event_bytes: usize,
 
+    /// Refused keys (401) allowed from one client address (IPv6: one /64) within
+    /// `--auth-failure-window`; beyond them the rest of the window answers that address 429
+    /// `rate_limit_exceeded` with `retry-after`, except for keys that worked from it (0: off).
+    #[arg(long, env = "ROUTER_AUTH_FAILURE_LIMIT", default_value_t = 20)]
+    pub auth_failure_limit: u32,
+
+    /// Seconds over which `--auth-failure-limit` counts, from an address's first failure.
+    #[arg(long, env = "ROUTER_AUTH_FAILURE_WINDOW", default_value = "60", value_parser = seconds)]
+    pub auth_failure_window: Duration,
+
     /// Worker threads, each serving its own share of connections start to end (0: one per CPU).
     #[arg(long, env = "ROUTER_DP_WORKERS", default_value_t = 0)]
     pub workers: usize,

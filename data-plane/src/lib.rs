@@ -69,6 +69,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let app = App {
         connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize)),
         bodies: proxy::request::BodyBudget::new(config.max_inflight_body_bytes),
+        auth_backoff: Arc::new(proxy::backoff::Backoff::new(
+            config.auth_failure_limit,
+            config.auth_failure_window,
+        )),
         http: proxy::upstream::client(config.connect_timeout),
         config,
         node_id,

@@ -4,6 +4,7 @@
 //! [`connections`] (timeouts, the connection cap, descriptor exhaustion) and [`requests`]
 //! (credentials in the query, invalid UTF-8, echoed fields).
 mod connections;
+mod guessing;
 mod requests;
 mod upstreams;
 

@@ -513,6 +513,9 @@ impl DataPlane {
             .arg(spool_dir)
             .args(args)
             .env("ROUTER_NODE_TOKEN", &cp.node_token)
+            // Off unless a test asks (`--auth-failure-limit`): tests that poll until a new key
+            // reaches the data plane would trip the failed-auth back-off from 127.0.0.1.
+            .env("ROUTER_AUTH_FAILURE_LIMIT", "0")
             .env_remove("ROUTER_DP_LISTEN");
         let mut process = Process::spawn(command)?;
         let line = process.wait_for_line("listening on ", Duration::from_secs(60))?;
