@@ -31,6 +31,7 @@ const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Connects to the database and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let config = config.with_secret_files()?;
     config.validate()?;
     match router_startup::accept::raise_descriptor_limit() {
         Ok(limit) => tracing::info!(limit, "descriptor limit"),

@@ -32,6 +32,7 @@ const DRAIN_REPORTS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a data plane until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let config = config.with_secret_files()?;
     config.validate()?;
     let node_id = config.node_id();
     let node = control::node_client(&config.control_plane, &config.node_token)?;
