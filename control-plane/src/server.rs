@@ -38,6 +38,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
     }
     let db = Db::connect(&config.database_url).await?;
+    // Codes in clear from before they were stored hashed (SQLite: SQL there cannot hash them).
+    match crate::store::codes::hash_stored_plaintext(&db).await {
+        Ok(0) => {}
+        Ok(hashed) => tracing::info!(hashed, "redemption codes stored in clear are now hashed"),
+        Err(error) => anyhow::bail!("cannot hash the redemption codes stored in clear: {error}"),
+    }
     tracing::info!(backend = ?db.backend(), "database ready");
     let listener = TcpListener::bind(config.listen)
         .await

@@ -159,6 +159,7 @@ diesel::table! {
         redeemed_by -> Nullable<BigInt>,
         redeemed_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        code_prefix -> Text,
     }
 }
 
