@@ -40,6 +40,15 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub admin_token: Option<String>,
+    /// A file holding the admin token (instead of `--admin-token`).
+    #[arg(
+        long,
+        env = "ROUTER_ADMIN_TOKEN_FILE",
+        value_name = "PATH",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub admin_token_file: Option<std::path::PathBuf>,
     /// Print exactly one JSON value on stdout instead of tables.
     // Falsey parsing, so `ROUTER_JSON=0`, `=false` or empty turn it off instead of failing;
     // overriding itself, so saying `--json` twice is not an error.

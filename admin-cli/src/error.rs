@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No admin token was given by flag or environment.
-    #[error("no admin token: set --admin-token or ROUTER_ADMIN_TOKEN")]
+    #[error("no admin token: set --admin-token, ROUTER_ADMIN_TOKEN or --admin-token-file")]
     MissingToken,
     /// A value given on the command line or in the environment is unusable.
     #[error("{0}")]

@@ -27,7 +27,13 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         _ => {}
     }
     let endpoint = cli.global.endpoint;
-    let token = cli.global.admin_token.ok_or(Error::MissingToken)?;
+    let token = router_startup::secret::resolve(
+        "admin-token",
+        cli.global.admin_token,
+        cli.global.admin_token_file.as_deref(),
+    )
+    .map_err(|error| Error::Invalid(format!("{error:#}")))?
+    .ok_or(Error::MissingToken)?;
     let mut admin = client::connect(&endpoint, &token).await?;
     let mut out = output::Output::stdout(cli.global.json);
     match commands::run(cli.command, &mut admin, &mut out).await {

@@ -311,6 +311,46 @@ async fn a_wrong_token_is_named_as_such() {
 }
 
 #[tokio::test]
+async fn the_admin_token_can_be_read_from_a_file() {
+    let fake = Fake::default();
+    fake.reply("list_accounts", &pb::ListAccountsResponse { accounts: vec![account()] });
+    let endpoint = serve(&fake).await;
+    let path = std::env::temp_dir().join(format!("routerctl-token-{}", std::process::id()));
+    std::fs::write(&path, format!("{TOKEN}\n")).expect("write the token file");
+    let file = path.to_str().expect("a UTF-8 path");
+    let without_token = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_routerctl"));
+        command.args(args).env("ROUTER_ENDPOINT", &endpoint).env_remove("ROUTER_ADMIN_TOKEN");
+        command.env_remove("ROUTER_ADMIN_TOKEN_FILE").env_remove("ROUTER_JSON");
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        command.output()
+    };
+    let by_flag = without_token(&["account", "list", "--admin-token-file", file], None).await.expect("runs");
+    assert_eq!(by_flag.status.code(), Some(0), "{}", stderr(&by_flag));
+    let by_env =
+        without_token(&["account", "list"], Some(("ROUTER_ADMIN_TOKEN_FILE", file))).await.expect("runs");
+    assert_eq!(by_env.status.code(), Some(0), "{}", stderr(&by_env));
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.authorization == format!("Bearer {TOKEN}")), "the newline was sent");
+
+    let both = routerctl(&endpoint, &["account", "list", "--admin-token-file", file]).await;
+    assert_eq!(both.status.code(), Some(1));
+    assert!(
+        stderr(&both).contains("give --admin-token or --admin-token-file, not both"),
+        "{}",
+        stderr(&both)
+    );
+    std::fs::remove_file(&path).expect("remove");
+    let gone = without_token(&["account", "list", "--admin-token-file", file], None).await.expect("runs");
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains(&format!("cannot read --admin-token-file {file}")), "{}", stderr(&gone));
+    assert_eq!(fake.calls().len(), 2, "a refused token file made a call");
+}
+
+#[tokio::test]
 async fn bad_values_are_refused_before_any_call() {
     let fake = Fake::default();
     let endpoint = serve(&fake).await;

@@ -1,5 +1,5 @@
 //! Command-line flags and their environment variables (flags win), parsed once at start.
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 
@@ -15,17 +15,38 @@ pub struct Config {
     #[arg(long, env = "ROUTER_CP_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// sqlite://FILE (relative), sqlite:///ABS/PATH, or postgres://…
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://router.db", hide_env_values = true)]
+    /// sqlite://FILE (relative), sqlite:///ABS/PATH, or postgres://… (may hold a password)
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+    /// A file holding the database URL (instead of `--database-url`).
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
 
-    /// Token routerctl and other admin clients must present.
-    #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    /// Token routerctl and other admin clients must present (required).
+    #[arg(
+        long,
+        env = "ROUTER_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub admin_token: String,
+    /// A file holding the admin token (instead of `--admin-token`).
+    #[arg(long, env = "ROUTER_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 
-    /// Token data planes must present.
-    #[arg(long, env = "ROUTER_NODE_TOKEN", hide_env_values = true)]
+    /// Token data planes must present (required).
+    #[arg(
+        long,
+        env = "ROUTER_NODE_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub node_token: String,
+    /// A file holding the node token (instead of `--node-token`).
+    #[arg(long, env = "ROUTER_NODE_TOKEN_FILE")]
+    pub node_token_file: Option<PathBuf>,
 
     /// Display name of the deployment's currency.
     #[arg(long, env = "ROUTER_CURRENCY", default_value = "USD")]
@@ -63,10 +84,16 @@ pub struct Config {
     /// Stripe secret API key (`sk_…`): enables top-up through Stripe Checkout.
     #[arg(long, env = "ROUTER_STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
+    /// A file holding the Stripe secret API key.
+    #[arg(long, env = "ROUTER_STRIPE_SECRET_KEY_FILE")]
+    pub stripe_secret_key_file: Option<PathBuf>,
     /// The signing secret (`whsec_…`) of the Stripe webhook endpoint
     /// (`POST /api/payments/stripe/webhook` on a data plane).
     #[arg(long, env = "ROUTER_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<String>,
+    /// A file holding the Stripe webhook signing secret.
+    #[arg(long, env = "ROUTER_STRIPE_WEBHOOK_SECRET_FILE")]
+    pub stripe_webhook_secret_file: Option<PathBuf>,
     /// Stripe's API; requests go to `{base}/v1/…`.
     #[arg(long, env = "ROUTER_STRIPE_API_BASE", default_value = "https://api.stripe.com")]
     pub stripe_api_base: String,
@@ -144,14 +171,49 @@ fn top_up_amount(text: &str, flag: &str, currency: &str) -> anyhow::Result<i64> 
     Ok(amount)
 }
 
+/// The database URL when none is given.
+const DEFAULT_DATABASE_URL: &str = "sqlite://router.db";
+
 impl Config {
+    /// The configuration with every `--…-file` secret read into its value (an error when a
+    /// secret is given both ways or its file cannot be read).
+    pub fn with_secret_files(mut self) -> anyhow::Result<Config> {
+        use router_startup::secret::resolve;
+        let given = |value: &str| Some(value.to_owned()).filter(|v| !v.is_empty());
+        // The database URL has a default: only one given explicitly conflicts with the file.
+        let url = given(&self.database_url).filter(|url| url != DEFAULT_DATABASE_URL);
+        if let Some(url) = resolve("database-url", url, self.database_url_file.as_deref())? {
+            self.database_url = url;
+        }
+        self.admin_token =
+            resolve("admin-token", given(&self.admin_token), self.admin_token_file.as_deref())?
+                .unwrap_or_default();
+        self.node_token = resolve("node-token", given(&self.node_token), self.node_token_file.as_deref())?
+            .unwrap_or_default();
+        self.stripe_secret_key = resolve(
+            "stripe-secret-key",
+            self.stripe_secret_key.take(),
+            self.stripe_secret_key_file.as_deref(),
+        )?;
+        self.stripe_webhook_secret = resolve(
+            "stripe-webhook-secret",
+            self.stripe_webhook_secret.take(),
+            self.stripe_webhook_secret_file.as_deref(),
+        )?;
+        Ok(self)
+    }
+
     /// Checks what clap cannot: tokens present and distinct.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.admin_token.trim().is_empty() {
-            anyhow::bail!("the admin token is empty (set --admin-token or ROUTER_ADMIN_TOKEN)");
+            anyhow::bail!(
+                "the admin token is empty (set --admin-token, ROUTER_ADMIN_TOKEN or --admin-token-file)"
+            );
         }
         if self.node_token.trim().is_empty() {
-            anyhow::bail!("the node token is empty (set --node-token or ROUTER_NODE_TOKEN)");
+            anyhow::bail!(
+                "the node token is empty (set --node-token, ROUTER_NODE_TOKEN or --node-token-file)"
+            );
         }
         if self.admin_token == self.node_token {
             anyhow::bail!(
@@ -256,6 +318,91 @@ mod tests {
         }
         assert!(stripe(&["--stripe-secret-key", "sk", "--topup-amounts", "5"]).is_err(), "no webhook secret");
         assert!(stripe(&["--topup-amounts", "5"]).is_err(), "amounts without Stripe");
+    }
+
+    /// A temporary file holding `content`, removed on drop.
+    struct SecretFile(PathBuf);
+
+    impl SecretFile {
+        fn new(name: &str, content: &str) -> SecretFile {
+            let path = std::env::temp_dir().join(format!("router-cp-{}-{name}", std::process::id()));
+            std::fs::write(&path, content).expect("write the secret file");
+            SecretFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 path")
+        }
+    }
+
+    impl Drop for SecretFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn parse_only(line: &[&str]) -> anyhow::Result<Config> {
+        let mut all = vec!["router-control-plane"];
+        all.extend_from_slice(line);
+        Config::try_parse_from(all)?.with_secret_files()
+    }
+
+    #[test]
+    fn every_secret_can_be_given_as_a_file() {
+        let admin = SecretFile::new("admin", "admin-from-file\n");
+        let node = SecretFile::new("node", "node-from-file\n");
+        let url = SecretFile::new("url", "postgres://u:pw@db/router\n");
+        let stripe = SecretFile::new("stripe", "sk_test_file");
+        let hook = SecretFile::new("hook", "whsec_file\r\n");
+        let config = parse_only(&[
+            "--admin-token-file",
+            admin.path(),
+            "--node-token-file",
+            node.path(),
+            "--database-url-file",
+            url.path(),
+            "--stripe-secret-key-file",
+            stripe.path(),
+            "--stripe-webhook-secret-file",
+            hook.path(),
+            "--topup-amounts",
+            "5",
+        ])
+        .expect("parsed");
+        assert_eq!(config.admin_token, "admin-from-file");
+        assert_eq!(config.node_token, "node-from-file");
+        assert_eq!(config.database_url, "postgres://u:pw@db/router");
+        assert_eq!(config.stripe_secret_key.as_deref(), Some("sk_test_file"));
+        assert_eq!(config.stripe_webhook_secret.as_deref(), Some("whsec_file"));
+        assert!(config.validate().is_ok());
+        let flags = parse_only(&["--admin-token", "a", "--node-token", "n"]).expect("flags");
+        assert_eq!((flags.admin_token.as_str(), flags.database_url.as_str()), ("a", DEFAULT_DATABASE_URL));
+    }
+
+    #[test]
+    fn a_secret_given_twice_or_an_unreadable_file_is_refused() {
+        let admin = SecretFile::new("twice", "x");
+        let error =
+            |line: &[&str]| parse_only(line).map(|_| ()).map_err(|e| format!("{e:#}")).expect_err("refused");
+        let both = error(&["--admin-token", "a", "--admin-token-file", admin.path(), "--node-token", "n"]);
+        assert_eq!(both, "give --admin-token or --admin-token-file, not both");
+        let both = error(&[
+            "--admin-token",
+            "a",
+            "--node-token",
+            "n",
+            "--database-url",
+            "sqlite://x.db",
+            "--database-url-file",
+            admin.path(),
+        ]);
+        assert!(both.contains("--database-url or --database-url-file"), "{both}");
+        let missing = error(&["--admin-token", "a", "--node-token-file", "/nonexistent/node-token"]);
+        assert!(missing.starts_with("cannot read --node-token-file /nonexistent/node-token: "), "{missing}");
+        // Neither way: the start-up check names all three.
+        let none =
+            parse_only(&["--node-token", "n"]).expect("parsed").validate().expect_err("no admin token");
+        assert!(none.to_string().contains("--admin-token-file"), "{none}");
     }
 
     #[test]

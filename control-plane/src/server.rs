@@ -31,12 +31,19 @@ const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Connects to the database and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let config = config.with_secret_files()?;
     config.validate()?;
     match router_startup::accept::raise_descriptor_limit() {
         Ok(limit) => tracing::info!(limit, "descriptor limit"),
         Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
     }
     let db = Db::connect(&config.database_url).await?;
+    // Codes in clear from before they were stored hashed (SQLite: SQL there cannot hash them).
+    match crate::store::codes::hash_stored_plaintext(&db).await {
+        Ok(0) => {}
+        Ok(hashed) => tracing::info!(hashed, "redemption codes stored in clear are now hashed"),
+        Err(error) => anyhow::bail!("cannot hash the redemption codes stored in clear: {error}"),
+    }
     tracing::info!(backend = ?db.backend(), "database ready");
     let listener = TcpListener::bind(config.listen)
         .await

@@ -2,7 +2,8 @@
 //! `cargo bench -p router-data-plane --bench hot_path`.
 //!
 //! - `key`: [`Policy::key`] in a policy of 100,000 keys, and the whole auth step
-//!   ([`authenticate`]: header, SHA-256 of the secret, lookup, account and group);
+//!   ([`authenticate`]: header, SHA-256 of the secret, lookup, account and group), and the same
+//!   behind the failed-auth back-off ([`admit`]);
 //! - `request`: reading the request body's fields and splicing the body;
 //! - `sse`: one streamed event through the SSE parser and the usage reader (an OpenAI content
 //!   chunk, OpenAI's final usage chunk, Anthropic's `message_delta`);
@@ -20,7 +21,8 @@ use router_data_plane::{
     convert::{Conversion, StreamContext, Target},
     policy::Policy,
     proxy::{
-        auth::authenticate,
+        auth::{admit, authenticate},
+        backoff::Backoff,
         request,
         stream::{self, Parser},
         usage::{self, Dialect},
@@ -101,6 +103,13 @@ fn key(c: &mut Criterion) {
     });
     group.bench_function("authenticate miss (401)", |b| {
         b.iter(|| authenticate(black_box(&policy), black_box(&unknown), 0).is_err())
+    });
+    // The same behind the failed-auth back-off (one address, its key remembered): what the
+    // back-off adds to a successful request.
+    let backoff = Backoff::new(20, std::time::Duration::from_secs(60));
+    let peer: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+    group.bench_function("admit hit (back-off + sha-256 + lookup)", |b| {
+        b.iter(|| admit(black_box(&policy), black_box(&known), 0, &backoff, peer).map(|caller| caller.key.id))
     });
     group.finish();
 }

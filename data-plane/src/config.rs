@@ -35,9 +35,19 @@ pub struct Config {
     #[arg(long, env = "ROUTER_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
     pub control_plane: String,
 
-    /// Token presented to the control plane.
-    #[arg(long, env = "ROUTER_NODE_TOKEN", hide_env_values = true)]
+    /// Token presented to the control plane (required).
+    #[arg(
+        long,
+        env = "ROUTER_NODE_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub node_token: String,
+
+    /// A file holding the node token (instead of `--node-token`).
+    #[arg(long, env = "ROUTER_NODE_TOKEN_FILE")]
+    pub node_token_file: Option<PathBuf>,
 
     /// This data plane's name, in logs and usage records (default: host name and process id).
     #[arg(long, env = "ROUTER_NODE_ID")]
@@ -105,16 +115,38 @@ pub struct Config {
     #[arg(long, env = "ROUTER_MAX_EVENT_BYTES", default_value = "16777216", value_parser = body_limit)]
     pub max_event_bytes: usize,
 
+    /// Refused keys (401) allowed from one client address (IPv6: one /64) within
+    /// `--auth-failure-window`; beyond them the rest of the window answers that address 429
+    /// `rate_limit_exceeded` with `retry-after`, except for keys that worked from it (0: off).
+    #[arg(long, env = "ROUTER_AUTH_FAILURE_LIMIT", default_value_t = 20)]
+    pub auth_failure_limit: u32,
+
+    /// Seconds over which `--auth-failure-limit` counts, from an address's first failure.
+    #[arg(long, env = "ROUTER_AUTH_FAILURE_WINDOW", default_value = "60", value_parser = seconds)]
+    pub auth_failure_window: Duration,
+
     /// Worker threads, each serving its own share of connections start to end (0: one per CPU).
     #[arg(long, env = "ROUTER_DP_WORKERS", default_value_t = 0)]
     pub workers: usize,
 }
 
 impl Config {
+    /// The configuration with `--node-token-file` read into the node token (an error when
+    /// both are given or the file cannot be read).
+    pub fn with_secret_files(mut self) -> anyhow::Result<Config> {
+        let given = Some(std::mem::take(&mut self.node_token)).filter(|t| !t.is_empty());
+        self.node_token =
+            router_startup::secret::resolve("node-token", given, self.node_token_file.as_deref())?
+                .unwrap_or_default();
+        Ok(self)
+    }
+
     /// Checks what clap cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.node_token.trim().is_empty() {
-            anyhow::bail!("the node token is empty (set --node-token or ROUTER_NODE_TOKEN)");
+            anyhow::bail!(
+                "the node token is empty (set --node-token, ROUTER_NODE_TOKEN or --node-token-file)"
+            );
         }
         if !(self.control_plane.starts_with("http://") || self.control_plane.starts_with("https://")) {
             anyhow::bail!(
@@ -141,5 +173,34 @@ impl Config {
                 .unwrap_or_else(|_| "node".into());
             format!("{host}-{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &[&str]) -> anyhow::Result<Config> {
+        let mut all = vec!["router-data-plane"];
+        all.extend_from_slice(line);
+        Config::try_parse_from(all)?.with_secret_files()
+    }
+
+    #[test]
+    fn the_node_token_can_be_given_as_a_file() {
+        let path = std::env::temp_dir().join(format!("router-dp-node-token-{}", std::process::id()));
+        std::fs::write(&path, "from-a-file\n").expect("write");
+        let file = path.to_str().expect("utf-8");
+        let config = parse(&["--node-token-file", file]).expect("parsed");
+        assert_eq!(config.node_token, "from-a-file");
+        assert!(config.validate().is_ok());
+        let both = parse(&["--node-token", "t", "--node-token-file", file]).map(|_| ()).expect_err("both");
+        assert_eq!(both.to_string(), "give --node-token or --node-token-file, not both");
+        let _ = std::fs::remove_file(&path);
+        let missing = parse(&["--node-token-file", file]).map(|_| ()).expect_err("gone");
+        assert!(format!("{missing:#}").starts_with("cannot read --node-token-file "), "{missing:#}");
+        let none = parse(&[]).expect("parsed").validate().expect_err("no token");
+        assert!(none.to_string().contains("--node-token-file"), "{none}");
+        assert_eq!(parse(&["--node-token", "t"]).expect("flag").node_token, "t");
     }
 }

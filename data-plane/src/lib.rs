@@ -32,6 +32,7 @@ const DRAIN_REPORTS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a data plane until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let config = config.with_secret_files()?;
     config.validate()?;
     let node_id = config.node_id();
     let node = control::node_client(&config.control_plane, &config.node_token)?;
@@ -69,6 +70,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let app = App {
         connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize)),
         bodies: proxy::request::BodyBudget::new(config.max_inflight_body_bytes),
+        auth_backoff: Arc::new(proxy::backoff::Backoff::new(
+            config.auth_failure_limit,
+            config.auth_failure_window,
+        )),
         http: proxy::upstream::client(config.connect_timeout),
         config,
         node_id,

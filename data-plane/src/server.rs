@@ -262,14 +262,14 @@ async fn dispatch(
     if method == Method::POST
         && let Some(endpoint) = Endpoint::from_path(without_doubled_v1(request.uri().path()))
     {
-        return proxy::handle(app, endpoint, request, request_id).await;
+        return proxy::handle(app, endpoint, request, request_id, peer.ip()).await;
     }
     let path = without_doubled_v1(request.uri().path()).to_owned();
     match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/") => {
             text(StatusCode::OK, "text/plain; charset=utf-8", "Code Router\n")
         }
-        (&Method::GET, "/v1/responses" | "/responses") => proxy::websocket::upgrade(app, request),
+        (&Method::GET, "/v1/responses" | "/responses") => proxy::websocket::upgrade(app, request, peer.ip()),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         (&Method::GET, "/readyz") => {
             if app.is_ready() {
@@ -298,7 +298,7 @@ async fn dispatch(
         _ if path == "/api/account" || path.starts_with("/api/account/") => {
             console::api::handle(app, request, &path, peer).await
         }
-        _ => keyed(app, request, &method, &path).await,
+        _ => keyed(app, request, &method, &path, peer.ip()).await,
     }
 }
 
@@ -315,6 +315,7 @@ async fn keyed(
     request: Request<Incoming>,
     method: &Method,
     path: &str,
+    peer: std::net::IpAddr,
 ) -> Response<ResponseBody> {
     let anthropic = request.headers().contains_key("anthropic-version");
     let known = matches!(
@@ -340,7 +341,8 @@ async fn keyed(
         .response(anthropic);
     }
     let policy = app.policy.load_full();
-    let caller = match auth::authenticate(&policy, request.headers(), crate::app::unix_micros()) {
+    let now = crate::app::unix_micros();
+    let caller = match auth::admit(&policy, request.headers(), now, &app.auth_backoff, peer) {
         Ok(caller) => caller,
         Err(error) => return error.response(anthropic),
     };

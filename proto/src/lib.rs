@@ -5,6 +5,7 @@
 //! and routerctl must compute and print money identically.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod cost;
 pub mod money;
 pub mod protocols;

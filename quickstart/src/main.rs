@@ -21,12 +21,21 @@ struct Quickstart {
     /// Database (default: a SQLite file in the working directory).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://router.db", hide_env_values = true)]
     database_url: String,
+    /// A file holding the database URL (instead of `--database-url`).
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
     /// Admin token (generated and printed when not given).
     #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin token (instead of `--admin-token`).
+    #[arg(long, env = "ROUTER_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Node token (generated when not given).
     #[arg(long, env = "ROUTER_NODE_TOKEN", hide_env_values = true)]
     node_token: Option<String>,
+    /// A file holding the node token (instead of `--node-token`).
+    #[arg(long, env = "ROUTER_NODE_TOKEN_FILE")]
+    node_token_file: Option<PathBuf>,
     /// Where the data plane spools usage reports.
     #[arg(long, env = "ROUTER_SPOOL_DIR", default_value = "./spool")]
     spool_dir: PathBuf,
@@ -46,9 +55,16 @@ fn main() -> ExitCode {
     router_startup::run(Runtime::MultiThread, run(args))
 }
 
-async fn run(args: Quickstart) -> anyhow::Result<()> {
-    let admin_token = args.admin_token.clone().unwrap_or_else(|| token("admin"));
-    let node_token = args.node_token.clone().unwrap_or_else(|| token("node"));
+async fn run(mut args: Quickstart) -> anyhow::Result<()> {
+    use router_startup::secret::resolve;
+    let admin_token = resolve("admin-token", args.admin_token.take(), args.admin_token_file.as_deref())?
+        .unwrap_or_else(|| token("admin"));
+    let node_token = resolve("node-token", args.node_token.take(), args.node_token_file.as_deref())?
+        .unwrap_or_else(|| token("node"));
+    let explicit_url = Some(args.database_url.clone()).filter(|url| url != "sqlite://router.db");
+    if let Some(url) = resolve("database-url", explicit_url, args.database_url_file.as_deref())? {
+        args.database_url = url;
+    }
     // Built through each binary's own flag parser, so defaults and validation stay theirs.
     let grpc_listen = args.grpc_listen.to_string();
     let control = router_control_plane::config::Config::try_parse_from([
@@ -64,6 +80,13 @@ async fn run(args: Quickstart) -> anyhow::Result<()> {
         "--currency",
         &args.currency,
     ])?;
+    // Resolved above: the `…_FILE` variables the inner parsers also read are not a second value.
+    let control = router_control_plane::config::Config {
+        database_url_file: None,
+        admin_token_file: None,
+        node_token_file: None,
+        ..control
+    };
     let listen = args.listen.to_string();
     let control_url = format!("http://{grpc_listen}");
     let spool_dir = args.spool_dir.to_string_lossy().into_owned();
@@ -80,6 +103,7 @@ async fn run(args: Quickstart) -> anyhow::Result<()> {
         "--spool-dir",
         &spool_dir,
     ])?;
+    let data = router_data_plane::config::Config { node_token_file: None, ..data };
     // Stopping order: the data plane first (it finishes what is in flight and delivers its
     // last usage reports to the control plane), then the control plane. A second signal
     // ends the process at once.

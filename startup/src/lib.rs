@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod secret;
 
 use std::{future::Future, io::IsTerminal, process::ExitCode};
 

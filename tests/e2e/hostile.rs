@@ -2,8 +2,11 @@
 //! reports beyond what the request allowed is not believed, one lying answer never bills more
 //! than the request could have cost, and it never stops the reports behind it. Hostile clients:
 //! [`connections`] (timeouts, the connection cap, descriptor exhaustion) and [`requests`]
-//! (credentials in the query, invalid UTF-8, echoed fields).
+//! (credentials in the query, invalid UTF-8, echoed fields), [`guessing`] (failed-auth back-off) and
+//! [`grpc`] (malformed protobuf).
 mod connections;
+mod grpc;
+mod guessing;
 mod requests;
 mod upstreams;
 

@@ -179,6 +179,11 @@ fn refuses_to_start_without_valid_configuration() {
     assert!(run(&["--listen", "127.0.0.1:0"], &[]).contains("--admin-token"));
     assert!(run(&["--admin-token", "a"], &[]).contains("--node-token"));
     assert!(run(&["--admin-token", "same", "--node-token", "same"], &[]).contains("must differ"));
+    // Secrets as files: an unreadable one, or one given both ways, stops the start.
+    let unreadable = run(&["--node-token", "n"], &[("ROUTER_ADMIN_TOKEN_FILE", "/nonexistent/admin-token")]);
+    assert!(unreadable.contains("cannot read --admin-token-file /nonexistent/admin-token"), "{unreadable}");
+    let both = run(&["--admin-token", "a", "--node-token", "n", "--node-token-file", "/etc/hostname"], &[]);
+    assert!(both.contains("give --node-token or --node-token-file, not both"), "{both}");
     assert!(
         run(&["--bogus-flag"], &[("ROUTER_ADMIN_TOKEN", "a"), ("ROUTER_NODE_TOKEN", "b")])
             .contains("--bogus-flag")

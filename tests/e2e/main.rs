@@ -35,6 +35,7 @@ mod hostile;
 mod import;
 mod ledger;
 mod lifecycle;
+mod log_secrets;
 mod payments;
 mod limits;
 mod protocols;

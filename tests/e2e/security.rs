@@ -117,7 +117,10 @@ async fn each_api_admits_only_its_own_token(backend: Backend) {
     assert!(matches!(first.event, Some(pb::policy_event::Event::Snapshot(ref page)) if page.first));
 }
 
-on_both_backends!(a_replaced_channel_key_is_not_left_in_the_database_files);
+on_both_backends!(
+    a_replaced_channel_key_is_not_left_in_the_database_files,
+    redemption_codes_are_stored_hashed
+);
 
 /// The bytes of the database's files that hold the channels (SQLite: the database and its
 /// write-ahead log; PostgreSQL: the table's file, after a checkpoint).
@@ -183,4 +186,73 @@ async fn a_replaced_channel_key_is_not_left_in_the_database_files(backend: Backe
     assert!(contains(&files, &new_key));
     cp.json(&["channel", "delete", "c"]);
     assert!(!contains(&channel_files(&db).await, &new_key), "a deleted channel's key is still there");
+}
+
+/// Runs `sql` on the test's database, as an older control plane (or a migration) would have.
+async fn execute(db: &TestDb, sql: &str) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    match db.backend {
+        Backend::Sqlite => {
+            use diesel::{Connection, RunQueryDsl, SqliteConnection};
+            let path = db.url.trim_start_matches("sqlite://");
+            let mut conn = SqliteConnection::establish(path).unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+            conn.batch_execute(sql).await.unwrap();
+        }
+    }
+}
+
+async fn redemption_codes_are_stored_hashed(backend: Backend) {
+    let db = TestDb::create(backend).await.unwrap();
+    let mut cp = ControlPlane::start(&db).unwrap();
+    cp.json(&["account", "add", "erin", "--balance", "0"]);
+    let key_id = cp.json(&["key", "create", "--account", "erin"])["id"].as_i64().unwrap();
+    let created = cp.json(&["code", "create", "--amount", "1.5", "--count", "2"]);
+    let codes: Vec<String> =
+        created.as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap().to_owned()).collect();
+    assert!(created[0]["id"].as_i64().is_some(), "{created}");
+    // Listed by id and first characters, never in full.
+    let listed = cp.json(&["code", "list"]);
+    let text = format!("{listed}{}", String::from_utf8_lossy(&cp.ctl(&["code", "list"]).stdout));
+    for code in &codes {
+        assert!(!text.contains(code.as_str()), "a code was listed in full: {text}");
+        assert!(listed.as_array().unwrap().iter().any(|c| c["prefix"] == code[..4]), "{listed}");
+    }
+    assert!(listed[0].get("code").is_none(), "{listed}");
+    // Stored as its hash only.
+    let dump = db.dump().await.unwrap();
+    for code in &codes {
+        assert!(dump.contains(&sha256_hex(code)), "the dump should hold the code's hash");
+        assert!(!dump.contains(code.as_str()), "a code is stored in clear");
+    }
+    // Redeemed by its text, once.
+    let mut node = node_client(&cp.endpoint, &cp.node_token).await.unwrap();
+    let redeemed = node.redeem(pb::RedeemRequest { key_id, code: codes[0].clone() }).await.unwrap();
+    assert_eq!(redeemed.into_inner().amount_nanos, 1_500_000_000);
+    let again = node.redeem(pb::RedeemRequest { key_id, code: codes[0].clone() }).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    // A code stored in clear by an older version is hashed when the control plane starts and
+    // still works; its text is gone from the database files.
+    let legacy = format!("LEGACY{}", random_name(20));
+    execute(
+        &db,
+        &format!(
+            "INSERT INTO redemption_codes (code, amount, created_at) VALUES ('{legacy}', 2000000000, 1)"
+        ),
+    )
+    .await;
+    cp.restart().unwrap();
+    let listed = cp.json(&["code", "list"]);
+    assert!(listed.as_array().unwrap().iter().any(|c| c["prefix"] == "LEGA"), "{listed}");
+    assert!(!db.dump().await.unwrap().contains(&legacy), "a legacy code is still stored in clear");
+    if backend == Backend::Sqlite {
+        assert!(!contains(&std::fs::read(db.dir.join("router.db")).unwrap(), &legacy), "left in a free page");
+    }
+    let mut node = node_client(&cp.endpoint, &cp.node_token).await.unwrap();
+    let redeemed = node.redeem(pb::RedeemRequest { key_id, code: legacy }).await.unwrap();
+    assert_eq!(redeemed.into_inner().amount_nanos, 2_000_000_000);
 }

@@ -499,6 +499,26 @@ impl DataPlane {
         args: &[&str],
         wrapper: &[&str],
     ) -> anyhow::Result<DataPlane> {
+        DataPlane::launch(cp, spool_dir, args, wrapper, &[]).await
+    }
+
+    /// Starts a data plane with extra environment variables (such as `ROUTER_LOG`).
+    pub async fn start_with_env(
+        cp: &ControlPlane,
+        spool_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<DataPlane> {
+        DataPlane::launch(cp, spool_dir, args, &[], env).await
+    }
+
+    async fn launch(
+        cp: &ControlPlane,
+        spool_dir: &Path,
+        args: &[&str],
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<DataPlane> {
         let mut command = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut command = Command::new(program);
@@ -513,7 +533,11 @@ impl DataPlane {
             .arg(spool_dir)
             .args(args)
             .env("ROUTER_NODE_TOKEN", &cp.node_token)
-            .env_remove("ROUTER_DP_LISTEN");
+            // Off unless a test asks (`--auth-failure-limit`): tests that poll until a new key
+            // reaches the data plane would trip the failed-auth back-off from 127.0.0.1.
+            .env("ROUTER_AUTH_FAILURE_LIMIT", "0")
+            .env_remove("ROUTER_DP_LISTEN")
+            .envs(env.iter().copied());
         let mut process = Process::spawn(command)?;
         let line = process.wait_for_line("listening on ", Duration::from_secs(60))?;
         let address = line.rsplit("listening on ").next().unwrap_or_default().trim().to_owned();

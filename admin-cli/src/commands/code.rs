@@ -15,7 +15,7 @@ use crate::{
 pub enum CodeCommand {
     /// Create redemption codes, each worth the amount.
     Create(CreateArgs),
-    /// List redemption codes and whether they were redeemed.
+    /// List redemption codes (id and first characters) and whether they were redeemed.
     List,
 }
 
@@ -47,9 +47,10 @@ pub async fn run(command: CodeCommand, admin: &mut Admin, out: &mut Output) -> R
     }
 }
 
-/// A code just created.
+/// A code just created: the only time its text is shown (it is stored hashed).
 #[derive(Debug, Serialize)]
 pub struct NewCodeView {
+    id: i64,
     code: String,
     amount: String,
     created_at: String,
@@ -59,6 +60,7 @@ impl NewCodeView {
     /// The display form of a new proto code.
     pub fn new(code: &pb::RedemptionCode) -> NewCodeView {
         NewCodeView {
+            id: code.id,
             code: code.code.clone(),
             amount: output::money(code.amount_nanos),
             created_at: output::time(code.created_at_unix_micros),
@@ -67,10 +69,11 @@ impl NewCodeView {
 }
 
 impl Record for NewCodeView {
-    const COLUMNS: &'static [&'static str] = &["code", "amount", "created_at"];
+    const COLUMNS: &'static [&'static str] = &["id", "code", "amount", "created_at"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
+            ("id", self.id.to_string()),
             ("code", self.code.clone()),
             ("amount", self.amount.clone()),
             ("created_at", self.created_at.clone()),
@@ -78,10 +81,12 @@ impl Record for NewCodeView {
     }
 }
 
-/// A code and its redemption, if any.
+/// A code (its id and first characters: the code itself is stored hashed) and its
+/// redemption, if any.
 #[derive(Debug, Serialize)]
 pub struct CodeView {
-    code: String,
+    id: i64,
+    prefix: String,
     amount: String,
     redeemed: bool,
     redeemed_by: Option<String>,
@@ -93,7 +98,8 @@ impl CodeView {
     /// The display form of a proto code.
     pub fn new(code: &pb::RedemptionCode) -> CodeView {
         CodeView {
-            code: code.code.clone(),
+            id: code.id,
+            prefix: code.prefix.clone(),
             amount: output::money(code.amount_nanos),
             redeemed: code.redeemed_by.is_some() || code.redeemed_at_unix_micros.is_some(),
             redeemed_by: code.redeemed_by.clone(),
@@ -105,11 +111,12 @@ impl CodeView {
 
 impl Record for CodeView {
     const COLUMNS: &'static [&'static str] =
-        &["code", "amount", "redeemed", "redeemed_by", "redeemed_at", "created_at"];
+        &["id", "prefix", "amount", "redeemed", "redeemed_by", "redeemed_at", "created_at"];
 
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("code", self.code.clone()),
+            ("id", self.id.to_string()),
+            ("prefix", self.prefix.clone()),
             ("amount", self.amount.clone()),
             ("redeemed", self.redeemed.to_string()),
             ("redeemed_by", or_unset(self.redeemed_by.as_ref())),
@@ -126,7 +133,9 @@ mod tests {
     #[test]
     fn codes_render_as_json() {
         let code = pb::RedemptionCode {
+            id: 7,
             code: "RC-1".into(),
+            prefix: "RC-1".into(),
             amount_nanos: 5_000_000_000,
             redeemed_by: Some("bob".into()),
             redeemed_at_unix_micros: Some(2_000_000),
@@ -135,13 +144,13 @@ mod tests {
         assert_eq!(
             serde_json::to_value(CodeView::new(&code)).expect("views serialize"),
             serde_json::json!({
-                "code": "RC-1", "amount": "5", "redeemed": true, "redeemed_by": "bob",
+                "id": 7, "prefix": "RC-1", "amount": "5", "redeemed": true, "redeemed_by": "bob",
                 "redeemed_at": "1970-01-01T00:00:02Z", "created_at": "1970-01-01T00:00:01Z",
             })
         );
         assert_eq!(
             serde_json::to_value(NewCodeView::new(&code)).expect("views serialize"),
-            serde_json::json!({"code": "RC-1", "amount": "5", "created_at": "1970-01-01T00:00:01Z"})
+            serde_json::json!({"id": 7, "code": "RC-1", "amount": "5", "created_at": "1970-01-01T00:00:01Z"})
         );
     }
 }

@@ -402,7 +402,9 @@ pub fn entry_to_pb(entry: Entry) -> pb::LedgerEntry {
 /// A redemption code for the wire.
 pub fn code_to_pb(code: Code) -> pb::RedemptionCode {
     pb::RedemptionCode {
-        code: code.code,
+        id: code.id,
+        code: code.code.unwrap_or_default(),
+        prefix: code.prefix,
         amount_nanos: code.amount,
         redeemed_by: code.redeemed_by,
         redeemed_at_unix_micros: code.redeemed_at,

@@ -180,6 +180,7 @@ diesel::table! {
         redeemed_by -> Nullable<BigInt>,
         redeemed_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        code_prefix -> Text,
     }
 }
 

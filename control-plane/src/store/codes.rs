@@ -1,4 +1,9 @@
 //! Redemption codes: single-use vouchers that top up the account that redeems them.
+//!
+//! A code is stored hashed (`sha256:` + the hex SHA-256 of its text), like a key: its text is
+//! shown once, when it is created; a redemption looks it up by its hash; listings show its id
+//! and first characters. A code of high entropy needs no slow hash: the generated ones have
+//! about 143 bits, and imported ones are what their system made (new-api: 128-bit UUIDs).
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use rand::{Rng, distr::Alphanumeric};
@@ -18,11 +23,31 @@ pub const MAX_CODES_PER_CALL: u32 = 1000;
 /// Random characters in a code (about 143 bits).
 const CODE_CHARS: usize = 24;
 
+/// Characters of a code kept in clear, for listings.
+pub const PREFIX_CHARS: usize = 4;
+/// What marks a stored hash (a stored value without it is a code in clear from before the
+/// hashing migration, hashed at start by [`hash_stored_plaintext`]).
+const HASHED: &str = "sha256:";
+
+/// How a code is stored.
+pub fn stored_form(code: &str) -> String {
+    format!("{HASHED}{}", super::keys::sha256_hex(code.as_bytes()))
+}
+
+/// The part of a code listings show.
+pub fn prefix(code: &str) -> String {
+    code.chars().take(PREFIX_CHARS).collect()
+}
+
 /// A code as admins see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Code {
-    /// The voucher text.
-    pub code: String,
+    /// Its id.
+    pub id: i64,
+    /// The voucher text: only when just created (it is stored hashed).
+    pub code: Option<String>,
+    /// Its first characters.
+    pub prefix: String,
     /// What it credits.
     pub amount: i64,
     /// The account that redeemed it.
@@ -47,24 +72,64 @@ pub async fn create(db: &Db, amount: i64, count: u32) -> StoreResult<Vec<Code>> 
     }
     let now = now_micros();
     let codes: Vec<String> = (0..count).map(|_| generate_code()).collect();
-    write_tx!(db, |conn| {
+    let ids = write_tx!(db, |conn| {
+        let mut ids = Vec::with_capacity(codes.len());
         // One statement per code: diesel's SQLite backend has no multi-row INSERT.
         for code in &codes {
-            diesel::insert_into(redemption_codes::table)
+            let id: i64 = diesel::insert_into(redemption_codes::table)
                 .values((
-                    redemption_codes::code.eq(code),
+                    redemption_codes::code.eq(stored_form(code)),
+                    redemption_codes::code_prefix.eq(prefix(code)),
                     redemption_codes::amount.eq(amount),
                     redemption_codes::created_at.eq(now),
+                ))
+                .returning(redemption_codes::id)
+                .get_result(conn)
+                .await?;
+            ids.push(id);
+        }
+        Ok(ids)
+    })?;
+    Ok(codes
+        .into_iter()
+        .zip(ids)
+        .map(|(code, id)| Code {
+            id,
+            prefix: prefix(&code),
+            code: Some(code),
+            amount,
+            redeemed_by: None,
+            redeemed_at: None,
+            created_at: now,
+        })
+        .collect())
+}
+
+/// Hashes the codes still stored in clear (SQLite databases from before the hashing
+/// migration, which SQL there cannot hash), then scrubs the table so their text does not
+/// linger in the database files. Returns how many there were.
+pub async fn hash_stored_plaintext(db: &Db) -> StoreResult<usize> {
+    let hashed = write_tx!(db, |conn| {
+        let clear: Vec<(i64, String)> = redemption_codes::table
+            .filter(redemption_codes::code.not_like(format!("{HASHED}%")))
+            .select((redemption_codes::id, redemption_codes::code))
+            .load(conn)
+            .await?;
+        for (id, code) in &clear {
+            diesel::update(redemption_codes::table.find(id))
+                .set((
+                    redemption_codes::code.eq(stored_form(code)),
+                    redemption_codes::code_prefix.eq(prefix(code)),
                 ))
                 .execute(conn)
                 .await?;
         }
-        Ok(())
+        Ok(clear.len())
     })?;
-    Ok(codes
-        .into_iter()
-        .map(|code| Code { code, amount, redeemed_by: None, redeemed_at: None, created_at: now })
-        .collect())
+    if hashed > 0 {
+        db.scrub("redemption_codes").await;
+    }
+    Ok(hashed)
 }
 
 /// All codes, newest first.
@@ -73,19 +138,22 @@ pub async fn list(db: &Db) -> StoreResult<Vec<Code>> {
         let rows = redemption_codes::table
             .left_join(accounts::table)
             .select((
-                redemption_codes::code,
+                redemption_codes::id,
+                redemption_codes::code_prefix,
                 redemption_codes::amount,
                 accounts::name.nullable(),
                 redemption_codes::redeemed_at,
                 redemption_codes::created_at,
             ))
             .order(redemption_codes::id.desc())
-            .load::<(String, i64, Option<String>, Option<i64>, i64)>(conn)
+            .load::<(i64, String, i64, Option<String>, Option<i64>, i64)>(conn)
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(code, amount, redeemed_by, redeemed_at, created_at)| Code {
-                code,
+            .map(|(id, prefix, amount, redeemed_by, redeemed_at, created_at)| Code {
+                id,
+                code: None,
+                prefix,
                 amount,
                 redeemed_by,
                 redeemed_at,
@@ -104,6 +172,8 @@ pub async fn redeem(db: &Db, account_id: i64, code: &str) -> StoreResult<(i64, P
         return Err(StoreError::invalid("code must not be empty"));
     }
     let now = now_micros();
+    let code = stored_form(code);
+    let code = code.as_str();
     write_tx!(db, |conn| {
         let claimed: Option<i64> = diesel::update(
             redemption_codes::table

@@ -1,10 +1,13 @@
 //! Step 1 of the request path: the caller's key, found by the SHA-256 of its secret.
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ErrorCode};
+use super::{
+    backoff::Backoff,
+    error::{ApiError, ErrorCode},
+};
 use crate::policy::{AccountInfo, KeyInfo, Policy, catalog::GroupInfo};
 
 /// The authenticated caller.
@@ -39,10 +42,54 @@ pub fn authenticate<'p>(
     headers: &HeaderMap,
     now_micros: i64,
 ) -> Result<Caller<'p>, ApiError> {
+    let hash = presented_hash(headers)?;
+    caller(policy, &hash, now_micros)
+}
+
+/// [`authenticate`] behind the failed-auth back-off of the client's address: a held-back
+/// address gets 429 before its key is looked up (unless the key worked from there before).
+pub fn admit<'p>(
+    policy: &'p Policy,
+    headers: &HeaderMap,
+    now_micros: i64,
+    backoff: &Backoff,
+    peer: IpAddr,
+) -> Result<Caller<'p>, ApiError> {
+    if !backoff.enabled() {
+        return authenticate(policy, headers, now_micros);
+    }
+    let hash = presented_hash(headers);
+    let ticket = backoff.ticket(peer, hash.as_ref().ok());
+    backoff.check(ticket).map_err(|seconds| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimitExceeded,
+            "too many requests with an invalid API key from this address; retry later",
+        )
+        .retry_after(seconds)
+    })?;
+    match hash.and_then(|hash| caller(policy, &hash, now_micros)) {
+        Ok(caller) => {
+            backoff.succeeded(ticket);
+            Ok(caller)
+        }
+        Err(error) => {
+            backoff.failed(ticket);
+            Err(error)
+        }
+    }
+}
+
+/// The SHA-256 of the presented secret, or 401 when there is none.
+fn presented_hash(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
     let secret = presented_secret(headers)
         .ok_or_else(|| refused("no API key given (use Authorization: Bearer sk-…)"))?;
-    let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let key = policy.key(&hash).ok_or_else(|| refused("invalid API key"))?;
+    Ok(Sha256::digest(secret.as_bytes()).into())
+}
+
+/// The caller whose key hashes to `hash`, or 401.
+fn caller<'p>(policy: &'p Policy, hash: &[u8; 32], now_micros: i64) -> Result<Caller<'p>, ApiError> {
+    let key = policy.key(hash).ok_or_else(|| refused("invalid API key"))?;
     if key.expires_at.is_some_and(|at| at <= now_micros) {
         return Err(refused("this API key has expired"));
     }

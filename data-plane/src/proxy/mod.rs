@@ -5,6 +5,7 @@
 //! whole or streamed ([`stream`]), billed from its usage ([`usage`], [`tokenize`]). A request
 //! refused by a check never reaches an upstream and costs nothing.
 pub mod auth;
+pub mod backoff;
 pub mod endpoint;
 pub mod error;
 pub mod forward;
@@ -44,9 +45,10 @@ pub async fn handle(
     endpoint: Endpoint,
     request: Request<Incoming>,
     request_id: Arc<str>,
+    peer: std::net::IpAddr,
 ) -> Response<ResponseBody> {
     let anthropic = endpoint.anthropic_errors();
-    match serve(app, endpoint, request, request_id).await {
+    match serve(app, endpoint, request, request_id, peer).await {
         Ok(response) => response,
         Err(error) => {
             app.metrics.refused(endpoint.as_str(), error.code.as_str());
@@ -60,11 +62,12 @@ async fn serve(
     endpoint: Endpoint,
     request: Request<Incoming>,
     request_id: Arc<str>,
+    peer: std::net::IpAddr,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let started = Instant::now();
     let policy = app.policy.load_full();
-    // Step 1: the key.
-    let caller = auth::authenticate(&policy, request.headers(), crate::app::unix_micros())?;
+    // Step 1: the key (behind the address's failed-auth back-off).
+    let caller = auth::admit(&policy, request.headers(), crate::app::unix_micros(), &app.auth_backoff, peer)?;
     // Step 2: the body.
     let (head, body) = request.into_parts();
     let (body, body_permit) = request::read_budgeted_body(

@@ -116,7 +116,11 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 
 /// `GET /v1/responses`: the key checked as for `POST`, then the WebSocket handshake; the
 /// session runs on its own task once hyper hands the connection over.
-pub fn upgrade(app: &Arc<App>, mut request: Request<Incoming>) -> Response<ResponseBody> {
+pub fn upgrade(
+    app: &Arc<App>,
+    mut request: Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<ResponseBody> {
     let endpoint = Endpoint::Responses;
     let refuse = |error: ApiError| {
         app.metrics.refused(endpoint.as_str(), error.code.as_str());
@@ -124,7 +128,8 @@ pub fn upgrade(app: &Arc<App>, mut request: Request<Incoming>) -> Response<Respo
     };
     {
         let policy = app.policy.load();
-        if let Err(error) = auth::authenticate(&policy, request.headers(), crate::app::unix_micros()) {
+        let now = crate::app::unix_micros();
+        if let Err(error) = auth::admit(&policy, request.headers(), now, &app.auth_backoff, peer) {
             return refuse(error);
         }
     }

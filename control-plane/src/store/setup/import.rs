@@ -140,8 +140,8 @@ async fn add<C: SetupTx>(conn: &mut C, applied: &mut Applied, imports: &Imports)
     for code in &imports.codes {
         if code.amount <= 0 || code.code.trim().is_empty() {
             return Err(StoreError::invalid(format!(
-                "code {:?}: needs a text and a positive amount",
-                code.code
+                "code {}…: needs a text and a positive amount",
+                crate::store::codes::prefix(&code.code)
             )));
         }
         let action = if conn.has_code(&code.code).await? {
@@ -150,7 +150,9 @@ async fn add<C: SetupTx>(conn: &mut C, applied: &mut Applied, imports: &Imports)
             conn.insert_code(&code.code, code.amount, now).await?;
             Action::Create
         };
-        changes.push(Change { kind: Kind::Code, name: code.code.clone(), action });
+        // Named by its first characters: the code itself is a secret, stored hashed.
+        let name = format!("{}…", crate::store::codes::prefix(&code.code));
+        changes.push(Change { kind: Kind::Code, name, action });
     }
     applied.changes.extend(changes);
     Ok(())

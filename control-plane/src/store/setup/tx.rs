@@ -102,10 +102,10 @@ pub trait SetupTx: TxConn {
     /// Inserts an imported key.
     fn insert_key(&mut self, key: &NewKey<'_>) -> impl Future<Output = QueryResult<()>> + Send;
 
-    /// Whether this redemption code is stored.
+    /// Whether this redemption code (its text; stored hashed) is stored.
     fn has_code(&mut self, code: &str) -> impl Future<Output = QueryResult<bool>> + Send;
 
-    /// Inserts an unused redemption code.
+    /// Inserts an unused redemption code, hashed.
     fn insert_code(
         &mut self,
         code: &str,
@@ -367,7 +367,7 @@ macro_rules! impl_setup_tx {
 
             async fn has_code(&mut self, code: &str) -> QueryResult<bool> {
                 let found: i64 = redemption_codes::table
-                    .filter(redemption_codes::code.eq(code))
+                    .filter(redemption_codes::code.eq(crate::store::codes::stored_form(code)))
                     .count()
                     .get_result(self)
                     .await?;
@@ -377,7 +377,8 @@ macro_rules! impl_setup_tx {
             async fn insert_code(&mut self, code: &str, amount: i64, now: i64) -> QueryResult<()> {
                 diesel::insert_into(redemption_codes::table)
                     .values((
-                        redemption_codes::code.eq(code),
+                        redemption_codes::code.eq(crate::store::codes::stored_form(code)),
+                        redemption_codes::code_prefix.eq(crate::store::codes::prefix(code)),
                         redemption_codes::amount.eq(amount),
                         redemption_codes::created_at.eq(now),
                     ))
