@@ -117,7 +117,8 @@ pub struct Config {
 
     /// Refused keys (401) allowed from one client address (IPv6: one /64) within
     /// `--auth-failure-window`; beyond them the rest of the window answers that address 429
-    /// `rate_limit_exceeded` with `retry-after`, except for keys that worked from it (0: off).
+    /// `rate_limit_exceeded` with `retry-after` for every refused key (valid keys are always
+    /// served; 0: off).
     #[arg(long, env = "ROUTER_AUTH_FAILURE_LIMIT", default_value_t = 20)]
     pub auth_failure_limit: u32,
 

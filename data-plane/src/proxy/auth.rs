@@ -46,8 +46,8 @@ pub fn authenticate<'p>(
     caller(policy, &hash, now_micros)
 }
 
-/// [`authenticate`] behind the failed-auth back-off of the client's address: a held-back
-/// address gets 429 before its key is looked up (unless the key worked from there before).
+/// [`authenticate`] behind the failed-auth back-off of the client's address: a valid key is
+/// always served; a refused one from a held-back address is 429 instead of 401.
 pub fn admit<'p>(
     policy: &'p Policy,
     headers: &HeaderMap,
@@ -60,20 +60,20 @@ pub fn admit<'p>(
     }
     let hash = presented_hash(headers);
     let ticket = backoff.ticket(peer, hash.as_ref().ok());
-    backoff.check(ticket).map_err(|seconds| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimitExceeded,
-            "too many requests with an invalid API key from this address; retry later",
-        )
-        .retry_after(seconds)
-    })?;
     match hash.and_then(|hash| caller(policy, &hash, now_micros)) {
         Ok(caller) => {
             backoff.succeeded(ticket);
             Ok(caller)
         }
         Err(error) => {
+            backoff.check(ticket).map_err(|seconds| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimitExceeded,
+                    "too many requests with an invalid API key from this address; retry later",
+                )
+                .retry_after(seconds)
+            })?;
             backoff.failed(ticket);
             Err(error)
         }
