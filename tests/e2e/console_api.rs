@@ -55,7 +55,17 @@ async fn console_api_end_to_end(backend: Backend) {
     let gw = Gateway::start(backend, &[]).await;
     let base = gw.dp.url.clone();
     gw.cp.json(&["account", "update", "acme", "--email", "ops@acme.test", "--daily-limit", "20"]);
-    gw.cp.json(&["account", "update", "acme", "--weekly-limit", "70", "--monthly-limit", "250", "--rpm", "600"]);
+    gw.cp.json(&[
+        "account",
+        "update",
+        "acme",
+        "--weekly-limit",
+        "70",
+        "--monthly-limit",
+        "250",
+        "--rpm",
+        "600",
+    ]);
     set_password(&gw.cp, "acme", "acme password");
 
     // Wrong password, unknown email, disabled account.

@@ -159,7 +159,10 @@ async fn setup_files_apply_and_export(backend: Backend) {
         (Some("vip"), Some("2"), Some("0"))
     );
     assert_eq!((alice["weekly_limit"].as_str(), alice["monthly_limit"].as_str()), (Some("10"), Some("25")));
-    assert_eq!((alice["rpm"].as_i64(), alice["tpm"].as_i64(), alice["max_concurrent"].as_i64()), (None, Some(100_000), Some(4)));
+    assert_eq!(
+        (alice["rpm"].as_i64(), alice["tpm"].as_i64(), alice["max_concurrent"].as_i64()),
+        (None, Some(100_000), Some(4))
+    );
     let groups = cp.json(&["group", "list"]);
     let vip = groups.as_array().unwrap().iter().find(|g| g["name"] == "vip").expect("vip is listed");
     assert_eq!(vip["rpm"].as_i64(), Some(600), "{vip}");

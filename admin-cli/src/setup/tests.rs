@@ -82,7 +82,10 @@ fn a_complete_file_becomes_the_request() {
     assert_eq!((setup.groups[0].rpm, setup.groups[0].tpm), (Some(600), None));
     assert_eq!(setup.groups[0].max_concurrent, None, "0 is no limit");
     let alice = &setup.accounts[0];
-    assert_eq!((alice.weekly_limit_nanos, alice.monthly_limit_nanos), (Some(10_000_000_000), Some(30_500_000_000)));
+    assert_eq!(
+        (alice.weekly_limit_nanos, alice.monthly_limit_nanos),
+        (Some(10_000_000_000), Some(30_500_000_000))
+    );
     assert_eq!((alice.rpm, alice.tpm, alice.max_concurrent), (None, Some(100_000), None));
 }
 

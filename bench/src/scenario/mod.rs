@@ -166,7 +166,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let forwarder_rss_kib = procstat::peak_rss_kib(stack.forwarder.pid()?)?;
     println!(
         "{}",
-        table::render(&args, &closed, &limited, &open, &streaming, &converted, peak_rss_kib, forwarder_rss_kib)
+        table::render(
+            &args,
+            &closed,
+            &limited,
+            &open,
+            &streaming,
+            &converted,
+            peak_rss_kib,
+            forwarder_rss_kib
+        )
     );
 
     let results = json!({
@@ -311,7 +320,10 @@ impl Runner<'_> {
         };
         stack::wait_ready(&self.stack.data_plane, &self.stack.data_plane_url, &key).await?;
         let plan = |duration| -> anyhow::Result<Plan> {
-            Ok(Plan { key: Some(key.clone()), ..self.plan(Path::Gateway, None, false, self.args.connections, duration)? })
+            Ok(Plan {
+                key: Some(key.clone()),
+                ..self.plan(Path::Gateway, None, false, self.args.connections, duration)?
+            })
         };
         if self.args.warmup > 0.0 {
             load::run(&plan(Duration::from_secs_f64(self.args.warmup))?).await?;

@@ -86,7 +86,9 @@ pub fn render(
                     m.summary.throughput(),
                     100.0 * m.summary.throughput() / throughput(Path::Gateway).max(1.0),
                     cpu(m),
-                    m.control_plane_cpu_us_per_request.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+                    m.control_plane_cpu_us_per_request
+                        .map(|c| format!("{c:.1}"))
+                        .unwrap_or_else(|| "-".into()),
                     m.summary.errors
                 );
             }

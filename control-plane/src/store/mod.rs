@@ -19,8 +19,8 @@ pub mod orders;
 pub mod policy;
 pub mod pricing;
 pub mod quarantine;
-pub mod sessions;
 pub mod rates;
+pub mod sessions;
 pub mod setup;
 pub mod usage;
 

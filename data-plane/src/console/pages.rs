@@ -84,11 +84,17 @@ fn limit_text(nanos: Option<i64>, text: &Text) -> String {
 }
 
 /// "60 requests/min · 100000 tokens/min · 4 in flight", or `None` without rate limits.
-fn rates_text(rpm: Option<i64>, tpm: Option<i64>, max_concurrent: Option<i64>, text: &Text) -> Option<String> {
-    let parts: Vec<String> = [(rpm, text.per_minute), (tpm, text.tokens_per_minute), (max_concurrent, text.in_flight)]
-        .into_iter()
-        .filter_map(|(limit, unit)| limit.filter(|l| *l > 0).map(|l| format!("{l} {unit}")))
-        .collect();
+fn rates_text(
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    max_concurrent: Option<i64>,
+    text: &Text,
+) -> Option<String> {
+    let parts: Vec<String> =
+        [(rpm, text.per_minute), (tpm, text.tokens_per_minute), (max_concurrent, text.in_flight)]
+            .into_iter()
+            .filter_map(|(limit, unit)| limit.filter(|l| *l > 0).map(|l| format!("{l} {unit}")))
+            .collect();
     (!parts.is_empty()).then(|| parts.join(" · "))
 }
 

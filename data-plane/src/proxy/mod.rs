@@ -183,16 +183,19 @@ async fn serve_read(
         Err(refused) => return Ok(crate::quota::admission::refusal(app, endpoint, &refused)),
     };
     let rate_headers = rate.as_ref().map(|permit| permit.headers().clone());
-    let mut reservation = app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| match refused {
-        // The key expired (or was revoked) between the policy check and the lease: a 401, as
-        // the next request gets — never a quota refusal while its balance is there.
-        crate::quota::Refused::KeyGone(why) => {
-            ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, why)
-        }
-        crate::quota::Refused::Insufficient(_) => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InsufficientQuota, refused.to_string())
-        }
-    })?;
+    let mut reservation =
+        app.quota.reserve(caller.key.id, estimate).await.map_err(|refused| match refused {
+            // The key expired (or was revoked) between the policy check and the lease: a 401, as
+            // the next request gets — never a quota refusal while its balance is there.
+            crate::quota::Refused::KeyGone(why) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, why)
+            }
+            crate::quota::Refused::Insufficient(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::InsufficientQuota,
+                refused.to_string(),
+            ),
+        })?;
     reservation.attach_rate(rate);
     let bounds = sanity::Bounds::new(body.len(), output_cap);
     let requested_model = (*model.name != *fields.model).then(|| Box::from(&*fields.model));
