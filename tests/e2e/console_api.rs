@@ -182,9 +182,39 @@ async fn console_api_end_to_end(backend: Backend) {
     assert_eq!(lines.len(), expected.len() + 1, "{text}");
     assert!(text.contains(&request_id));
 
-    // Revoke: the key is refused on /v1 within a second; another account's key is not ours.
+    // Limits of an existing key: set within the account's own, removed with null, never on
+    // another account's key.
     let other = gw.cp.json(&["account", "add", "other"]);
     let other_key = gw.cp.json(&["key", "create", "--account", "other"])["id"].as_i64().unwrap();
+    let limits_url = format!("{keys_url}/{key_id}/limits");
+    let set = post_json(&limits_url, &browser.headers(), &json!({"daily_limit": "2"})).await.unwrap();
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!((set.json()["daily_limit"].as_str(), set.json()["limit"].as_str()), (Some("2"), Some("3.5")));
+    let too_high = post_json(&limits_url, &browser.headers(), &json!({"daily_limit": "20.5"})).await.unwrap();
+    assert_eq!(too_high.status, 400, "{}", too_high.text());
+    let bad = post_json(&limits_url, &browser.headers(), &json!({"limit": 5})).await.unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let unknown = post_json(&limits_url, &browser.headers(), &json!({"rpm": "5"})).await.unwrap();
+    assert_eq!(unknown.status, 400, "{}", unknown.text());
+    let no_csrf = post_json(&limits_url, &[("cookie", browser.cookie.as_str())], &json!({"limit": null}))
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status, 403);
+    let foreign =
+        post_json(&format!("{keys_url}/{other_key}/limits"), &browser.headers(), &json!({"limit": "1"}))
+            .await
+            .unwrap();
+    assert_eq!(foreign.status, 404, "{}", foreign.text());
+    let cleared = post_json(&limits_url, &browser.headers(), &json!({"limit": null})).await.unwrap();
+    assert_eq!(
+        (cleared.json()["limit"].clone(), cleared.json()["daily_limit"].as_str()),
+        (json!(null), Some("2"))
+    );
+    let shown = gw.cp.json(&["key", "list", "--account", "acme"]);
+    let shown = shown.as_array().unwrap().iter().find(|k| k["id"] == key_id).cloned().unwrap();
+    assert_eq!((shown["limit"].clone(), shown["daily_limit"].as_str()), (json!(null), Some("2")), "{shown}");
+
+    // Revoke: the key is refused on /v1 within a second; another account's key is not ours.
     let foreign =
         send(Method::POST, &format!("{keys_url}/{other_key}/revoke"), &browser.headers(), "").await.unwrap();
     assert_eq!(foreign.status, 404, "{other}");

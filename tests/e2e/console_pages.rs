@@ -157,7 +157,7 @@ async fn console_pages_over_plain_http(backend: Backend) {
     let auth = [("cookie", cookie.as_str())];
     for (path, hooks) in [
         ("/console", &["balance", "spent-today", "weekly-limit", "monthly-limit"][..]),
-        ("/console/keys", &["key-name", "key-create", "key-row", "key-revoke"][..]),
+        ("/console/keys", &["key-name", "key-create", "key-row", "key-revoke", "key-limits-save"][..]),
         ("/console/usage", &["usage-csv"][..]),
         ("/console/pricing", &["price-row"][..]),
         (
@@ -202,6 +202,24 @@ async fn console_pages_over_plain_http(backend: Backend) {
     let keys = gw.cp.json(&["key", "list", "--account", "acme"]);
     let key = keys.as_array().unwrap().iter().find(|k| k["name"] == "made here").cloned().unwrap();
     assert_eq!(key["daily_limit"], "1", "{key}");
+    // Its limits through the form: an emptied field removes that limit.
+    let limits = format!("{base}/console/keys/{}/limits", key["id"]);
+    let set = send(http::Method::POST, &limits, &form_headers, format!("csrf={csrf}&limit=2.5&daily_limit="))
+        .await
+        .unwrap();
+    assert_eq!(
+        (set.status, set.headers["location"].to_str().unwrap()),
+        (303, "/console/keys"),
+        "{}",
+        set.text()
+    );
+    let keys = gw.cp.json(&["key", "list", "--account", "acme"]);
+    let key = keys.as_array().unwrap().iter().find(|k| k["name"] == "made here").cloned().unwrap();
+    assert_eq!(
+        (key["limit"].as_str(), key["daily_limit"].clone()),
+        (Some("2.5"), serde_json::json!(null)),
+        "{key}"
+    );
     // Revoke through the form: the key is refused on /v1.
     let revoke = format!("{base}/console/keys/{}/revoke", key["id"]);
     let revoked = send(http::Method::POST, &revoke, &form_headers, format!("csrf={csrf}")).await.unwrap();

@@ -454,6 +454,32 @@ impl NodeService for NodeApi {
         Ok(Response::new(pb::CreatedKey { key: Some(convert::key_to_pb(key)), secret }))
     }
 
+    async fn update_account_key(&self, request: Request<pb::UpdateAccountKeyRequest>) -> Answer<pb::Key> {
+        let r = request.into_inner();
+        let account_id = usage_api::required_account(r.account_id)?;
+        let key = keys::get(&self.db, r.key_id).await.ok().filter(|k| k.account_id == account_id);
+        if key.is_none() {
+            return Err(Status::not_found(format!("key {} not found", r.key_id)));
+        }
+        let account = accounts::get_by_id(&self.db, account_id).await?;
+        if let (Some(own), Some(asked)) = (account.daily_limit, r.daily_limit_nanos)
+            && asked > own
+        {
+            return Err(Status::invalid_argument(
+                "a key's daily limit cannot be higher than its account's daily limit",
+            ));
+        }
+        let change = |value: Option<i64>, clear: bool| if clear { Some(None) } else { value.map(Some) };
+        let update = keys::KeyUpdate {
+            limit: change(r.limit_nanos, r.clear_limit),
+            daily_limit: change(r.daily_limit_nanos, r.clear_daily_limit),
+            ..keys::KeyUpdate::default()
+        };
+        let key = keys::update(&self.db, r.key_id, update).await?;
+        self.feed.poke();
+        Ok(Response::new(convert::key_to_pb(key)))
+    }
+
     async fn revoke_account_key(&self, request: Request<pb::AccountKeyRequest>) -> Answer<pb::Key> {
         let r = request.into_inner();
         let account_id = usage_api::required_account(r.account_id)?;

@@ -117,6 +117,10 @@ pub async fn handle(
         (&Method::GET, "/ledger") => ledger(app, &request).await,
         (&Method::POST, "/redeem") => redeem(app, request).await,
         (&Method::POST, "/topup") => topup(app, request).await,
+        (&Method::POST, _) if rest.starts_with("/keys/") && rest.ends_with("/limits") => {
+            let id = &rest["/keys/".len()..rest.len() - "/limits".len()];
+            update_key_limits(app, request, id).await
+        }
         (&Method::POST, _) if rest.starts_with("/keys/") && rest.ends_with("/revoke") => {
             let id = &rest["/keys/".len()..rest.len() - "/revoke".len()];
             revoke_key(app, &request, id).await
@@ -245,6 +249,67 @@ async fn create_key(app: &App, request: Request<Incoming>) -> Answer {
     let mut value = key_json(&created.key.unwrap_or_default());
     value["key"] = Value::String(created.secret);
     Ok(json(StatusCode::OK, &value))
+}
+
+/// New spend limits of a key: for each, `None` leaves it, `Some(None)` removes it.
+#[derive(Debug, Default)]
+pub struct KeyLimits {
+    /// Total spend cap.
+    pub limit: Option<Option<String>>,
+    /// Daily spend cap.
+    pub daily_limit: Option<Option<String>>,
+}
+
+/// Sets the spend limits of one of the session's account's keys.
+pub async fn set_key_limits(
+    app: &App,
+    session: &Session,
+    id: &str,
+    limits: KeyLimits,
+) -> Result<pb::Key, ApiError> {
+    let key_id: i64 = id.parse().map_err(|_| bad_request(format!("{id:?} is not a key id")))?;
+    // An empty value removes the limit, as an absent one does on create.
+    let wire = |value: Option<Option<String>>, what: &str| -> Result<(Option<i64>, bool), ApiError> {
+        match value {
+            None => Ok((None, false)),
+            Some(value) => match amount(value.as_deref(), what)? {
+                Some(nanos) => Ok((Some(nanos), false)),
+                None => Ok((None, true)),
+            },
+        }
+    };
+    let (limit_nanos, clear_limit) = wire(limits.limit, "limit")?;
+    let (daily_limit_nanos, clear_daily_limit) = wire(limits.daily_limit, "daily_limit")?;
+    let request = pb::UpdateAccountKeyRequest {
+        account_id: session.account_id(),
+        key_id,
+        limit_nanos,
+        clear_limit,
+        daily_limit_nanos,
+        clear_daily_limit,
+    };
+    let mut client = app.node.clone();
+    Ok(client.update_account_key(request).await.map_err(|s| rpc_error(&s))?.into_inner())
+}
+
+async fn update_key_limits(app: &App, request: Request<Incoming>, id: &str) -> Answer {
+    let session = session_for_change(app, request.headers()).await?;
+    let body = read_body(request).await?;
+    let fields: serde_json::Map<String, Value> = parse_json(&body, "{\"limit\", \"daily_limit\"}")?;
+    let field = |name: &str| -> Result<Option<Option<String>>, ApiError> {
+        match fields.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(text)) => Ok(Some(Some(text.clone()))),
+            Some(other) => Err(bad_request(format!("{name} must be a decimal string or null, not {other}"))),
+        }
+    };
+    if let Some(unknown) = fields.keys().find(|k| *k != "limit" && *k != "daily_limit") {
+        return Err(bad_request(format!("unknown field {unknown:?} (expected limit, daily_limit)")));
+    }
+    let limits = KeyLimits { limit: field("limit")?, daily_limit: field("daily_limit")? };
+    let key = set_key_limits(app, &session, id, limits).await?;
+    Ok(json(StatusCode::OK, &key_json(&key)))
 }
 
 /// Revokes one of the session's account's keys.

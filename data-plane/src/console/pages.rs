@@ -479,6 +479,20 @@ async fn post(ctx: &Ctx<'_>, request: Request<Incoming>, path: &str) -> Response
                 }
             }
         }
+        _ if path.starts_with("/console/keys/") && path.ends_with("/limits") => {
+            let id = &path["/console/keys/".len()..path.len() - "/limits".len()];
+            // The form shows the current values: an emptied field removes that limit.
+            let limits = api::KeyLimits {
+                limit: Some(form_value(&form, "limit").map(str::to_owned)),
+                daily_limit: Some(form_value(&form, "daily_limit").map(str::to_owned)),
+            };
+            match api::set_key_limits(ctx.app, &session, id, limits).await {
+                Ok(_) => return redirect("/console/keys"),
+                Err(error) => {
+                    keys(ctx, &session, None, Some(&error.message)).await.map(|m| (error.status, m))
+                }
+            }
+        }
         _ if path.starts_with("/console/keys/") && path.ends_with("/revoke") => {
             let id = &path["/console/keys/".len()..path.len() - "/revoke".len()];
             match api::revoke(ctx.app, &session, id).await {
@@ -670,6 +684,23 @@ async fn keys(
                                         br; span data-test="key-rate-limits" { (rates) }
                                     }
                                     @if !key.models.is_empty() { br; (key.models.join(", ")) }
+                                    @if !key.revoked {
+                                        details.key-limits {
+                                            summary { (text.set_limits) }
+                                            form method="post" action=(format!("/console/keys/{}/limits", key.id)) {
+                                                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                                                label { (text.total_limit) " "
+                                                    input type="text" name="limit" inputmode="decimal" size="8"
+                                                        data-test="key-limit-input"
+                                                        value=(key.limit_nanos.map(money).unwrap_or_default()); }
+                                                label { (text.daily_limit) " "
+                                                    input type="text" name="daily_limit" inputmode="decimal" size="8"
+                                                        data-test="key-daily-limit-input"
+                                                        value=(key.daily_limit_nanos.map(money).unwrap_or_default()); }
+                                                button type="submit" data-test="key-limits-save" { (text.set_limits) }
+                                            }
+                                        }
+                                    }
                                 }
                                 td.num { (money(key.spent_nanos)) br; span.muted { (text.spent_today) ": " (money(key.spent_today_nanos)) } }
                                 @if key.revoked {
