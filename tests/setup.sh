@@ -35,6 +35,10 @@ if ! python3 -c 'import openai, anthropic' 2>/dev/null; then
 fi
 
 # Chromium, its WebDriver and a CJK font (the console's 简体中文 pages) for the browser tests.
+# curl: the HTTPS listener's test calls the data plane with it (HTTP/2 by ALPN, a private CA).
+if ! command -v curl >/dev/null 2>&1; then
+    apt-get install -y -q curl >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q curl >/dev/null; }
+fi
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
     || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
     export DEBIAN_FRONTEND=noninteractive

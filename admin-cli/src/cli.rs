@@ -49,6 +49,28 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// PEM CA certificate(s) an `https://` control plane's certificate is checked against
+    /// (without it, the public web roots).
+    #[arg(long, env = "ROUTER_CA_CERT", value_name = "PATH", global = true, help_heading = "Global options")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM certificate chain to present (mutual TLS, with `--client-key`).
+    #[arg(
+        long,
+        env = "ROUTER_CLIENT_CERT",
+        value_name = "PATH",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(
+        long,
+        env = "ROUTER_CLIENT_KEY",
+        value_name = "PATH",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
     /// Print exactly one JSON value on stdout instead of tables.
     // Falsey parsing, so `ROUTER_JSON=0`, `=false` or empty turn it off instead of failing;
     // overriding itself, so saying `--json` twice is not an error.

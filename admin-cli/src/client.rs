@@ -1,7 +1,7 @@
 //! The connection to the control plane's AdminService, with the admin token on every call.
 use std::time::Duration;
 
-use router_proto::pb::admin_service_client::AdminServiceClient;
+use router_proto::{pb::admin_service_client::AdminServiceClient, tls::ClientTls};
 use tonic::{
     Request, Status,
     metadata::{Ascii, MetadataValue},
@@ -69,9 +69,9 @@ pub fn endpoint(endpoint: &str) -> Result<Endpoint, Error> {
 }
 
 /// Connects to the control plane at `url` and authenticates every call with `token`.
-pub async fn connect(url: &str, token: &str) -> Result<Admin, Error> {
+pub async fn connect(url: &str, token: &str, tls: ClientTls<'_>) -> Result<Admin, Error> {
     let auth = BearerAuth::new(token)?;
-    let endpoint = endpoint(url)?;
+    let endpoint = tls.apply(url, endpoint(url)?).map_err(Error::Invalid)?;
     let unreachable = |detail: String| Error::Unreachable { endpoint: url.to_owned(), detail };
     let channel = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect())
         .await
@@ -107,7 +107,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_endpoint_is_a_clear_error() {
         // Port 1 on localhost is closed on any sane machine: the connection is refused at once.
-        let Err(error) = connect("http://127.0.0.1:1", "t").await else {
+        let Err(error) = connect("http://127.0.0.1:1", "t", ClientTls::default()).await else {
             panic!("connected to a closed port")
         };
         let message = error.to_string();

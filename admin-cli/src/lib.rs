@@ -34,7 +34,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     )
     .map_err(|error| Error::Invalid(format!("{error:#}")))?
     .ok_or(Error::MissingToken)?;
-    let mut admin = client::connect(&endpoint, &token).await?;
+    let tls = router_proto::tls::ClientTls {
+        ca_cert: cli.global.ca_cert.as_deref(),
+        client_cert: cli.global.client_cert.as_deref(),
+        client_key: cli.global.client_key.as_deref(),
+    };
+    let mut admin = client::connect(&endpoint, &token, tls).await?;
     let mut out = output::Output::stdout(cli.global.json);
     match commands::run(cli.command, &mut admin, &mut out).await {
         // A reader that stopped early (`routerctl usage | head`) is not a failure.

@@ -50,7 +50,8 @@ pub async fn run(args: PropagationArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &PropagationArgs, fleet: &Fleet, timeout: Duration) -> anyhow::Result<()> {
-    let mut admin = routerctl::client::connect(&fleet.control_plane_url, &fleet.admin_token).await?;
+    let mut admin =
+        routerctl::client::connect(&fleet.control_plane_url, &fleet.admin_token, Default::default()).await?;
     let mut probes = Vec::with_capacity(fleet.data_planes.len());
     for (_, url) in &fleet.data_planes {
         probes.push(Probe::connect(url).await?);
@@ -283,7 +284,10 @@ impl Fleet {
 async fn create_database(server: &str, name: &str) -> anyhow::Result<String> {
     use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
     let mut conn = AsyncPgConnection::establish(server).await?;
-    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).await?;
+    // Two statements, two calls: in one simple query they would form a transaction, which
+    // neither may run in.
+    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+    conn.batch_execute(&format!("CREATE DATABASE {name}")).await?;
     let base = server.split('?').next().unwrap_or(server);
     let base = base.rsplit_once('/').map_or(base, |(base, _)| base);
     Ok(format!("{base}/{name}"))

@@ -116,7 +116,7 @@ async fn measure(
         aggregate.as_secs_f64()
     );
 
-    let mut admin = routerctl::client::connect(&endpoint, &admin_token).await?;
+    let mut admin = routerctl::client::connect(&endpoint, &admin_token, Default::default()).await?;
     let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?.connect().await?;
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {node_token}").parse()?;
     let mut node = pb::node_service_client::NodeServiceClient::with_interceptor(

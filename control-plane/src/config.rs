@@ -15,6 +15,18 @@ pub struct Config {
     #[arg(long, env = "ROUTER_CP_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// PEM certificate chain to serve gRPC over TLS with (with `--tls-key`); clients then use
+    /// an `https://` URL.
+    #[arg(long, env = "ROUTER_CP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "ROUTER_CP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): only clients presenting a certificate it signed may connect
+    /// (mutual TLS; needs `--tls-cert`).
+    #[arg(long, env = "ROUTER_CP_CLIENT_CA_CERT", requires = "tls_cert")]
+    pub client_ca_cert: Option<PathBuf>,
+
     /// sqlite://FILE (relative), sqlite:///ABS/PATH, or postgres://… (may hold a password)
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
@@ -80,6 +92,21 @@ pub struct Config {
     /// Seconds a console session lasts unless it ends sooner (at most, and by default, 7 days).
     #[arg(long, env = "ROUTER_SESSION_LIFETIME", default_value_t = 604_800, value_parser = clap::value_parser!(u32).range(1..=604_800))]
     pub session_lifetime: u32,
+
+    /// The key channel keys are encrypted with at rest: 32 bytes as 64 hex digits or base64
+    /// (`openssl rand -hex 32`). Without it, channel keys are stored in clear.
+    #[arg(long, env = "ROUTER_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A file holding the secret key (instead of `--secret-key`).
+    #[arg(long, env = "ROUTER_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// A previous secret key, during a rotation: what it encrypted is decrypted and encrypted
+    /// again with `--secret-key` at start.
+    #[arg(long, env = "ROUTER_OLD_SECRET_KEY", hide_env_values = true)]
+    pub old_secret_key: Option<String>,
+    /// A file holding the previous secret key.
+    #[arg(long, env = "ROUTER_OLD_SECRET_KEY_FILE")]
+    pub old_secret_key_file: Option<PathBuf>,
 
     /// Stripe secret API key (`sk_…`): enables top-up through Stripe Checkout.
     #[arg(long, env = "ROUTER_STRIPE_SECRET_KEY", hide_env_values = true)]
@@ -190,6 +217,9 @@ impl Config {
                 .unwrap_or_default();
         self.node_token = resolve("node-token", given(&self.node_token), self.node_token_file.as_deref())?
             .unwrap_or_default();
+        self.secret_key = resolve("secret-key", self.secret_key.take(), self.secret_key_file.as_deref())?;
+        self.old_secret_key =
+            resolve("old-secret-key", self.old_secret_key.take(), self.old_secret_key_file.as_deref())?;
         self.stripe_secret_key = resolve(
             "stripe-secret-key",
             self.stripe_secret_key.take(),
@@ -224,7 +254,46 @@ impl Config {
             anyhow::bail!("the currency name is empty");
         }
         self.stripe()?;
+        self.sealer()?;
+        self.tls()?;
         Ok(())
+    }
+
+    /// The gRPC server's TLS configuration: `None` without `--tls-cert`; the files are read
+    /// (an error naming the flag when one cannot be).
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use router_proto::tls::read_pem;
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
+        let identity = Identity::from_pem(
+            read_pem("--tls-cert", cert).map_err(anyhow::Error::msg)?,
+            read_pem("--tls-key", key).map_err(anyhow::Error::msg)?,
+        );
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca_cert {
+            let ca = read_pem("--client-ca-cert", ca).map_err(anyhow::Error::msg)?;
+            tls = tls.client_ca_root(Certificate::from_pem(ca));
+        }
+        Ok(Some(tls))
+    }
+
+    /// What seals channel keys at rest: `None` without `--secret-key`; a clear error for a key
+    /// that is not 32 bytes, or an old key without a new one.
+    pub fn sealer(&self) -> anyhow::Result<Option<crate::secrets::Sealer>> {
+        use crate::secrets::{Sealer, SecretKey};
+        let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+        let Some(current) = given(&self.secret_key) else {
+            if given(&self.old_secret_key).is_some() {
+                anyhow::bail!("--old-secret-key needs --secret-key (the key to encrypt with from now on)");
+            }
+            return Ok(None);
+        };
+        let current = SecretKey::parse(&current, "--secret-key")?;
+        let old = match given(&self.old_secret_key) {
+            Some(old) => vec![SecretKey::parse(&old, "--old-secret-key")?],
+            None => Vec::new(),
+        };
+        Ok(Some(Sealer::new(current, old)))
     }
 
     /// Stripe's settings when `--stripe-secret-key` is given (which then needs the webhook

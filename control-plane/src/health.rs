@@ -18,6 +18,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use router_upstream::{Api, DEFAULT_ANTHROPIC_VERSION, Kind, Upstream};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -29,10 +30,6 @@ use crate::{
 
 /// How long one check may take, connecting included.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Anthropic API version of a Messages check.
-const ANTHROPIC_VERSION: &str = "2023-06-01";
-/// Azure API version when the channel names none (as the data plane).
-const AZURE_API_VERSION: &str = "2024-10-21";
 /// The most of an error answer read (its message is cut to [`ERROR_CHARS`]).
 const ERROR_BODY_BYTES: usize = 64 * 1024;
 /// The most characters of an upstream error message reported.
@@ -139,7 +136,8 @@ fn error_message(status: u16, body: &[u8]) -> String {
     if message.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {message}") }
 }
 
-/// The request a check sends: Chat Completions where the channel speaks it, else Messages.
+/// The request a check sends: Chat Completions where the channel speaks it, else Messages; to
+/// the URL and with the credential the data plane would use (`router-upstream`).
 fn probe_request(channel: &Channel, model: Option<&str>) -> Result<Request<Full<Bytes>>, String> {
     let asked = match model {
         Some(model) => model.to_owned(),
@@ -147,39 +145,32 @@ fn probe_request(channel: &Channel, model: Option<&str>) -> Result<Request<Full<
     };
     let upstream_model = channel.model_map().get(&asked).cloned().unwrap_or(asked);
     let protocols = channel.protocol_list();
-    let base = channel.base_url.trim_end_matches('/');
-    let prompt = json!([{"role": "user", "content": "ping"}]);
-    let body = json!({"model": upstream_model, "messages": prompt, "max_tokens": 1});
-    let (url, headers): (String, Vec<(&str, String)>) = if protocols.iter().any(|p| p == "chat") {
-        match channel.channel_type.as_str() {
-            "azure" => {
-                let version = channel.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
-                let url = format!(
-                    "{base}/openai/deployments/{upstream_model}/chat/completions?api-version={version}"
-                );
-                (url, vec![("api-key", channel.api_key.clone())])
-            }
-            _ => (
-                format!("{base}/chat/completions"),
-                vec![("authorization", format!("Bearer {}", channel.api_key))],
-            ),
-        }
+    let api = if protocols.iter().any(|p| p == "chat") {
+        Api::ChatCompletions
     } else if protocols.iter().any(|p| p == "messages") {
-        let url = match (channel.channel_type.as_str(), &channel.messages_base_url) {
-            ("anthropic", _) => format!("{base}/v1/messages"),
-            (_, Some(messages_base)) => format!("{}/v1/messages", messages_base.trim_end_matches('/')),
-            (_, None) => format!("{base}/messages"),
-        };
-        let headers =
-            vec![("x-api-key", channel.api_key.clone()), ("anthropic-version", ANTHROPIC_VERSION.to_owned())];
-        (url, headers)
+        Api::Messages
     } else {
         return Err(format!("the channel speaks neither chat nor messages ({})", protocols.join(", ")));
     };
-    let mut builder = Request::post(url.as_str()).header(header::CONTENT_TYPE, "application/json");
-    for (name, value) in headers {
-        builder = builder.header(name, value);
+    let kind = Kind::parse(&channel.channel_type)
+        .ok_or_else(|| format!("unknown channel type {:?}", channel.channel_type))?;
+    let upstream = Upstream::new(
+        kind,
+        &channel.base_url,
+        channel.api_key.expose(),
+        channel.api_version.as_deref(),
+        channel.messages_base_url.as_deref(),
+    );
+    let url = upstream.url(api, &upstream_model);
+    let (name, value) =
+        upstream.credential(api).cloned().ok_or("the channel's api key is not a valid header value")?;
+    let mut builder =
+        Request::post(url.as_str()).header(header::CONTENT_TYPE, "application/json").header(name, value);
+    if api.is_messages() {
+        builder = builder.header("anthropic-version", DEFAULT_ANTHROPIC_VERSION);
     }
+    let prompt = json!([{"role": "user", "content": "ping"}]);
+    let body = json!({"model": upstream_model, "messages": prompt, "max_tokens": 1});
     builder
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| format!("bad channel URL {url:?}: {e}"))
@@ -287,12 +278,24 @@ mod tests {
         let request = probe_request(&channel("openai", r#"["messages"]"#), Some("n")).unwrap();
         assert_eq!(request.uri(), "https://up.example/v1/messages");
         assert_eq!(request.headers()["x-api-key"], "secret");
+        assert_eq!(request.headers()["anthropic-version"], "2023-06-01");
         let request = probe_request(&channel("anthropic", "[]"), None).unwrap();
         assert_eq!(request.uri(), "https://up.example/v1/v1/messages");
+        assert_eq!(request.headers()["x-api-key"], "secret");
         let request = probe_request(&channel("azure", "[]"), None).unwrap();
         assert_eq!(
             request.uri(),
             "https://up.example/v1/openai/deployments/upstream-m/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(request.headers()["api-key"], "secret");
+        let mut deepseek = channel("openai", r#"["messages"]"#);
+        deepseek.messages_base_url = Some("https://up.example/anthropic/".into());
+        let request = probe_request(&deepseek, None).unwrap();
+        assert_eq!(request.uri(), "https://up.example/anthropic/v1/messages");
+        assert!(
+            probe_request(&channel("grpc", r#"["chat"]"#), None)
+                .unwrap_err()
+                .contains("unknown channel type")
         );
         assert!(probe_request(&channel("openai", r#"["embeddings"]"#), None).is_err());
     }

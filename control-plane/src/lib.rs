@@ -9,5 +9,6 @@ pub mod error;
 pub mod health;
 pub mod password;
 pub mod payments;
+pub mod secrets;
 pub mod server;
 pub mod store;

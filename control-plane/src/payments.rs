@@ -4,10 +4,14 @@
 //! payment is learnt from Stripe's `checkout.session.*` webhook, whose `Stripe-Signature`
 //! header is verified as Stripe documents it: `t=TIMESTAMP,v1=HEX[,v1=…]`, where `HEX` is
 //! HMAC-SHA256 of `"{t}.{raw body}"` keyed by the endpoint's signing secret, compared in
-//! constant time against every `v1`, and `t` within 5 minutes of now.
+//! constant time against every `v1`, and `t` within 5 minutes of now. A webhook saying a
+//! session was paid is then checked with Stripe itself (`GET {base}/v1/checkout/sessions/{id}`,
+//! as Stripe's fulfilment guide does): only what Stripe's API says was paid, in the amount and
+//! currency it gives, is credited, so even a leaked webhook secret cannot mint money.
 use std::{future::Future, pin::Pin, time::Duration};
 
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use http::{Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::{
@@ -15,7 +19,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// How far a webhook's signed timestamp may be from now.
@@ -103,21 +107,17 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn create_checkout<'a>(&'a self, request: &'a CheckoutRequest) -> ProviderFuture<'a, Checkout>;
     /// Verifies a webhook (`signature`: its signature header) received at `now_unix` seconds.
     fn verify_webhook(&self, payload: &[u8], signature: &str, now_unix: i64) -> Result<Event, WebhookError>;
+    /// Asks the provider itself what state session `session_id` is in (an
+    /// [`Event::Completed`], `paid` or not, or [`Event::Expired`]): a webhook says *that*
+    /// something happened, the provider's API says what is true now.
+    fn session<'a>(&'a self, session_id: &'a str) -> ProviderFuture<'a, Event>;
 }
 
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 (RFC 2104) of `message` keyed by `key`.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&inner_pad).chain_update(message).finalize();
-    Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize().into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -178,17 +178,36 @@ pub fn stripe_event(payload: &[u8]) -> Result<Event, WebhookError> {
             .ok_or_else(|| WebhookError::BadPayload("no data.object.id".into()))
     };
     match kind {
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => Ok(Event::Completed {
-            session_id: session_id()?,
-            paid: session["payment_status"] == "paid",
-            amount_minor: session["amount_total"].as_i64().unwrap_or(0),
-            currency: session["currency"].as_str().unwrap_or_default().to_ascii_lowercase(),
-        }),
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            Ok(completed(session_id()?, session))
+        }
         "checkout.session.expired" | "checkout.session.async_payment_failed" => {
             Ok(Event::Expired { session_id: session_id()? })
         }
         other => Ok(Event::Ignored(other.to_owned())),
     }
+}
+
+/// What a Checkout Session object says of its payment.
+fn completed(session_id: String, session: &Value) -> Event {
+    Event::Completed {
+        session_id,
+        paid: session["payment_status"] == "paid",
+        amount_minor: session["amount_total"].as_i64().unwrap_or(0),
+        currency: session["currency"].as_str().unwrap_or_default().to_ascii_lowercase(),
+    }
+}
+
+/// A retrieved Checkout Session (`GET /v1/checkout/sessions/{id}`) as an [`Event`]: expired
+/// when its `status` is `expired`, else what it says of its payment.
+pub fn stripe_session(session_id: &str, session: &Value) -> Result<Event, String> {
+    if session["id"].as_str() != Some(session_id) {
+        return Err(format!("Stripe answered another object for session {session_id:?}"));
+    }
+    Ok(match session["status"].as_str() {
+        Some("expired") => Event::Expired { session_id: session_id.to_owned() },
+        _ => completed(session_id.to_owned(), session),
+    })
 }
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -265,12 +284,32 @@ impl Stripe {
 
     async fn create(&self, request: &CheckoutRequest) -> Result<Checkout, String> {
         let http = Request::post(format!("{}/v1/checkout/sessions", self.api_base))
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.secret_key))
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header("idempotency-key", format!("code-router-order-{}", request.order_id))
-            .body(Full::new(Bytes::from(Stripe::session_form(request))))
-            .map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(http))
+            .body(Full::new(Bytes::from(Stripe::session_form(request))));
+        let answer = self.call(http, "create the checkout session").await?;
+        match (answer["id"].as_str(), answer["url"].as_str()) {
+            (Some(id), Some(url)) => Ok(Checkout { session_id: id.to_owned(), url: url.to_owned() }),
+            _ => Err("Stripe's answer has no session id and url".to_owned()),
+        }
+    }
+
+    async fn retrieve(&self, session_id: &str) -> Result<Event, String> {
+        let http =
+            Request::get(format!("{}/v1/checkout/sessions/{}", self.api_base, form_encode(session_id)))
+                .body(Full::new(Bytes::new()));
+        let answer = self.call(http, "retrieve the checkout session").await?;
+        stripe_session(session_id, &answer)
+    }
+
+    /// Sends one request with the secret key; Stripe's JSON answer, or why there is none
+    /// (`what`: what the call was for, in the message).
+    async fn call(&self, request: http::Result<Request<Full<Bytes>>>, what: &str) -> Result<Value, String> {
+        let mut request = request.map_err(|e| e.to_string())?;
+        let bearer = http::HeaderValue::from_str(&format!("Bearer {}", self.secret_key))
+            .map_err(|_| "the Stripe secret key is not a valid header value".to_owned())?;
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| "Stripe did not answer in time".to_owned())?
             .map_err(|e| format!("cannot reach Stripe: {e}"))?;
@@ -283,12 +322,9 @@ impl Stripe {
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
             let message = answer["error"]["message"].as_str().unwrap_or("no message");
-            return Err(format!("Stripe refused the checkout session ({status}): {message}"));
+            return Err(format!("Stripe refused to {what} ({status}): {message}"));
         }
-        match (answer["id"].as_str(), answer["url"].as_str()) {
-            (Some(id), Some(url)) => Ok(Checkout { session_id: id.to_owned(), url: url.to_owned() }),
-            _ => Err("Stripe's answer has no session id and url".to_owned()),
-        }
+        Ok(answer)
     }
 }
 
@@ -304,6 +340,10 @@ impl Provider for Stripe {
     fn verify_webhook(&self, payload: &[u8], signature: &str, now_unix: i64) -> Result<Event, WebhookError> {
         verify_stripe_signature(&self.webhook_secret, payload, signature, now_unix)?;
         stripe_event(payload)
+    }
+
+    fn session<'a>(&'a self, session_id: &'a str) -> ProviderFuture<'a, Event> {
+        Box::pin(self.retrieve(session_id))
     }
 }
 

@@ -38,6 +38,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
     }
     let db = Db::connect(&config.database_url).await?;
+    let sealer = config.sealer()?;
+    if let Some(sealer) = &sealer {
+        tracing::info!(key_id = sealer.key_id(), "channel keys are encrypted at rest");
+    }
+    crate::secrets::install(sealer);
+    match crate::store::channels::seal_stored(&db).await {
+        Ok(0) => {}
+        Ok(sealed) => tracing::info!(sealed, "channel keys encrypted with the current secret key"),
+        Err(error) => anyhow::bail!("{error}"),
+    }
     // Codes in clear from before they were stored hashed (SQLite: SQL there cannot hash them).
     match crate::store::codes::hash_stored_plaintext(&db).await {
         Ok(0) => {}
@@ -154,7 +164,13 @@ pub async fn serve(
     // Accept errors (out of descriptors) back off instead of spinning: tonic's own listener
     // retries them at once.
     let incoming = Acceptor::new(listener)?.into_stream(Some(TCP_KEEPALIVE));
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls()? {
+        builder = builder.tls_config(tls).context("cannot set up TLS with --tls-cert and --tls-key")?;
+        let mutual = config.client_ca_cert.is_some();
+        tracing::info!(client_certificates = mutual, "serving gRPC over TLS");
+    }
+    let server = builder
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

@@ -46,6 +46,8 @@ pub struct App {
     pub sockets: crate::proxy::websocket::Sockets,
     /// Request bodies in memory (`--max-inflight-body-bytes`).
     pub bodies: Arc<BodyBudget>,
+    /// The TLS listener's acceptor (`--tls-cert`); `None`: plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Failed-auth back-off per client address (`--auth-failure-limit`).
     pub auth_backoff: Arc<crate::proxy::backoff::Backoff>,
 }

@@ -31,9 +31,28 @@ pub struct Config {
     #[arg(long, env = "ROUTER_DP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// PEM certificate chain to serve HTTPS with (with `--tls-key`); without it, plain HTTP
+    /// (behind a TLS-terminating proxy, say).
+    #[arg(long, env = "ROUTER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "ROUTER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// The control plane's gRPC URL.
     #[arg(long, env = "ROUTER_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
     pub control_plane: String,
+
+    /// PEM CA certificate(s) the control plane's certificate is checked against (an
+    /// `https://` control plane; without it, the public web roots).
+    #[arg(long, env = "ROUTER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate chain presented to the control plane (mutual TLS, with `--client-key`).
+    #[arg(long, env = "ROUTER_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(long, env = "ROUTER_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
 
     /// Token presented to the control plane (required).
     #[arg(
@@ -155,7 +174,17 @@ impl Config {
                 self.control_plane
             );
         }
+        self.control_plane_tls().config(&self.control_plane).map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+
+    /// Where the TLS files for the control-plane link are.
+    pub fn control_plane_tls(&self) -> router_proto::tls::ClientTls<'_> {
+        router_proto::tls::ClientTls {
+            ca_cert: self.ca_cert.as_deref(),
+            client_cert: self.client_cert.as_deref(),
+            client_key: self.client_key.as_deref(),
+        }
     }
 
     /// Worker threads to run: `--workers`, else one per CPU.

@@ -2,7 +2,7 @@
 //! endpoints and (with the quota work) leases and usage reports.
 use std::time::Duration;
 
-use router_proto::pb::node_service_client::NodeServiceClient;
+use router_proto::{pb::node_service_client::NodeServiceClient, tls::ClientTls};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
@@ -25,7 +25,7 @@ pub type NodeClient = NodeServiceClient<InterceptedService<Channel, NodeToken>>;
 
 /// A lazily connecting client: the data plane starts (and keeps serving) without the control
 /// plane; calls fail fast while it is away and the channel reconnects by itself.
-pub fn node_client(url: &str, node_token: &str) -> anyhow::Result<NodeClient> {
+pub fn node_client(url: &str, node_token: &str, tls: ClientTls<'_>) -> anyhow::Result<NodeClient> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| anyhow::anyhow!("bad control plane URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
@@ -33,6 +33,7 @@ pub fn node_client(url: &str, node_token: &str) -> anyhow::Result<NodeClient> {
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
+    let endpoint = tls.apply(url, endpoint).map_err(anyhow::Error::msg)?;
     let token: MetadataValue<Ascii> = format!("Bearer {node_token}")
         .parse()
         .map_err(|_| anyhow::anyhow!("the node token must be printable ASCII"))?;

@@ -35,7 +35,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let config = config.with_secret_files()?;
     config.validate()?;
     let node_id = config.node_id();
-    let node = control::node_client(&config.control_plane, &config.node_token)?;
+    let node = control::node_client(&config.control_plane, &config.node_token, config.control_plane_tls())?;
     let (stop, stopped) = watch::channel(false);
 
     let policy = Arc::new(ArcSwap::from_pointee(Policy::default()));
@@ -67,7 +67,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         Ok(limit) => tracing::info!(limit, max_connections = config.max_connections, "descriptor limit"),
         Err(error) => tracing::warn!(%error, "cannot read or raise the descriptor limit"),
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            tracing::info!(cert = %cert.display(), "serving HTTPS");
+            Some(server::tls_acceptor(cert, key)?)
+        }
+        _ => None,
+    };
     let app = App {
+        tls,
         connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize)),
         bodies: proxy::request::BodyBudget::new(config.max_inflight_body_bytes),
         auth_backoff: Arc::new(proxy::backoff::Backoff::new(

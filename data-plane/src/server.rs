@@ -7,7 +7,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::{
+        conn::auto,
+        graceful::{GracefulShutdown, Watcher},
+    },
 };
 use tokio::{
     net::{TcpListener, TcpSocket},
@@ -167,26 +170,32 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
         let Ok(permit) = permit else { break };
         let _ = stream.set_nodelay(true);
         let watch = Watch::new();
-        let app = Arc::clone(&app);
-        let on_request = Arc::clone(&watch);
-        let service = service_fn(move |request| {
-            let app = Arc::clone(&app);
-            let busy = on_request.request();
-            async move {
-                let response = route(app, request, peer).await;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
+        let io = Watched::new(stream, Arc::clone(&watch), permit);
+        let connection = Connection {
+            app: Arc::clone(&app),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            watch,
+            peer,
+            timeouts: (header, keep_alive),
+        };
+        match &app.tls {
+            None => {
+                tokio::spawn(connection.serve(io, false));
             }
-        });
-        let io = TokioIo::new(Watched::new(stream, Arc::clone(&watch), permit));
-        let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            match watchdog::guard(connection, &watch, header, keep_alive).await {
-                Some(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
-                Some(Ok(())) => {}
-                None => tracing::debug!("connection closed: header or keep-alive timeout"),
+            // The handshake happens in the connection's task, within the header timeout: a
+            // client that never finishes it holds its permit no longer than a slow head would.
+            Some(tls) => {
+                let handshake = tls.accept(io);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(header, handshake).await {
+                        Ok(Ok(io)) => connection.serve(io, true).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake not done within the header timeout"),
+                    }
+                });
             }
-        });
+        }
     }
     drop(acceptor);
     // WebSocket sessions are not hyper's connections any more: told apart, waited for alike.
@@ -198,6 +207,73 @@ async fn accept(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Outp
         () = drained => tracing::debug!("a worker's requests all finished"),
         () = tokio::time::sleep(app.config.shutdown_grace) => tracing::warn!("shutdown grace period over; closing what is left"),
     }
+}
+
+/// One accepted connection, to be served.
+struct Connection {
+    app: Arc<App>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    watch: Arc<Watch>,
+    peer: SocketAddr,
+    /// The header-read and keep-alive timeouts.
+    timeouts: (Duration, Duration),
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 or HTTP/2 on `io` (`tls`: a TLS stream; its requests then carry
+    /// `x-forwarded-proto: https`, as behind a terminating proxy) until the connection ends or
+    /// overstays its timeouts.
+    async fn serve<I>(self, io: I, tls: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection { app, builder, watcher, watch, peer, timeouts: (header, keep_alive) } = self;
+        let on_request = Arc::clone(&watch);
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            let app = Arc::clone(&app);
+            let busy = on_request.request();
+            if tls {
+                request.headers_mut().insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            }
+            async move {
+                let response = route(app, request, peer).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
+            }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        match watchdog::guard(watcher.watch(connection), &watch, header, keep_alive).await {
+            Some(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
+            Some(Ok(())) => {}
+            None => tracing::debug!("connection closed: header or keep-alive timeout"),
+        }
+    }
+}
+
+/// The TLS acceptor for `--tls-cert` and `--tls-key` (PEM): HTTP/2 and HTTP/1.1 by ALPN.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "--tls-cert {}: no certificate in it", cert.display());
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("--tls-key {}: {e}", key.display()))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .context("--tls-cert and --tls-key do not make a certificate and its key")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A new request id (UUIDv7): one per HTTP request, and per request on a WebSocket.

@@ -116,7 +116,7 @@ async fn refused_reports_are_set_aside_and_the_rest_delivered() {
     );
     let spool = std::env::temp_dir().join(format!("spool-isolation-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&spool);
-    let client = control::node_client(&format!("http://{address}"), "token").unwrap();
+    let client = control::node_client(&format!("http://{address}"), "token", Default::default()).unwrap();
     let metrics = Arc::new(Metrics::default());
     let (_stop, stopped) = watch::channel(false);
     let reporter = Reporter::start(client, "dp-test".into(), &spool, Arc::clone(&metrics), stopped).unwrap();

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod cost;
 pub mod money;
 pub mod protocols;
+pub mod tls;
 
 pub use cost::{CostError, Tariff, TokenPrices, TokenUsage, cost};
 pub use money::{AmountError, Money, Multiplier};

@@ -85,6 +85,11 @@ async fn run(mut args: Quickstart) -> anyhow::Result<()> {
         database_url_file: None,
         admin_token_file: None,
         node_token_file: None,
+        // The quickstart's planes talk over loopback, in the clear: TLS variables meant for a
+        // separate control plane or data plane are not theirs.
+        tls_cert: None,
+        tls_key: None,
+        client_ca_cert: None,
         ..control
     };
     let listen = args.listen.to_string();
@@ -103,7 +108,15 @@ async fn run(mut args: Quickstart) -> anyhow::Result<()> {
         "--spool-dir",
         &spool_dir,
     ])?;
-    let data = router_data_plane::config::Config { node_token_file: None, ..data };
+    let data = router_data_plane::config::Config {
+        node_token_file: None,
+        tls_cert: None,
+        tls_key: None,
+        ca_cert: None,
+        client_cert: None,
+        client_key: None,
+        ..data
+    };
     // Stopping order: the data plane first (it finishes what is in flight and delivers its
     // last usage reports to the control plane), then the control plane. A second signal
     // ends the process at once.

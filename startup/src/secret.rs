@@ -23,9 +23,11 @@ pub fn resolve(flag: &str, value: Option<String>, file: Option<&Path>) -> anyhow
 mod tests {
     use super::*;
 
+    /// A file of its own holding `content` (tests run in parallel: each call gets a new name).
     fn file(content: &str) -> std::path::PathBuf {
-        let path =
-            std::env::temp_dir().join(format!("router-secret-{}-{}", std::process::id(), content.len()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("router-secret-{}-{n}", std::process::id()));
         std::fs::write(&path, content).expect("write");
         path
     }

@@ -3,10 +3,8 @@
 //! disabled channel's sessions move, and come back when it is enabled again.
 use std::time::Duration;
 
-use router_tests::{Backend, eventually, http_client::post_json, mock::MockUpstream};
+use router_tests::{Backend, Gateway, eventually, http_client::post_json, mock::MockUpstream};
 use serde_json::{Value, json};
-
-use crate::proxy::Gateway;
 
 on_both_backends!(sessions_keep_their_channel);
 
@@ -56,21 +54,7 @@ async fn sessions_keep_their_channel(backend: Backend) {
     let gw = Gateway::start(backend, &[]).await;
     let others = [MockUpstream::start(1).await, MockUpstream::start(1).await];
     for (name, mock) in NAMES[1..].iter().zip(&others) {
-        let base = format!("{}/v1", mock.url);
-        gw.cp.json(&[
-            "channel",
-            "add",
-            "--name",
-            name,
-            "--type",
-            "openai",
-            "--base-url",
-            &base,
-            "--api-key",
-            "k",
-            "--models",
-            "gpt-4o-mini",
-        ]);
+        gw.cp.add_channel(name, "openai", &format!("{}/v1", mock.url), "k", "gpt-4o-mini", &[]);
     }
     let channels = Channels { gw, others };
     // Without a session: weighted random, every channel in turn (and all three are known).

@@ -4,14 +4,12 @@
 use std::{process::Command, sync::Arc, time::Duration};
 
 use router_tests::{
-    Backend, DataPlane, eventually,
+    Backend, DataPlane, Gateway, eventually,
     http_client::{self, get, post_json, post_stream},
     mock::{ACCOUNT_HEADERS, Mode},
     nanos,
 };
 use serde_json::{Value, json};
-
-use crate::proxy::Gateway;
 
 /// A key of a new account with no money, once the data plane knows it (a key it has not yet
 /// heard of is refused as invalid, 401, not as out of money).
@@ -208,7 +206,7 @@ async fn concurrent_large_requests_stay_within_the_bound(backend: Backend) {
     const MAX_PER_CLIENT: usize = 10;
     let gw = Gateway::start(backend, &[]).await;
     gw.mock.set_mode(Mode::ClaimOutputTokens(32_000));
-    let second = DataPlane::start(&gw.cp, &gw.db.dir.join("spool-2"), &[]).await.unwrap();
+    let second = gw.data_plane("spool-2").await;
     let key = Arc::new(account_with(&gw, "burst", "0.30", &[&gw.dp.url, &second.url]).await);
     let planes = Arc::new([gw.dp.url.clone(), second.url.clone()]);
     let mut clients = Vec::new();

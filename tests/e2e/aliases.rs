@@ -3,13 +3,11 @@
 use std::time::{Duration, Instant};
 
 use router_tests::{
-    eventually,
+    Gateway, eventually,
     http_client::{Answer, get, post_json},
     nanos,
 };
 use serde_json::{Value, json};
-
-use crate::proxy::Gateway;
 
 on_both_backends!(aliases_are_served_and_billed_as_their_target);
 

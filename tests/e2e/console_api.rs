@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use http::Method;
 use router_tests::{
-    Backend, ControlPlane, DataPlane, TestDb, eventually,
+    Backend, ControlPlane, DataPlane, Gateway, TestDb, eventually,
     http_client::{get, post_json, send},
 };
 use serde_json::{Value, json};
-
-use super::proxy::Gateway;
 
 on_both_backends!(console_api_end_to_end, sessions_expire);
 

@@ -6,12 +6,10 @@
 use std::{path::PathBuf, process::Command};
 
 use router_tests::{
-    Backend,
+    Backend, Gateway,
     http_client::{get, send},
 };
 use serde_json::Value;
-
-use super::proxy::Gateway;
 
 on_both_backends!(console_pages_in_a_real_browser, console_pages_over_plain_http);
 

@@ -4,15 +4,13 @@
 use std::{process::Command, sync::Arc, time::Duration};
 
 use router_tests::{
-    Backend, DataPlane,
+    Backend, Gateway,
     http_client::{Streamed, post_json, post_stream},
     mock::{Mode, Reply, ReplyUsage, SIGNATURE, Stop, ToolCall},
     nanos,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-
-use crate::proxy::Gateway;
 
 /// A model's prices as `routerctl model set` got them in [`Gateway::start`]: input, cached
 /// input, cache write, output (per 1M tokens).
@@ -306,7 +304,7 @@ async fn native_upstream_errors_keep_their_shape() {
 async fn chat_only_gateway(backend: Backend) -> Gateway {
     let mut gw = Gateway::start(backend, &[]).await;
     gw.cp.json(&["channel", "update", "main", "--protocols", "chat"]);
-    let dp = DataPlane::start(&gw.cp, &gw.db.dir.join("spool-chat-only"), &[]).await.unwrap();
+    let dp = gw.data_plane("spool-chat-only").await;
     gw.dp = dp;
     gw
 }

@@ -6,14 +6,12 @@
 use std::{sync::Arc, time::Duration};
 
 use router_tests::{
-    Backend, eventually,
+    Backend, Gateway, eventually,
     http_client::{Answer, post_json, post_stream},
     mock::{MockUpstream, Mode},
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-
-use crate::proxy::Gateway;
 
 on_both_backends!(
     each_direction_converts_whole_and_streamed_and_bills_exactly,

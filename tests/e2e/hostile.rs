@@ -12,10 +12,10 @@ mod upstreams;
 
 use std::time::Duration;
 
-use router_tests::{Backend, eventually, http_client, mock::Mode};
+use router_tests::{Backend, Gateway, Stack, eventually, http_client, mock::Mode};
 use serde_json::{Value, json};
 
-use crate::quota_dp::{Setup, first_ok};
+use crate::quota_dp::first_ok;
 
 on_both_backends!(a_lying_upstream_is_billed_within_the_request_bounds);
 
@@ -43,7 +43,7 @@ async fn chat(dp: &str, key: &str, stream: bool) -> (u16, String) {
 }
 
 /// A lying answer (streamed or not), then an honest one; both must be served.
-async fn lie_then_honest(setup: &Setup, dp: &str, key: &str, stream: bool) -> (String, String) {
+async fn lie_then_honest(setup: &Stack, dp: &str, key: &str, stream: bool) -> (String, String) {
     setup.mock.set_mode(Mode::ClaimOutputTokens(CLAIMED_OUTPUT));
     let (status, lie) = chat(dp, key, stream).await;
     assert_eq!(status, 200, "the lying answer itself reaches the client");
@@ -63,7 +63,7 @@ async fn metric(dp: &str, name: &str) -> Option<u64> {
 }
 
 async fn a_lying_upstream_is_billed_within_the_request_bounds(backend: Backend) {
-    let setup = Setup::start_priced(backend, "1.5").await;
+    let setup = Gateway::builder(backend).priced("1.5").without_data_plane().await;
     let start = 10 * 1_000_000_000;
     let key = setup.key("acme", &["--balance", "10"], &[]);
     let mut dp = setup.data_plane("spool").await;
@@ -108,6 +108,6 @@ async fn a_lying_upstream_is_billed_within_the_request_bounds(backend: Backend) 
     assert!(cp_quarantine_is_empty(&setup), "nothing needed quarantining");
 }
 
-fn cp_quarantine_is_empty(setup: &Setup) -> bool {
+fn cp_quarantine_is_empty(setup: &Stack) -> bool {
     setup.cp.json(&["usage", "--quarantined"]).as_array().is_some_and(Vec::is_empty)
 }

@@ -11,15 +11,9 @@ use std::{
     time::Duration,
 };
 
-use router_tests::{
-    Backend, ControlPlane, DataPlane, TestDb, eventually, http_client,
-    mock::{MockUpstream, Mode},
-    random_name,
-};
+use router_tests::{Backend, ControlPlane, DataPlane, Gateway, Stack, eventually, http_client, mock::Mode};
 use serde_json::json;
 use tokio::sync::Notify;
-
-use crate::quota_dp::Setup;
 
 on_both_backends!(
     rpm_refuses_the_next_request_until_the_window_moves,
@@ -34,34 +28,14 @@ on_both_backends!(
 /// The rate window of these tests: one second per slot.
 const WINDOW_MS: u64 = 6000;
 
-async fn start(backend: Backend) -> Setup {
-    let db = TestDb::create(backend).await.unwrap();
+/// A control plane on the short rate window with `gpt-4o-mini` at 1 per 1M tokens.
+async fn start(backend: Backend) -> Stack {
     let window = WINDOW_MS.to_string();
-    let cp = ControlPlane::start_with(
-        &db.url,
-        &format!("adm-{}", random_name(24)),
-        &format!("node-{}", random_name(24)),
-        &[("ROUTER_RATE_WINDOW_MS", &window)],
-    )
-    .unwrap();
-    let mock = MockUpstream::start(5).await;
-    let base = format!("{}/v1", mock.url);
-    cp.json(&[
-        "channel",
-        "add",
-        "--name",
-        "main",
-        "--type",
-        "openai",
-        "--base-url",
-        &base,
-        "--api-key",
-        "k",
-        "--models",
-        "gpt-4o-mini",
-    ]);
-    cp.json(&["model", "set", "gpt-4o-mini", "--input-price", "1", "--output-price", "1"]);
-    Setup { db, cp, mock }
+    Gateway::builder(backend)
+        .priced("1")
+        .control_plane_env(&[("ROUTER_RATE_WINDOW_MS", &window)])
+        .without_data_plane()
+        .await
 }
 
 fn body(stream: bool) -> serde_json::Value {
@@ -82,7 +56,7 @@ fn header(answer: &http_client::Answer, name: &str) -> Option<String> {
 
 /// A limited key, and a probe key created after it: once the probe is served, the data plane
 /// has the limited key's policy too, without a request of the limited key spent on waiting.
-async fn limited_key(setup: &Setup, dp: &str, key_args: &[&str]) -> String {
+async fn limited_key(setup: &Stack, dp: &str, key_args: &[&str]) -> String {
     let key = setup.key("acme", &["--balance", "100"], key_args);
     let probe = setup.cp.json(&["key", "create", "--account", "acme", "--name", "probe"])["key"]
         .as_str()
@@ -285,7 +259,7 @@ async fn two_data_planes_share(backend: Backend, flag: &str, limit: usize) {
 }
 
 /// Waits until a second data plane serves the account's probe key (it has the policy).
-async fn limited_key_known(setup: &Setup, dp: &str) -> String {
+async fn limited_key_known(setup: &Stack, dp: &str) -> String {
     let probe = setup.cp.json(&["key", "create", "--account", "acme", "--name", "probe-b"])["key"]
         .as_str()
         .unwrap()

@@ -46,5 +46,6 @@ mod quota_dp;
 mod sdk;
 mod security;
 mod setup;
+mod tls;
 mod usage;
 mod ws;

@@ -1,17 +1,20 @@
 //! Top-up through Stripe Checkout against a local fake of Stripe, written from Stripe's API
 //! reference: `POST /v1/checkout/sessions` (form-encoded, bearer secret key) answers a session
-//! with an `id` and a `url`; the test then sends the `checkout.session.*` webhooks Stripe would
-//! send, signed as Stripe signs them (`Stripe-Signature: t=…,v1=hex(HMAC-SHA256(secret,
-//! "{t}.{body}"))`). A paid session credits once; replays, duplicates (also concurrent ones),
-//! re-ordered events, bad signatures and stale timestamps change nothing; an unpaid session
-//! credits nothing.
+//! with an `id` and a `url`, and `GET /v1/checkout/sessions/{id}` answers what the payer did;
+//! the test sends the `checkout.session.*` webhooks Stripe would send, signed as Stripe signs
+//! them (`Stripe-Signature: t=…,v1=hex(HMAC-SHA256(secret, "{t}.{body}"))`). The gateway
+//! credits only what Stripe's API says was paid, once per session: replays, duplicates (also
+//! concurrent ones), re-ordered events, bad signatures, stale timestamps and a signed webhook
+//! Stripe contradicts change nothing; an unpaid session credits nothing.
 use std::{
+    collections::HashMap,
     convert::Infallible,
     sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -21,7 +24,7 @@ use router_tests::{
     http_client::{get, post_json, send},
 };
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 on_both_backends!(stripe_top_up_credits_each_paid_session_once);
 
@@ -31,10 +34,20 @@ const WEBHOOK_SECRET: &str = "whsec_test_fake_signing_secret";
 /// A request's form fields, in order.
 type Form = Vec<(String, String)>;
 
-/// The fake Stripe: the sessions it created (their form fields).
+/// What the fake Stripe knows: the sessions it created (their form fields), those paid (with
+/// the amount paid), how often the gateway retrieved one, and whether retrieval is down.
+#[derive(Default)]
+struct StripeState {
+    sessions: Vec<Form>,
+    paid: HashMap<String, i64>,
+    retrievals: usize,
+    down: bool,
+}
+
+/// The fake Stripe.
 struct FakeStripe {
     url: String,
-    sessions: Arc<Mutex<Vec<Form>>>,
+    state: Arc<Mutex<StripeState>>,
 }
 
 fn form_fields(body: &[u8]) -> Form {
@@ -69,54 +82,73 @@ fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
     fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+fn stripe_error(status: u16, message: &str) -> (u16, Value) {
+    (status, json!({"error": {"type": "invalid_request_error", "message": message}}))
+}
+
+/// The Checkout Session object Stripe's API answers for session number `index`.
+fn session_object(state: &StripeState, index: usize) -> Value {
+    let id = format!("cs_test_{}", index + 1);
+    let fields = &state.sessions[index];
+    let paid = state.paid.get(&id);
+    let ordered: i64 = field(fields, "line_items[0][price_data][unit_amount]").unwrap().parse().unwrap();
+    json!({
+        "id": id, "object": "checkout.session", "mode": field(fields, "mode"),
+        "url": format!("https://checkout.stripe.test/c/pay/{id}"),
+        "status": if paid.is_some() { "complete" } else { "open" },
+        "payment_status": if paid.is_some() { "paid" } else { "unpaid" },
+        "amount_total": paid.copied().unwrap_or(ordered),
+        "currency": field(fields, "line_items[0][price_data][currency]"),
+        "client_reference_id": field(fields, "client_reference_id"),
+        "success_url": field(fields, "success_url"),
+    })
+}
+
+/// Stripe's answer to one request: `POST /v1/checkout/sessions` creates a session,
+/// `GET /v1/checkout/sessions/{id}` retrieves one; both need the secret key.
+fn stripe_answer(state: &Mutex<StripeState>, method: &http::Method, path: &str, body: &[u8]) -> (u16, Value) {
+    let mut state = state.lock().unwrap();
+    if path == "/v1/checkout/sessions" && method == http::Method::POST {
+        state.sessions.push(form_fields(body));
+        let index = state.sessions.len() - 1;
+        return (200, session_object(&state, index));
+    }
+    let Some(id) = path.strip_prefix("/v1/checkout/sessions/").filter(|_| method == http::Method::GET) else {
+        return stripe_error(404, "Unrecognized request URL");
+    };
+    state.retrievals += 1;
+    if state.down {
+        return stripe_error(500, "An unexpected error occurred");
+    }
+    let index = id.strip_prefix("cs_test_").and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 1);
+    match index.filter(|n| *n <= state.sessions.len()) {
+        Some(n) => (200, session_object(&state, n - 1)),
+        None => stripe_error(404, &format!("No such checkout.session: '{id}'")),
+    }
+}
+
 impl FakeStripe {
     async fn start() -> FakeStripe {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let sessions: Arc<Mutex<Vec<Form>>> = Arc::default();
-        let shared = Arc::clone(&sessions);
+        let state: Arc<Mutex<StripeState>> = Arc::default();
+        let shared = Arc::clone(&state);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let sessions = Arc::clone(&shared);
+                let state = Arc::clone(&shared);
                 tokio::spawn(async move {
                     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                        let sessions = Arc::clone(&sessions);
+                        let state = Arc::clone(&state);
                         async move {
                             let (head, body) = request.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let (status, answer) = if head.uri.path() != "/v1/checkout/sessions"
-                                || head.method != http::Method::POST
-                            {
-                                (
-                                    404,
-                                    json!({"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}}),
-                                )
-                            } else if head.headers.get("authorization").and_then(|v| v.to_str().ok())
-                                != Some(&format!("Bearer {SECRET_KEY}"))
-                            {
-                                (
-                                    401,
-                                    json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}),
-                                )
+                            let authorized = head.headers.get("authorization").and_then(|v| v.to_str().ok())
+                                == Some(&format!("Bearer {SECRET_KEY}"));
+                            let (status, answer) = if authorized {
+                                stripe_answer(&state, &head.method, head.uri.path(), &body)
                             } else {
-                                let fields = form_fields(&body);
-                                let mut all = sessions.lock().unwrap();
-                                let id = format!("cs_test_{}", all.len() + 1);
-                                let amount: i64 = field(&fields, "line_items[0][price_data][unit_amount]")
-                                    .unwrap()
-                                    .parse()
-                                    .unwrap();
-                                let answer = json!({
-                                    "id": id, "object": "checkout.session", "mode": field(&fields, "mode"),
-                                    "url": format!("https://checkout.stripe.test/c/pay/{id}"),
-                                    "status": "open", "payment_status": "unpaid", "amount_total": amount,
-                                    "currency": field(&fields, "line_items[0][price_data][currency]"),
-                                    "client_reference_id": field(&fields, "client_reference_id"),
-                                    "success_url": field(&fields, "success_url"),
-                                });
-                                all.push(fields);
-                                (200, answer)
+                                stripe_error(401, "Invalid API Key provided")
                             };
                             let mut response = Response::new(Full::new(Bytes::from(answer.to_string())));
                             *response.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -129,16 +161,27 @@ impl FakeStripe {
                 });
             }
         });
-        FakeStripe { url, sessions }
+        FakeStripe { url, state }
+    }
+
+    /// The payer paid session `id`, `amount` in cents.
+    fn pay(&self, id: &str, amount: i64) {
+        self.state.lock().unwrap().paid.insert(id.to_owned(), amount);
+    }
+
+    fn retrievals(&self) -> usize {
+        self.state.lock().unwrap().retrievals
+    }
+
+    fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 }
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut block = [0u8; 64];
-    block[..key.len()].copy_from_slice(key);
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().to_vec()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
 }
 
 fn now() -> i64 {
@@ -225,7 +268,7 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
     let refused =
         post_json(&format!("{base}/api/account/topup"), &auth, &json!({"amount": 10})).await.unwrap();
     assert_eq!(refused.status, 400);
-    assert!(stripe.sessions.lock().unwrap().is_empty());
+    assert!(stripe.state.lock().unwrap().sessions.is_empty());
 
     // Top-up: an order and Stripe's checkout page.
     let topup =
@@ -235,8 +278,8 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
     assert_eq!(topup["checkout_url"], "https://checkout.stripe.test/c/pay/cs_test_1");
     let order_id = topup["order_id"].as_i64().unwrap();
     {
-        let sessions = stripe.sessions.lock().unwrap();
-        let fields = &sessions[0];
+        let state = stripe.state.lock().unwrap();
+        let fields = &state.sessions[0];
         assert_eq!(field(fields, "mode"), Some("payment"));
         assert_eq!(field(fields, "line_items[0][price_data][unit_amount]"), Some("1000"), "cents");
         assert_eq!(field(fields, "line_items[0][price_data][currency]"), Some("usd"));
@@ -268,6 +311,7 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
         (200, json!({"received": true, "outcome": "unpaid"}))
     );
     assert_eq!(balance(&cp), "1");
+    assert_eq!(stripe.retrievals(), 0, "an unpaid event needs no confirmation");
 
     // Forged and stale webhooks: 400, nothing changes.
     let paid = session_event("checkout.session.async_payment_succeeded", "cs_test_1", "paid", 1000);
@@ -282,14 +326,32 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
     assert_eq!(balance(&cp), "1");
     assert_eq!(orders(&cp)[0]["status"], "pending");
 
-    // Paid: credited once; replays, duplicates and a late `expired` change nothing.
+    // Signed, but Stripe's API says the session is not paid (as with a leaked signing
+    // secret): the gateway asked Stripe, and nothing is credited.
     let (body, signature) = signed(&paid, now(), WEBHOOK_SECRET);
+    assert_eq!(webhook(&base, &body, &signature).await.1["outcome"], "unpaid");
+    assert_eq!(stripe.retrievals(), 1);
+    assert_eq!(balance(&cp), "1");
+
+    // The payer pays; while Stripe cannot be asked, the webhook is a 503 (Stripe retries it)
+    // and nothing changes.
+    stripe.pay("cs_test_1", 1000);
+    stripe.set_down(true);
+    let (status, answer) = webhook(&base, &body, &signature).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(balance(&cp), "1");
+    assert_eq!(orders(&cp)[0]["status"], "pending");
+    stripe.set_down(false);
+
+    // Paid: credited once; replays, duplicates and a late `expired` change nothing.
     assert_eq!(
         webhook(&base, &body, &signature).await,
         (200, json!({"received": true, "outcome": "credited"}))
     );
     assert_eq!(balance(&cp), "11");
+    let asked = stripe.retrievals();
     assert_eq!(webhook(&base, &body, &signature).await.1["outcome"], "unchanged", "a replay");
+    assert_eq!(stripe.retrievals(), asked, "a paid order needs no confirmation");
     let again = session_event("checkout.session.completed", "cs_test_1", "paid", 1000);
     let (body, signature) = signed(&again, now(), WEBHOOK_SECRET);
     assert_eq!(webhook(&base, &body, &signature).await.1["outcome"], "unchanged", "the other paid event");
@@ -312,6 +374,7 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
     let topup =
         post_json(&format!("{base}/api/account/topup"), &auth, &json!({"amount": "5"})).await.unwrap();
     assert_eq!(topup.status, 200);
+    stripe.pay("cs_test_2", 500);
     let (body, signature) =
         signed(&session_event("checkout.session.completed", "cs_test_2", "paid", 500), now(), WEBHOOK_SECRET);
     let sends: Vec<_> = (0..5)
@@ -329,13 +392,18 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
     assert_eq!(outcomes.iter().filter(|o| *o == "credited").count(), 1, "{outcomes:?}");
     assert_eq!(balance(&cp), "16");
 
-    // A third expires unpaid; a paid event of a session that is not ours is ignored; an amount
-    // that is not the order's is refused.
+    // A third: Stripe says 1 was paid for an order of 50 (whatever the webhook claims), which
+    // is refused; then it expires. A paid event of a session that is not ours is ignored
+    // without asking Stripe.
     let topup =
         post_json(&format!("{base}/api/account/topup"), &auth, &json!({"amount": "50"})).await.unwrap();
     assert_eq!(topup.status, 200);
-    let (body, signature) =
-        signed(&session_event("checkout.session.completed", "cs_test_3", "paid", 100), now(), WEBHOOK_SECRET);
+    stripe.pay("cs_test_3", 100);
+    let (body, signature) = signed(
+        &session_event("checkout.session.completed", "cs_test_3", "paid", 5000),
+        now(),
+        WEBHOOK_SECRET,
+    );
     assert_eq!(webhook(&base, &body, &signature).await.0, 400, "paid 1 for an order of 50");
     let (body, signature) = signed(
         &session_event("checkout.session.expired", "cs_test_3", "unpaid", 5000),
@@ -345,7 +413,9 @@ async fn stripe_top_up_credits_each_paid_session_once(backend: Backend) {
     assert_eq!(webhook(&base, &body, &signature).await.1["outcome"], "expired");
     let (body, signature) =
         signed(&session_event("checkout.session.completed", "cs_other", "paid", 5000), now(), WEBHOOK_SECRET);
+    let asked = stripe.retrievals();
     assert_eq!(webhook(&base, &body, &signature).await.1["outcome"], "ignored");
+    assert_eq!(stripe.retrievals(), asked);
     let (body, signature) = signed(
         &json!({"id": "evt_x", "type": "charge.refunded", "data": {"object": {}}}),
         now(),

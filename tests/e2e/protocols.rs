@@ -1,31 +1,18 @@
 //! Channel protocols (`--protocols`, `--messages-base-url`): defaults by type, validation,
 //! listing, apply/export, and the data plane routing each endpoint by what a channel speaks.
 use router_tests::{
-    Backend,
+    Backend, Gateway,
     http_client::{post_json, post_stream},
 };
 use serde_json::{Value, json};
 
-use crate::proxy::Gateway;
-
 on_both_backends!(channels_declare_their_protocols, endpoints_route_by_channel_protocols);
 
+/// The upstream key of the channels these tests add.
+const KEY: &str = "sk-upstream-0123456789";
+
 fn add(gw: &Gateway, name: &str, kind: &str, base: &str, models: &str, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "channel",
-        "add",
-        "--name",
-        name,
-        "--type",
-        kind,
-        "--base-url",
-        base,
-        "--api-key",
-        "sk-upstream-0123456789",
-    ];
-    args.extend_from_slice(&["--models", models]);
-    args.extend_from_slice(extra);
-    gw.cp.json(&args)
+    gw.cp.add_channel(name, kind, base, KEY, models, extra)
 }
 
 async fn channels_declare_their_protocols(backend: Backend) {
@@ -189,7 +176,7 @@ async fn endpoints_route_by_channel_protocols(backend: Backend) {
         "Messages at --messages-base-url, else beside the channel's other endpoints"
     );
     for request in &seen[seen.len() - 2..] {
-        assert_eq!(request.headers.get("x-api-key").unwrap(), "sk-upstream-0123456789");
+        assert_eq!(request.headers.get("x-api-key").unwrap(), KEY);
         assert!(request.headers.get("authorization").is_none());
         assert_eq!(request.headers.get("anthropic-version").unwrap(), "2023-06-01");
     }

@@ -3,165 +3,26 @@
 use std::{sync::Arc, time::Duration};
 
 use router_tests::{
-    Backend, ControlPlane, DataPlane, TestDb, eventually,
+    Backend, ControlPlane, DataPlane, Gateway, eventually,
     http_client::{self, get, post_json, post_stream},
     mock::{MockUpstream, Mode},
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-/// A gateway with one OpenAI and one Anthropic channel on a mock, prices, an account and a key.
-pub struct Gateway {
-    /// Kept alive (and removed) with the gateway.
-    #[allow(dead_code)]
-    pub db: TestDb,
-    pub cp: ControlPlane,
-    pub dp: DataPlane,
-    pub mock: MockUpstream,
-    pub key: String,
-    pub key_id: i64,
-}
-
-impl Gateway {
-    pub async fn start(backend: Backend, dp_args: &[&str]) -> Gateway {
-        let db = TestDb::create(backend).await.unwrap();
-        let cp = ControlPlane::start(&db).unwrap();
-        let mock = MockUpstream::start(5).await;
-        let openai_base = format!("{}/v1", mock.url);
-        cp.json(&[
-            "channel",
-            "add",
-            "--name",
-            "main",
-            "--type",
-            "openai",
-            "--base-url",
-            &openai_base,
-            "--api-key",
-            "upstream-openai-secret",
-            "--models",
-            "gpt-4o-mini,text-embedding-3-small,alias",
-        ]);
-        cp.json(&["channel", "update", "main", "--model-map", "alias=gpt-4o-mini"]);
-        cp.json(&[
-            "channel",
-            "add",
-            "--name",
-            "claude",
-            "--type",
-            "anthropic",
-            "--base-url",
-            &mock.url,
-            "--api-key",
-            "upstream-anthropic-secret",
-            "--models",
-            "claude-sonnet-4",
-        ]);
-        cp.json(&[
-            "model",
-            "set",
-            "gpt-4o-mini",
-            "--input-price",
-            "0.15",
-            "--output-price",
-            "0.6",
-            "--cached-input-price",
-            "0.075",
-        ]);
-        cp.json(&["model", "set", "alias", "--input-price", "0.15", "--output-price", "0.6"]);
-        cp.json(&["model", "set", "text-embedding-3-small", "--input-price", "0.02", "--output-price", "0"]);
-        cp.json(&[
-            "model",
-            "set",
-            "claude-sonnet-4",
-            "--input-price",
-            "3",
-            "--output-price",
-            "15",
-            "--cached-input-price",
-            "0.3",
-            "--cache-write-price",
-            "3.75",
-        ]);
-        cp.json(&["account", "add", "acme", "--balance", "100"]);
-        let created = cp.json(&["key", "create", "--account", "acme", "--name", "test"]);
-        let key = created["key"].as_str().unwrap().to_owned();
-        let key_id = created["id"].as_i64().unwrap();
-        let dp = DataPlane::start(&cp, &db.dir.join("spool"), dp_args).await.unwrap();
-        Gateway { db, cp, dp, mock, key, key_id }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.dp.url)
-    }
-
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.key)
-    }
-
-    /// Adds `chatonly`, a channel speaking only Chat on the mock, serving `gpt-4o` (priced,
-    /// output capped at 1000), so that Responses and Messages clients of it are converted.
-    pub fn add_chat_only_channel(&self) {
-        let base = format!("{}/v1", self.mock.url);
-        self.cp.json(&[
-            "channel",
-            "add",
-            "--name",
-            "chatonly",
-            "--type",
-            "openai",
-            "--base-url",
-            &base,
-            "--api-key",
-            "upstream-chat-secret",
-            "--models",
-            "gpt-4o",
-            "--protocols",
-            "chat",
-        ]);
-        self.cp.json(&[
-            "model",
-            "set",
-            "gpt-4o",
-            "--input-price",
-            "2.5",
-            "--output-price",
-            "10",
-            "--cached-input-price",
-            "1.25",
-            "--max-output-tokens",
-            "1000",
-        ]);
-    }
-
-    /// Starts a chat stream whose upstream holds after its first chunk until the returned
-    /// `Notify` is notified.
-    pub async fn held_stream(&self) -> (Arc<Notify>, http_client::Streamed) {
-        let release = Arc::new(Notify::new());
-        self.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
-        let stream = post_stream(
-            &self.url("/v1/chat/completions"),
-            &[("authorization", &self.bearer())],
-            &chat("gpt-4o-mini", true),
-        )
-        .await
-        .unwrap();
-        (release, stream)
-    }
-
-    /// Waits until the control plane holds `n` usage records; returns them (newest first).
-    pub async fn usage(&self, n: usize) -> Vec<Value> {
-        let records = eventually(Duration::from_secs(10), || async {
-            let records = self.cp.json(&["usage", "--limit", "1000"]);
-            let records = records.as_array().cloned().unwrap_or_default();
-            (records.len() >= n).then_some(records)
-        })
-        .await;
-        let records = records
-            .unwrap_or_else(|| panic!("expected {n} usage records; have {}", self.cp.json(&["usage"])));
-        assert_eq!(records.len(), n, "more usage records than requests: {records:?}");
-        records
-    }
+/// Starts a chat stream whose upstream holds after its first chunk until the returned `Notify`
+/// is notified.
+async fn held_stream(gw: &Gateway) -> (Arc<Notify>, http_client::Streamed) {
+    let release = Arc::new(Notify::new());
+    gw.mock.set_mode(Mode::HoldAfterFirstChunk(Arc::clone(&release)));
+    let stream = post_stream(
+        &gw.url("/v1/chat/completions"),
+        &[("authorization", &gw.bearer())],
+        &chat("gpt-4o-mini", true),
+    )
+    .await
+    .unwrap();
+    (release, stream)
 }
 
 fn chat(model: &str, stream: bool) -> Value {
@@ -248,22 +109,7 @@ async fn failover_skips_failing_channels_and_bills_once(backend: Backend) {
     let gw = Gateway::start(backend, &["--upstream-first-byte-timeout", "1"]).await;
     let bad = MockUpstream::start(5).await;
     let bad_base = format!("{}/v1", bad.url);
-    gw.cp.json(&[
-        "channel",
-        "add",
-        "--name",
-        "first",
-        "--type",
-        "openai",
-        "--base-url",
-        &bad_base,
-        "--api-key",
-        "k",
-        "--models",
-        "gpt-4o-mini",
-        "--priority",
-        "10",
-    ]);
+    gw.cp.add_channel("first", "openai", &bad_base, "k", "gpt-4o-mini", &["--priority", "10"]);
     let auth = gw.bearer();
     // Wait for the new channel to be in the data plane's policy: it is tried first once there.
     for (mode, label) in [
@@ -289,22 +135,7 @@ async fn failover_skips_failing_channels_and_bills_once(backend: Backend) {
         assert_eq!(ok.status, 200, "{label}: {}", ok.text());
         // Let the cool-down lapse for the next case: a fresh channel name is simpler.
         gw.cp.json(&["channel", "delete", "first"]);
-        gw.cp.json(&[
-            "channel",
-            "add",
-            "--name",
-            "first",
-            "--type",
-            "openai",
-            "--base-url",
-            &bad_base,
-            "--api-key",
-            "k",
-            "--models",
-            "gpt-4o-mini",
-            "--priority",
-            "10",
-        ]);
+        gw.cp.add_channel("first", "openai", &bad_base, "k", "gpt-4o-mini", &["--priority", "10"]);
     }
     // A refused connection.
     gw.cp.json(&["channel", "update", "first", "--base-url", "http://127.0.0.1:1/v1"]);
@@ -383,20 +214,7 @@ async fn refusals_never_reach_the_upstream() {
         .to_owned();
     let revoked = gw.cp.json(&["key", "create", "--account", "acme"]);
     gw.cp.json(&["key", "revoke", &revoked["id"].as_i64().unwrap().to_string()]);
-    gw.cp.json(&[
-        "channel",
-        "add",
-        "--name",
-        "off",
-        "--type",
-        "openai",
-        "--base-url",
-        "http://127.0.0.1:1",
-        "--api-key",
-        "k",
-        "--models",
-        "dormant",
-    ]);
+    gw.cp.add_channel("off", "openai", "http://127.0.0.1:1", "k", "dormant", &[]);
     gw.cp.json(&["channel", "disable", "off"]);
     gw.cp.json(&["model", "set", "dormant", "--per-call", "0.01"]);
     let (narrow_auth, list_auth, expired_auth) =
@@ -467,7 +285,7 @@ async fn refusals_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_chunks_arrive_while_the_upstream_is_still_producing() {
     let gw = Gateway::start(Backend::Sqlite, &[]).await;
-    let (release, mut stream) = gw.held_stream().await;
+    let (release, mut stream) = held_stream(&gw).await;
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next_chunk())
         .await
         .expect("first chunk while upstream holds")
@@ -485,7 +303,7 @@ async fn stream_chunks_arrive_while_the_upstream_is_still_producing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_stops_accepting_and_lets_streams_in_flight_finish() {
     let mut gw = Gateway::start(Backend::Sqlite, &["--workers", "3", "--shutdown-grace", "30"]).await;
-    let (release, mut stream) = gw.held_stream().await;
+    let (release, mut stream) = held_stream(&gw).await;
     assert!(stream.next_chunk().await.is_some());
 
     gw.dp.process.signal_terminate().unwrap();
@@ -527,7 +345,7 @@ async fn broken_abandoned_and_usage_less_streams_are_billed_for_what_was_produce
     assert!(router_tests::nanos(&records[0]["cost"]) > 0);
 
     // The client walks away mid-stream.
-    let (release, mut stream) = gw.held_stream().await;
+    let (release, mut stream) = held_stream(&gw).await;
     assert!(stream.next_chunk().await.is_some());
     drop(stream);
     let records = gw.usage(2).await;

@@ -4,7 +4,6 @@
 //! mid-load; two data planes under many clients never overspend.
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -12,9 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use router_tests::{
-    Backend, ControlPlane, DataPlane, TestDb, eventually, http_client, mock::MockUpstream, nanos,
-};
+use router_tests::{Backend, Gateway, Stack, eventually, http_client};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -33,106 +30,8 @@ const UNIT: i64 = 1_000_000_000;
 
 /// A control plane with a priced model (0.1 a token: a request costs about 1.6 and reserves
 /// about 6) served by a mock upstream.
-pub(crate) struct Setup {
-    #[allow(dead_code)]
-    pub(crate) db: TestDb,
-    pub(crate) cp: ControlPlane,
-    pub(crate) mock: MockUpstream,
-}
-
-impl Setup {
-    async fn start(backend: Backend) -> Setup {
-        Setup::start_priced(backend, "100000").await
-    }
-
-    /// The same with every token price of `gpt-4o-mini` at `price` per 1M tokens.
-    pub(crate) async fn start_priced(backend: Backend, price: &str) -> Setup {
-        let db = TestDb::create(backend).await.unwrap();
-        let cp = ControlPlane::start(&db).unwrap();
-        let mock = MockUpstream::start(5).await;
-        let base = format!("{}/v1", mock.url);
-        cp.json(&[
-            "channel",
-            "add",
-            "--name",
-            "main",
-            "--type",
-            "openai",
-            "--base-url",
-            &base,
-            "--api-key",
-            "k",
-            "--models",
-            "gpt-4o-mini",
-        ]);
-        cp.json(&[
-            "model",
-            "set",
-            "gpt-4o-mini",
-            "--input-price",
-            price,
-            "--output-price",
-            price,
-            "--cached-input-price",
-            price,
-        ]);
-        Setup { db, cp, mock }
-    }
-
-    /// An account and a key on it; returns the key's secret.
-    pub(crate) fn key(&self, account: &str, account_args: &[&str], key_args: &[&str]) -> String {
-        let mut args = vec!["account", "add", account];
-        args.extend_from_slice(account_args);
-        self.cp.json(&args);
-        let mut args = vec!["key", "create", "--account", account, "--name", "k"];
-        args.extend_from_slice(key_args);
-        self.cp.json(&args)["key"].as_str().unwrap().to_owned()
-    }
-
-    fn spool(&self, name: &str) -> PathBuf {
-        self.db.dir.join(name)
-    }
-
-    pub(crate) async fn data_plane(&self, spool: &str) -> DataPlane {
-        DataPlane::start(&self.cp, &self.spool(spool), &[]).await.unwrap()
-    }
-
-    pub(crate) fn balance(&self, account: &str) -> i64 {
-        nanos(&self.cp.json(&["account", "show", account])["balance"])
-    }
-
-    /// Waits until `n` usage records exist for the account (and no more arrive); returns them.
-    pub(crate) async fn records(&self, account: &str, n: usize) -> Vec<Value> {
-        let found = eventually(Duration::from_secs(15), || async {
-            let records = self.cp.json(&["usage", "--account", account, "--limit", "10000"]);
-            let records = records.as_array().cloned().unwrap_or_default();
-            (records.len() >= n).then_some(records)
-        })
-        .await
-        .unwrap_or_else(|| {
-            panic!("fewer than {n} usage records: {}", self.cp.json(&["usage", "--account", account]))
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let again = self.cp.json(&["usage", "--account", account, "--limit", "10000"]);
-        assert_eq!(again.as_array().unwrap().len(), found.len(), "records kept arriving");
-        found
-    }
-
-    /// Σ cost of the records == Σ usage debits in the ledger == the balance change.
-    pub(crate) fn assert_books(&self, account: &str, start_balance: i64, records: &[Value]) -> i64 {
-        let billed: i64 = records.iter().map(|r| nanos(&r["cost"])).sum();
-        let ledger = self.cp.json(&["ledger", "--account", account, "--limit", "10000"]);
-        let debits: i64 = ledger
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "usage")
-            .map(|e| -nanos(&e["amount"]).abs())
-            .sum();
-        assert_eq!(-debits, billed, "ledger debits == usage records");
-        assert_eq!(start_balance - self.balance(account), billed, "balance change == usage records");
-        billed
-    }
+async fn start(backend: Backend) -> Stack {
+    Gateway::builder(backend).priced("100000").without_data_plane().await
 }
 
 async fn chat(dp: &str, key: &str) -> http_client::Answer {
@@ -173,7 +72,7 @@ async fn drain(dp: &str, key: &str) -> usize {
 }
 
 /// After a refusal, nothing more reaches the upstream.
-async fn assert_stays_refused(setup: &Setup, dp: &str, key: &str) {
+async fn assert_stays_refused(setup: &Stack, dp: &str, key: &str) {
     let calls = setup.mock.calls();
     for _ in 0..3 {
         assert_refused(&chat(dp, key).await);
@@ -265,7 +164,7 @@ fn request_ids(records: &[Value]) -> HashMap<String, usize> {
 }
 
 async fn exactly_once_under_load(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "1000"], &[]);
     let dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
@@ -281,7 +180,7 @@ async fn exactly_once_under_load(backend: Backend) {
 }
 
 async fn data_plane_sigkill_replays_its_spool(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "1000"], &[]);
     let mut dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
@@ -313,7 +212,7 @@ async fn data_plane_sigkill_replays_its_spool(backend: Backend) {
 }
 
 async fn control_plane_sigkill_keeps_totals_exact(backend: Backend) {
-    let mut setup = Setup::start(backend).await;
+    let mut setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "1000"], &[]);
     let dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
@@ -333,7 +232,7 @@ async fn control_plane_sigkill_keeps_totals_exact(backend: Backend) {
 }
 
 async fn balance_stops_spending_and_topup_unblocks(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "20"], &[]);
     let dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
@@ -348,7 +247,7 @@ async fn balance_stops_spending_and_topup_unblocks(backend: Backend) {
 }
 
 async fn key_limit_stops_spending(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "1000"], &["--limit", "15"]);
     let dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
@@ -363,7 +262,7 @@ async fn key_limit_stops_spending(backend: Backend) {
 }
 
 async fn key_daily_limit_stops_spending(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "1000"], &["--daily-limit", "15"]);
     let dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
@@ -375,7 +274,7 @@ async fn key_daily_limit_stops_spending(backend: Backend) {
 }
 
 async fn account_daily_limit_stops_spending_and_redeem_helps_balance(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "1000", "--daily-limit", "15"], &[]);
     let poor = setup.key("poor", &["--balance", "10"], &[]);
     let dp = setup.data_plane("spool").await;
@@ -402,7 +301,7 @@ async fn account_daily_limit_stops_spending_and_redeem_helps_balance(backend: Ba
 }
 
 async fn two_data_planes_never_overspend(backend: Backend) {
-    let setup = Setup::start(backend).await;
+    let setup = start(backend).await;
     let key = setup.key("acme", &["--balance", "100"], &[]);
     let (a, b) = (setup.data_plane("spool-a").await, setup.data_plane("spool-b").await);
     first_ok(&a.url, &key).await;

@@ -3,12 +3,10 @@
 use std::process::Command;
 
 use router_tests::{
-    Backend,
+    Backend, Gateway,
     http_client::{self, get, post_json},
 };
 use serde_json::json;
-
-use crate::proxy::Gateway;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn official_sdks_work_unmodified() {

@@ -1,4 +1,6 @@
 //! Secrets stay secret; each API admits only its own token.
+use std::time::Duration;
+
 use router_proto::pb;
 use router_tests::{Backend, ControlPlane, TestDb, admin_client, node_client, random_name};
 use tonic::Code;
@@ -119,6 +121,7 @@ async fn each_api_admits_only_its_own_token(backend: Backend) {
 
 on_both_backends!(
     a_replaced_channel_key_is_not_left_in_the_database_files,
+    channel_keys_are_encrypted_at_rest_and_rotate,
     redemption_codes_are_stored_hashed
 );
 
@@ -186,6 +189,126 @@ async fn a_replaced_channel_key_is_not_left_in_the_database_files(backend: Backe
     assert!(contains(&files, &new_key));
     cp.json(&["channel", "delete", "c"]);
     assert!(!contains(&channel_files(&db).await, &new_key), "a deleted channel's key is still there");
+}
+
+/// The channels' upstream keys as the policy stream hands them to a data plane.
+async fn policy_keys(cp: &ControlPlane) -> Vec<(String, String)> {
+    let mut node = node_client(&cp.endpoint, &cp.node_token).await.unwrap();
+    let request = pb::WatchPolicyRequest { node_id: "dp-keys".into(), since_version: 0 };
+    let mut events = node.watch_policy(request).await.unwrap().into_inner();
+    let mut keys = Vec::new();
+    loop {
+        let event = events.message().await.unwrap().expect("a snapshot page");
+        let Some(pb::policy_event::Event::Snapshot(page)) = event.event else { continue };
+        keys.extend(page.channels.into_iter().map(|c| (c.name, c.api_key)));
+        if page.last {
+            keys.sort();
+            return keys;
+        }
+    }
+}
+
+fn add_channel(cp: &ControlPlane, name: &str, key: &str) {
+    cp.json(&[
+        "channel",
+        "add",
+        "--name",
+        name,
+        "--type",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--api-key",
+        key,
+        "--models",
+        "m",
+    ]);
+}
+
+/// With `ROUTER_SECRET_KEY`, channel keys are stored encrypted (`enc:v1:KEYID:…`): keys stored
+/// in clear before are encrypted at start and scrubbed from the files; data planes and
+/// `export --with-secrets` still get them whole. Without the key, or with another one, the
+/// control plane refuses to start and says why; a rotation (`ROUTER_OLD_SECRET_KEY`) encrypts
+/// everything anew under the new key.
+async fn channel_keys_are_encrypted_at_rest_and_rotate(backend: Backend) {
+    let db = TestDb::create(backend).await.unwrap();
+    let (admin, node) = (format!("adm-{}", random_name(24)), format!("node-{}", random_name(24)));
+    let start = |env: &[(&str, &str)]| ControlPlane::start_with(&db.url, &admin, &node, env);
+    let first_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let second_key = "f0e0d0c0b0a090807060504030201000f0e0d0c0b0a090807060504030201000";
+    let (clear, sealed) = (format!("sk-clear-{}", random_name(24)), format!("sk-sealed-{}", random_name(24)));
+
+    // Before a secret key: in clear, as before.
+    let mut cp = start(&[]).unwrap();
+    add_channel(&cp, "old", &clear);
+    assert!(contains(&channel_files(&db).await, &clear), "the check cannot see the key it looks for");
+    cp.process.terminate(Duration::from_secs(5)).unwrap();
+
+    // With one: the key in clear is encrypted at start and gone from the files.
+    cp = start(&[("ROUTER_SECRET_KEY", first_key)]).unwrap();
+    add_channel(&cp, "new", &sealed);
+    let files = channel_files(&db).await;
+    assert!(!contains(&files, &clear) && !contains(&files, &sealed), "a channel key is stored in clear");
+    let stored = stored_keys(&db).await;
+    assert!(stored.iter().all(|k| k.starts_with("enc:v1:")), "both keys encrypted: {stored:?}");
+    let expected = vec![("new".to_owned(), sealed.clone()), ("old".to_owned(), clear.clone())];
+    assert_eq!(policy_keys(&cp).await, expected, "data planes get the keys whole");
+    let exported = String::from_utf8(cp.ctl(&["export", "--with-secrets"]).stdout).unwrap();
+    assert!(exported.contains(&clear) && exported.contains(&sealed), "{exported}");
+    let shown = cp.json(&["channel", "show", "new"]);
+    assert!(!shown.to_string().contains(&sealed), "{shown}");
+    cp.process.terminate(Duration::from_secs(5)).unwrap();
+
+    // Without the key, or with another: no start, and the reason.
+    let refused = start(&[]).err().expect("no start without the secret key").to_string();
+    assert!(refused.contains("is encrypted") && refused.contains("--secret-key"), "{refused}");
+    let refused = start(&[("ROUTER_SECRET_KEY", second_key)]).err().expect("no start with another key");
+    assert!(refused.to_string().contains("neither --secret-key nor an --old-secret-key"), "{refused}");
+    let refused = start(&[("ROUTER_SECRET_KEY", "not a key")]).err().expect("no start with a bad key");
+    assert!(refused.to_string().contains("--secret-key: "), "{refused}");
+
+    // Rotation: the old key opens, the new one seals; afterwards the new key alone suffices.
+    let before = stored_keys(&db).await;
+    cp = start(&[("ROUTER_SECRET_KEY", second_key), ("ROUTER_OLD_SECRET_KEY", first_key)]).unwrap();
+    assert!(cp.process.log().contains("sealed=2"), "{}", cp.process.log());
+    cp.process.terminate(Duration::from_secs(5)).unwrap();
+    let after = stored_keys(&db).await;
+    let id = |stored: &String| stored.trim_start_matches("enc:v1:").split(':').next().unwrap().to_owned();
+    let (old_ids, new_ids): (Vec<String>, Vec<String>) =
+        (before.iter().map(id).collect(), after.iter().map(id).collect());
+    assert!(
+        old_ids.iter().all(|i| *i == old_ids[0]) && new_ids.iter().all(|i| *i == new_ids[0]),
+        "{before:?} {after:?}"
+    );
+    assert_ne!(old_ids[0], new_ids[0], "sealed anew under the new key");
+    assert!(after.iter().all(|k| k.starts_with("enc:v1:")));
+    cp = start(&[("ROUTER_SECRET_KEY", second_key)]).unwrap();
+    assert_eq!(policy_keys(&cp).await, expected);
+    assert!(start(&[("ROUTER_SECRET_KEY", first_key)]).is_err(), "the old key alone no longer opens them");
+    drop(cp);
+}
+
+/// The `api_key` column of every channel, by name, as stored.
+async fn stored_keys(db: &TestDb) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        api_key: String,
+    }
+    const SQL: &str = "SELECT api_key FROM channels ORDER BY name";
+    let rows: Vec<Row> = match db.backend {
+        Backend::Sqlite => {
+            use diesel::{Connection, RunQueryDsl, SqliteConnection};
+            let mut conn = SqliteConnection::establish(db.url.trim_start_matches("sqlite://")).unwrap();
+            diesel::sql_query(SQL).load(&mut conn).unwrap()
+        }
+        Backend::Postgres => {
+            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+            let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+            diesel::sql_query(SQL).load(&mut conn).await.unwrap()
+        }
+    };
+    rows.into_iter().map(|row| row.api_key).collect()
 }
 
 /// Runs `sql` on the test's database, as an older control plane (or a migration) would have.

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{SinkExt, StreamExt};
-use router_tests::{Backend, eventually, http_client::get, mock::Mode};
+use router_tests::{Backend, Gateway, eventually, http_client::get, mock::Mode};
 use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::Notify};
 use tokio_tungstenite::{
@@ -16,8 +16,6 @@ use tokio_tungstenite::{
         protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
-
-use crate::proxy::Gateway;
 
 on_both_backends!(
     requests_in_sequence_on_one_socket_are_served_and_billed_once_each,

@@ -202,6 +202,10 @@ pub(crate) async fn start_data_plane(
             .arg("--spool-dir")
             .arg(spool_dir)
             .env("ROUTER_NODE_TOKEN", node_token)
+            // `propagation` polls with keys that are refused until a change arrives, from one
+            // address: the failed-auth back-off would hold that address (it has its own
+            // micro-benchmark). A data plane without it ignores the variable.
+            .env("ROUTER_AUTH_FAILURE_LIMIT", "0")
             .env("NO_COLOR", "1")
             .env_remove("ROUTER_DP_LISTEN");
         c

@@ -64,7 +64,7 @@ pub fn multiplier_from_pb(micros: i64) -> Result<Multiplier, Status> {
 
 /// A channel for the wire; admins see its upstream key masked, data planes whole.
 pub fn channel_to_pb(channel: Channel, reveal_key: bool) -> pb::Channel {
-    let api_key = if reveal_key { channel.api_key.clone() } else { channel.masked_api_key() };
+    let api_key = if reveal_key { channel.api_key.expose().to_owned() } else { channel.masked_api_key() };
     pb::Channel {
         id: channel.id,
         models: channel.model_list(),

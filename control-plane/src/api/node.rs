@@ -573,6 +573,23 @@ impl NodeService for NodeApi {
             tracing::warn!(%error, "payment webhook refused");
             Status::invalid_argument(error.to_string())
         })?;
+        // A paid webhook is only a hint: for a pending order of ours, Stripe's own answer for
+        // the session decides (one it cannot be asked about now is a 503, which Stripe retries).
+        let event = match event {
+            Event::Completed { session_id, paid: true, .. } => match orders::pending(&self.db, &session_id)
+                .await?
+            {
+                None => return Ok(Response::new(pb::PaymentWebhookResult { outcome: "ignored".into() })),
+                Some(false) => {
+                    return Ok(Response::new(pb::PaymentWebhookResult { outcome: "unchanged".into() }));
+                }
+                Some(true) => payments.provider.session(&session_id).await.map_err(|error| {
+                    tracing::warn!(session = %session_id, %error, "cannot confirm a paid checkout session");
+                    Status::unavailable(error)
+                })?,
+            },
+            event => event,
+        };
         let outcome = match event {
             Event::Completed { session_id, paid: true, amount_minor, currency } => {
                 let paid = amount_minor

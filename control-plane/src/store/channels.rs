@@ -29,8 +29,9 @@ pub struct Channel {
     pub channel_type: String,
     /// What the provider's own SDK takes as base URL.
     pub base_url: String,
-    /// The upstream credential (never shown whole to admins).
-    pub api_key: String,
+    /// The upstream credential (never shown whole to admins; sealed at rest when a secret key
+    /// is configured).
+    pub api_key: ChannelKey,
     /// JSON list of model (or model-group) names served.
     pub models: String,
     /// Higher is tried first.
@@ -55,6 +56,71 @@ pub struct Channel {
     /// Why it is disabled ([`DISABLED_BY_ADMIN`] or [`DISABLED_BY_HEALTH`]); `None` while
     /// enabled.
     pub disabled_reason: Option<String>,
+}
+
+/// A channel's upstream key: the key itself in memory, sealed with the operator's secret key
+/// (see [`crate::secrets`]) in the database whenever one is configured. Written through
+/// diesel it is sealed; read, it is opened (a key stored in clear is read as is).
+#[derive(
+    Clone, PartialEq, Eq, Default, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub struct ChannelKey(pub String);
+
+impl ChannelKey {
+    /// The key.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ChannelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChannelKey({})", mask_secret(&self.0))
+    }
+}
+
+impl From<String> for ChannelKey {
+    fn from(key: String) -> ChannelKey {
+        ChannelKey(key)
+    }
+}
+
+impl From<&str> for ChannelKey {
+    fn from(key: &str) -> ChannelKey {
+        ChannelKey(key.to_owned())
+    }
+}
+
+impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::sqlite::Sqlite> for ChannelKey {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
+    ) -> diesel::serialize::Result {
+        out.set_value(crate::secrets::seal(&self.0));
+        Ok(diesel::serialize::IsNull::No)
+    }
+}
+
+impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for ChannelKey {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        use std::io::Write;
+        out.write_all(crate::secrets::seal(&self.0).as_bytes())?;
+        Ok(diesel::serialize::IsNull::No)
+    }
+}
+
+impl<B: diesel::backend::Backend> diesel::deserialize::FromSql<diesel::sql_types::Text, B> for ChannelKey
+where
+    String: diesel::deserialize::FromSql<diesel::sql_types::Text, B>,
+{
+    fn from_sql(value: B::RawValue<'_>) -> diesel::deserialize::Result<ChannelKey> {
+        let stored = String::from_sql(value)?;
+        Ok(ChannelKey(crate::secrets::open(&stored)?))
+    }
 }
 
 /// `disabled_reason` of a channel an admin disabled: health checks never enable it.
@@ -85,7 +151,7 @@ impl Channel {
 
     /// The upstream key with all but its ends hidden.
     pub fn masked_api_key(&self) -> String {
-        mask_secret(&self.api_key)
+        mask_secret(self.api_key.expose())
     }
 }
 
@@ -175,7 +241,7 @@ fn validate(channel: &Channel) -> StoreResult<()> {
             ));
         }
     }
-    if channel.api_key.trim().is_empty() {
+    if channel.api_key.expose().trim().is_empty() {
         return Err(StoreError::invalid("channel api key must not be empty"));
     }
     if channel.model_list().is_empty() {
@@ -221,7 +287,7 @@ pub fn new_row(spec: ChannelSpec, now: i64) -> StoreResult<Channel> {
         name: spec.name,
         channel_type: spec.channel_type,
         base_url: spec.base_url.trim_end_matches('/').to_owned(),
-        api_key: spec.api_key,
+        api_key: ChannelKey(spec.api_key),
         models: json_list(&clean_names("model", &spec.models)?),
         priority: spec.priority.unwrap_or(0),
         weight: spec.weight.unwrap_or(1),
@@ -293,7 +359,7 @@ pub async fn update(db: &Db, name: &str, update: ChannelUpdate) -> StoreResult<C
             channel.base_url = v.trim_end_matches('/').to_owned();
         }
         if let Some(v) = update.api_key {
-            channel.api_key = v;
+            channel.api_key = ChannelKey(v);
         }
         if let Some(v) = update.models {
             channel.models = json_list(&clean_names("model", &v)?);
@@ -389,6 +455,33 @@ pub async fn list(db: &Db) -> StoreResult<Vec<Channel>> {
         .select(Channel::as_select())
         .load(conn)
         .await?))
+}
+
+/// Brings every stored channel key under the process's secret key (at start): one in clear,
+/// or encrypted with an old key, is encrypted anew, and the old form is scrubbed from the
+/// database files. Refuses (naming the key) a key it cannot decrypt: without a secret key, or
+/// encrypted with one it was not given. Returns how many keys it encrypted.
+pub async fn seal_stored(db: &Db) -> StoreResult<usize> {
+    let sealer = crate::secrets::sealer();
+    let sealed = write_tx!(db, |conn| {
+        let stored: Vec<(i64, String)> =
+            channels::table.select((channels::id, channels::api_key)).load(conn).await?;
+        let mut sealed = 0;
+        for (id, stored) in stored {
+            let plain = crate::secrets::open(&stored).map_err(|e| StoreError::invalid(e.to_string()))?;
+            let Some(sealer) = sealer.filter(|sealer| sealer.needs_sealing(&stored)) else { continue };
+            diesel::update(channels::table.find(id))
+                .set(channels::api_key.eq(sealer.seal(&plain)))
+                .execute(conn)
+                .await?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    })?;
+    if sealed > 0 {
+        db.scrub("channels").await;
+    }
+    Ok(sealed)
 }
 
 /// Deletes a channel; its api key is not left behind in the database files.

@@ -159,6 +159,20 @@ pub async fn get(db: &Db, id: i64) -> StoreResult<Order> {
     row.map(order).ok_or_else(|| StoreError::NotFound(format!("order {id}")))
 }
 
+/// Whether the order of checkout session `session_id` is still pending (`None`: no order has
+/// that session: one of another integration on the same provider account).
+pub async fn pending(db: &Db, session_id: &str) -> StoreResult<Option<bool>> {
+    let status: Option<String> = with_conn!(db, |conn| {
+        payment_orders::table
+            .filter(payment_orders::session_id.eq(session_id))
+            .select(payment_orders::status)
+            .first(conn)
+            .await
+            .optional()?
+    });
+    Ok(status.map(|status| status == PENDING))
+}
+
 /// Orders, newest first, of one account or all.
 pub async fn list(db: &Db, account: Option<&str>, limit: i64) -> StoreResult<Vec<Order>> {
     let rows: Vec<Row> = with_conn!(db, |conn| {

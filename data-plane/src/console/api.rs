@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use router_proto::{Money, pb};
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{Session, parse_json, read_body, rpc_error, session, session_cookie, session_for_change};
+use super::{
+    Session, parse_json, read_body, read_limited_body, rpc_error, session, session_cookie, session_for_change,
+};
 use crate::{
     app::App,
     body::ResponseBody,
@@ -141,7 +142,7 @@ async fn login(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Answe
         password: String,
     }
     let headers = request.headers().clone();
-    let body = read_body(request).await?;
+    let body = read_body(app, request).await?;
     let Login { email, password } = parse_json(&body, "{\"email\": \"...\", \"password\": \"...\"}")?;
     let mut client = app.node.clone();
     let login = pb::LoginRequest { email, password, client_address: peer.ip().to_string() };
@@ -242,7 +243,7 @@ pub async fn create(app: &App, session: &Session, new: NewKey) -> Result<pb::Cre
 
 async fn create_key(app: &App, request: Request<Incoming>) -> Answer {
     let session = session_for_change(app, request.headers()).await?;
-    let body = read_body(request).await?;
+    let body = read_body(app, request).await?;
     let new: NewKey =
         parse_json(&body, "{\"name\", \"limit\", \"daily_limit\", \"models\", \"expires_at\"}")?;
     let created = create(app, &session, new).await?;
@@ -294,7 +295,7 @@ pub async fn set_key_limits(
 
 async fn update_key_limits(app: &App, request: Request<Incoming>, id: &str) -> Answer {
     let session = session_for_change(app, request.headers()).await?;
-    let body = read_body(request).await?;
+    let body = read_body(app, request).await?;
     let fields: serde_json::Map<String, Value> = parse_json(&body, "{\"limit\", \"daily_limit\"}")?;
     let field = |name: &str| -> Result<Option<Option<String>>, ApiError> {
         match fields.get(name) {
@@ -544,7 +545,7 @@ async fn redeem(app: &App, request: Request<Incoming>) -> Answer {
         code: String,
     }
     let session = session_for_change(app, request.headers()).await?;
-    let body = read_body(request).await?;
+    let body = read_body(app, request).await?;
     let Redeem { code } = parse_json(&body, "{\"code\": \"...\"}")?;
     let change = redeem_code(app, &session, code).await?;
     Ok(json(
@@ -612,7 +613,7 @@ async fn topup(app: &App, request: Request<Incoming>) -> Answer {
         return Err(payments_not_configured());
     }
     let headers = request.headers().clone();
-    let body = read_body(request).await?;
+    let body = read_body(app, request).await?;
     let TopUp { amount } = parse_json(&body, "{\"amount\": \"10\"}")?;
     let Some(amount) = amount.as_str() else {
         return Err(bad_request("amount must be a decimal string, e.g. \"10\""));
@@ -634,11 +635,7 @@ pub async fn stripe_webhook(app: &App, request: Request<Incoming>) -> Response<R
         .unwrap_or_default()
         .to_owned();
     let answer = async {
-        let body = http_body_util::Limited::new(request.into_body(), MAX_WEBHOOK_BODY)
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .map_err(|_| bad_request("cannot read the webhook body"))?;
+        let body = read_limited_body(app, request, MAX_WEBHOOK_BODY).await?;
         let mut client = app.node.clone();
         let request =
             pb::PaymentWebhookRequest { provider: "stripe".into(), payload: body.to_vec(), signature };

@@ -9,7 +9,6 @@ pub mod pages;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use router_proto::pb;
 
@@ -144,15 +143,30 @@ pub async fn session_for_change(app: &App, headers: &HeaderMap) -> Result<Sessio
     Ok(session)
 }
 
-/// Reads a small request body.
-pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    http_body_util::Limited::new(request.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "cannot read the request body")
-        })
+/// Reads a console request body of at most `limit` bytes: 413 over it, 408 when a piece takes
+/// longer than the data plane's `--body-read-timeout` or the whole body longer than that
+/// (a console body is small: a client trickling one byte at a time cannot hold the
+/// connection for long either).
+pub async fn read_limited_body(
+    app: &App,
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let timeout = app.config.body_read_timeout;
+    let (head, body) = request.into_parts();
+    let read = crate::proxy::request::read_body(&head.headers, body, limit, timeout);
+    tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::InvalidRequest,
+            format!("the request body took longer than {} s", timeout.as_secs_f64()),
+        ))
+    })
+}
+
+/// Reads a small console request body (see [`read_limited_body`]).
+pub async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    read_limited_body(app, request, MAX_BODY).await
 }
 
 /// Parses a JSON body (an empty one as `{}`).

@@ -322,8 +322,8 @@ fn sign_in_form(ctx: &Ctx<'_>, next: &str, message: Option<&str>, email: &str) -
     )
 }
 
-async fn form_body(request: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
-    let body = read_body(request).await?;
+async fn form_body(app: &App, request: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
+    let body = read_body(app, request).await?;
     let body = std::str::from_utf8(&body).map_err(|_| {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "the form is not UTF-8")
     })?;
@@ -332,7 +332,7 @@ async fn form_body(request: Request<Incoming>) -> Result<Vec<(String, String)>, 
 
 async fn login(ctx: &Ctx<'_>, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
     let headers = request.headers().clone();
-    let form = match form_body(request).await {
+    let form = match form_body(ctx.app, request).await {
         Ok(form) => form,
         Err(error) => return error_page(ctx, None, &error),
     };
@@ -403,7 +403,7 @@ async fn form_session(
 /// The form posts: sign-out, key create and revoke, redeem, top-up.
 async fn post(ctx: &Ctx<'_>, request: Request<Incoming>, path: &str) -> Response<ResponseBody> {
     let headers = request.headers().clone();
-    let form = match form_body(request).await {
+    let form = match form_body(ctx.app, request).await {
         Ok(form) => form,
         Err(error) => return error_page(ctx, None, &error),
     };

@@ -7,6 +7,7 @@ use std::{
 };
 
 use router_proto::{Money, Multiplier, Tariff, TokenPrices, pb};
+use router_upstream::{Kind, Upstream};
 
 /// The wire protocol of an endpoint: a channel serves it natively when it lists it in its
 /// protocols.
@@ -54,31 +55,6 @@ impl Protocol {
 /// The enabled channels serving one model, by protocol, highest priority first.
 pub type Routes = [Vec<Arc<ChannelInfo>>; PROTOCOLS];
 
-/// How to talk to a channel's upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelKind {
-    /// Any OpenAI-compatible server: `{base}/chat/completions`, Bearer auth.
-    OpenAi,
-    /// Anthropic: `{base}/v1/messages`, `x-api-key`.
-    Anthropic,
-    /// Azure OpenAI: deployment URLs, `api-key`, `api-version`.
-    Azure,
-    /// Gemini's OpenAI-compatible endpoint, Bearer auth.
-    Gemini,
-}
-
-impl ChannelKind {
-    fn parse(kind: &str) -> Option<ChannelKind> {
-        Some(match kind {
-            "openai" => ChannelKind::OpenAi,
-            "anthropic" => ChannelKind::Anthropic,
-            "azure" => ChannelKind::Azure,
-            "gemini" => ChannelKind::Gemini,
-            _ => return None,
-        })
-    }
-}
-
 /// An enabled channel, ready to forward to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
@@ -86,58 +62,21 @@ pub struct ChannelInfo {
     pub id: i64,
     /// Name (in usage records and metrics; shared, so labelling a request allocates nothing).
     pub name: Arc<str>,
-    /// Upstream protocol details.
-    pub kind: ChannelKind,
-    /// Base URL without a trailing slash.
-    pub base_url: String,
-    /// Upstream credential.
-    pub api_key: String,
-    /// The header carrying the credential, built once (`None`: not a valid header value).
-    pub credential: Option<(http::HeaderName, http::HeaderValue)>,
+    /// Where and how to reach its upstream.
+    pub upstream: Upstream,
     /// Higher first.
     pub priority: i32,
     /// Weighted random within a priority.
     pub weight: u32,
     /// Client model name -> upstream model name.
     pub model_map: HashMap<String, String>,
-    /// Azure `api-version`.
-    pub api_version: Option<String>,
-    /// Where a non-Anthropic channel speaking Messages serves it (`{URL}/v1/messages`; `None`:
-    /// `{base_url}/messages`).
-    pub messages_base_url: Option<String>,
-    /// The credential header on the Messages protocol of a non-Anthropic channel (`x-api-key`).
-    pub messages_credential: Option<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl ChannelInfo {
-    /// The credential header for a request in `protocol`.
-    pub fn credential_for(&self, protocol: Protocol) -> Option<&(http::HeaderName, http::HeaderValue)> {
-        if protocol == Protocol::Messages && self.kind != ChannelKind::Anthropic {
-            self.messages_credential.as_ref()
-        } else {
-            self.credential.as_ref()
-        }
-    }
-
     /// The model name to send upstream for `model`.
     pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
         self.model_map.get(model).map_or(model, String::as_str)
     }
-}
-
-/// The credential header of a channel: Bearer for OpenAI-compatible upstreams, `api-key` for
-/// Azure, `x-api-key` for Anthropic; marked sensitive so it is never logged.
-pub(crate) fn credential(kind: ChannelKind, api_key: &str) -> Option<(http::HeaderName, http::HeaderValue)> {
-    let (name, value) = match kind {
-        ChannelKind::OpenAi | ChannelKind::Gemini => {
-            (http::header::AUTHORIZATION, format!("Bearer {api_key}"))
-        }
-        ChannelKind::Azure => (http::HeaderName::from_static("api-key"), api_key.to_owned()),
-        ChannelKind::Anthropic => (http::HeaderName::from_static("x-api-key"), api_key.to_owned()),
-    };
-    let mut value = http::HeaderValue::from_str(&value).ok()?;
-    value.set_sensitive(true);
-    Some((name, value))
 }
 
 /// A priced model.
@@ -304,7 +243,7 @@ impl Catalog {
         let mut routes: HashMap<String, Routes> = HashMap::new();
         let mut served = HashSet::new();
         for channel in raw.channels.values() {
-            let Some(kind) = ChannelKind::parse(&channel.r#type) else { continue };
+            let Some(kind) = Kind::parse(&channel.r#type) else { continue };
             for name in &channel.models {
                 served.insert(name.clone());
                 served.extend(members.get(name.as_str()).into_iter().flatten().map(|m| (*m).to_owned()));
@@ -316,26 +255,19 @@ impl Catalog {
             // plane) means the type's defaults.
             let names = router_proto::protocols::effective(&channel.r#type, &channel.protocols);
             let protocols: Vec<Protocol> = names.iter().filter_map(|p| Protocol::parse(p)).collect();
-            let messages_credential = (kind != ChannelKind::Anthropic
-                && protocols.contains(&Protocol::Messages))
-            .then(|| credential(ChannelKind::Anthropic, &channel.api_key))
-            .flatten();
             let info = Arc::new(ChannelInfo {
                 id: channel.id,
                 name: Arc::from(channel.name.as_str()),
-                kind,
-                base_url: channel.base_url.trim_end_matches('/').to_owned(),
-                api_key: channel.api_key.clone(),
-                credential: credential(kind, &channel.api_key),
+                upstream: Upstream::new(
+                    kind,
+                    &channel.base_url,
+                    &channel.api_key,
+                    channel.api_version.as_deref(),
+                    channel.messages_base_url.as_deref(),
+                ),
                 priority: channel.priority,
                 weight: u32::try_from(channel.weight).unwrap_or(0),
                 model_map: channel.model_map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                api_version: channel.api_version.clone(),
-                messages_base_url: channel
-                    .messages_base_url
-                    .as_ref()
-                    .map(|u| u.trim_end_matches('/').to_owned()),
-                messages_credential,
             });
             for name in &channel.models {
                 let expanded = std::iter::once(name.as_str())
@@ -442,6 +374,7 @@ fn index_aliases(raw: &RawCatalog, models: &HashMap<String, Arc<ModelInfo>>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use router_upstream::Api;
 
     fn price(input: i64) -> Option<pb::Price> {
         Some(pb::Price {
@@ -521,9 +454,9 @@ mod tests {
         assert_eq!(names(Protocol::Chat, "b"), ["low"]);
         assert!(names(Protocol::Messages, "b").is_empty());
         let deepseek = &catalog.channels(Protocol::Messages, "a")[1];
-        let (header, _) = deepseek.credential_for(Protocol::Messages).expect("x-api-key");
+        let (header, _) = deepseek.upstream.credential(Api::Messages).expect("x-api-key");
         assert_eq!(header.as_str(), "x-api-key");
-        let (header, _) = deepseek.credential_for(Protocol::Chat).expect("bearer");
+        let (header, _) = deepseek.upstream.credential(Api::ChatCompletions).expect("bearer");
         assert_eq!(header, http::header::AUTHORIZATION);
         let a = catalog.model("a").expect("priced");
         assert!(matches!(a.tariff, Tariff::Tokens(t) if t.input.nanos() == 5));

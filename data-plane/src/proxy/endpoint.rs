@@ -1,5 +1,7 @@
 //! The proxied endpoints as clients call them: which path is which, the protocol it speaks,
 //! how its answers report usage and how its errors look.
+use router_upstream::Api;
+
 use super::usage::Dialect;
 use crate::{convert::Conversion, policy::Protocol};
 
@@ -54,6 +56,18 @@ impl Endpoint {
             Endpoint::Embeddings => Protocol::Embeddings,
             Endpoint::Responses => Protocol::Responses,
             Endpoint::Messages | Endpoint::CountTokens => Protocol::Messages,
+        }
+    }
+
+    /// The upstream API it calls.
+    pub fn api(self) -> Api {
+        match self {
+            Endpoint::ChatCompletions => Api::ChatCompletions,
+            Endpoint::Completions => Api::Completions,
+            Endpoint::Embeddings => Api::Embeddings,
+            Endpoint::Responses => Api::Responses,
+            Endpoint::Messages => Api::Messages,
+            Endpoint::CountTokens => Api::CountTokens,
         }
     }
 

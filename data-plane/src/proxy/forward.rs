@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// Largest upstream answer read whole (non-streamed answers, errors).
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// One admitted request on its way upstream: what every attempt of it reads.
 pub struct Attempt<'a> {

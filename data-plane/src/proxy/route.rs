@@ -197,22 +197,16 @@ fn order_tier(mut tier: Vec<Arc<ChannelInfo>>, session: Option<Session>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::catalog::ChannelKind;
+    use router_upstream::{Kind, Upstream};
 
     fn channel(id: i64, priority: i32, weight: u32) -> Arc<ChannelInfo> {
         Arc::new(ChannelInfo {
             id,
             name: Arc::from(format!("c{id}")),
-            kind: ChannelKind::OpenAi,
-            base_url: String::new(),
-            api_key: String::new(),
-            credential: None,
+            upstream: Upstream::new(Kind::OpenAi, "", "", None, None),
             priority,
             weight,
             model_map: HashMap::new(),
-            api_version: None,
-            messages_base_url: None,
-            messages_credential: None,
         })
     }
 

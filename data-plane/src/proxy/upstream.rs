@@ -1,4 +1,5 @@
-//! Talking to upstreams: the HTTP client, and each channel type's URL and credentials.
+//! Talking to upstreams: the HTTP client, and the request for a channel (its URL and
+//! credentials by the rules of `router-upstream`, the client's query and headers).
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,20 +10,13 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use router_upstream::DEFAULT_ANTHROPIC_VERSION;
 
 use super::endpoint::Endpoint;
-use crate::policy::{
-    ChannelInfo,
-    catalog::{ChannelKind, Protocol},
-};
+use crate::policy::ChannelInfo;
 
 /// The shared upstream client (connection pools per host, HTTP/1.1 and HTTP/2, TLS).
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Anthropic API version sent when the client names none.
-const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
-/// Azure API version used when the channel names none.
-const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// Builds the upstream client.
 pub fn client(connect_timeout: Duration) -> HttpClient {
@@ -42,40 +36,9 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
         .build(https)
 }
 
-/// The path of `endpoint` under a channel's base URL.
-fn path(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::ChatCompletions => "chat/completions",
-        Endpoint::Completions => "completions",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Responses => "responses",
-        Endpoint::Messages => "v1/messages",
-        Endpoint::CountTokens => "v1/messages/count_tokens",
-    }
-}
-
 /// The URL to call `endpoint` of `channel` for `upstream_model`, with the client's query.
 pub fn url(channel: &ChannelInfo, endpoint: Endpoint, upstream_model: &str, query: Option<&str>) -> String {
-    let base = &channel.base_url;
-    let mut url = match channel.kind {
-        // An OpenAI-compatible server's Anthropic API: at `--messages-base-url` as at an
-        // Anthropic base, else beside its other endpoints (`{base}/messages`).
-        ChannelKind::OpenAi | ChannelKind::Azure | ChannelKind::Gemini
-            if endpoint.protocol() == Protocol::Messages =>
-        {
-            match &channel.messages_base_url {
-                Some(messages_base) => format!("{messages_base}/{}", path(endpoint)),
-                None => format!("{base}/{}", &path(endpoint)["v1/".len()..]),
-            }
-        }
-        ChannelKind::Azure => {
-            let version = channel.api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
-            format!("{base}/openai/deployments/{upstream_model}/{}?api-version={version}", path(endpoint))
-        }
-        ChannelKind::OpenAi | ChannelKind::Gemini | ChannelKind::Anthropic => {
-            format!("{base}/{}", path(endpoint))
-        }
-    };
+    let mut url = channel.upstream.url(endpoint.api(), upstream_model);
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         let mut separator = if url.contains('?') { '&' } else { '?' };
         for parameter in query.split('&').filter(|p| !p.is_empty() && !is_credential(p)) {
@@ -156,13 +119,14 @@ pub fn request(
             headers.append(name.clone(), value.clone());
         }
     }
-    let messages = endpoint.protocol() == Protocol::Messages;
+    let api = endpoint.api();
     let (name, value) = channel
-        .credential_for(endpoint.protocol())
+        .upstream
+        .credential(api)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the channel's api key is not a valid header value"))?;
     headers.insert(name, value);
-    if messages {
+    if api.is_messages() {
         headers
             .entry(HeaderName::from_static("anthropic-version"))
             .or_insert(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
@@ -175,28 +139,25 @@ pub fn request(
 
 #[cfg(test)]
 mod tests {
+    use router_upstream::{Kind, Upstream};
+
     use super::*;
 
-    fn channel(kind: ChannelKind, base: &str) -> ChannelInfo {
+    fn channel(kind: Kind, base: &str) -> ChannelInfo {
         ChannelInfo {
             id: 1,
             name: "c".into(),
-            kind,
-            base_url: base.into(),
-            api_key: "upstream-key".into(),
-            credential: crate::policy::catalog::credential(kind, "upstream-key"),
+            upstream: Upstream::new(kind, base, "upstream-key", Some("2024-06-01"), None),
             priority: 0,
             weight: 1,
             model_map: Default::default(),
-            api_version: Some("2024-06-01".into()),
-            messages_base_url: None,
-            messages_credential: crate::policy::catalog::credential(ChannelKind::Anthropic, "upstream-key"),
         }
     }
 
+    /// The URL itself is `router-upstream`'s (tested there); the client's query follows it.
     #[test]
-    fn urls_follow_each_channel_type() {
-        let openai = channel(ChannelKind::OpenAi, "https://api.openai.com/v1");
+    fn the_clients_query_follows_the_channels_url() {
+        let openai = channel(Kind::OpenAi, "https://api.openai.com/v1");
         assert_eq!(
             url(&openai, Endpoint::ChatCompletions, "m", None),
             "https://api.openai.com/v1/chat/completions"
@@ -205,38 +166,37 @@ mod tests {
             url(&openai, Endpoint::Responses, "m", Some("x=1")),
             "https://api.openai.com/v1/responses?x=1"
         );
-        let anthropic = channel(ChannelKind::Anthropic, "https://api.anthropic.com");
+        let anthropic = channel(Kind::Anthropic, "https://api.anthropic.com");
         assert_eq!(
             url(&anthropic, Endpoint::Messages, "m", Some("beta=true")),
             "https://api.anthropic.com/v1/messages?beta=true"
         );
-        // An OpenAI-compatible channel that also speaks Messages: beside its other endpoints,
-        // or at its own Anthropic base.
-        let mut deepseek = channel(ChannelKind::OpenAi, "https://api.deepseek.com/v1");
-        assert_eq!(url(&deepseek, Endpoint::Messages, "m", None), "https://api.deepseek.com/v1/messages");
+        let mut deepseek = channel(Kind::OpenAi, "https://api.deepseek.com/v1");
         assert_eq!(
-            url(&deepseek, Endpoint::CountTokens, "m", None),
+            url(&deepseek, Endpoint::CountTokens, "m", Some("")),
             "https://api.deepseek.com/v1/messages/count_tokens"
         );
-        deepseek.messages_base_url = Some("https://api.deepseek.com/anthropic".into());
+        deepseek.upstream = Upstream::new(
+            Kind::OpenAi,
+            "https://api.deepseek.com/v1",
+            "k",
+            None,
+            Some("https://api.deepseek.com/anthropic"),
+        );
         assert_eq!(
             url(&deepseek, Endpoint::Messages, "m", Some("beta=true")),
             "https://api.deepseek.com/anthropic/v1/messages?beta=true"
         );
+        let azure = channel(Kind::Azure, "https://x.openai.azure.com");
         assert_eq!(
-            url(&deepseek, Endpoint::ChatCompletions, "m", None),
-            "https://api.deepseek.com/v1/chat/completions"
-        );
-        let azure = channel(ChannelKind::Azure, "https://x.openai.azure.com");
-        assert_eq!(
-            url(&azure, Endpoint::Embeddings, "dep", None),
-            "https://x.openai.azure.com/openai/deployments/dep/embeddings?api-version=2024-06-01"
+            url(&azure, Endpoint::Embeddings, "dep", Some("x=1")),
+            "https://x.openai.azure.com/openai/deployments/dep/embeddings?api-version=2024-06-01&x=1"
         );
     }
 
     #[test]
     fn credentials_in_the_query_never_go_upstream() {
-        let openai = channel(ChannelKind::OpenAi, "https://api.openai.com/v1");
+        let openai = channel(Kind::OpenAi, "https://api.openai.com/v1");
         assert_eq!(
             url(&openai, Endpoint::ChatCompletions, "m", Some("api_key=sk-1&x=1&KEY=2&access%5Ftoken=3&&y")),
             "https://api.openai.com/v1/chat/completions?x=1&y"
@@ -255,7 +215,7 @@ mod tests {
         headers.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
         headers.insert("expect", HeaderValue::from_static("100-continue"));
-        let anthropic = channel(ChannelKind::Anthropic, "http://h");
+        let anthropic = channel(Kind::Anthropic, "http://h");
         let request =
             request(&anthropic, Endpoint::Messages, "m", None, &headers, Bytes::new()).expect("request");
         let sent = request.headers();
@@ -265,7 +225,7 @@ mod tests {
         assert_eq!(sent.get("anthropic-version").map(|v| v.as_bytes()), Some(&b"2023-06-01"[..]));
         assert!(sent.get("connection").is_none());
         assert!(sent.get("expect").is_none(), "Expect is between the client and the gateway");
-        let openai = channel(ChannelKind::OpenAi, "http://h");
+        let openai = channel(Kind::OpenAi, "http://h");
         let request = super::request(&openai, Endpoint::ChatCompletions, "m", None, &headers, Bytes::new())
             .expect("request");
         assert_eq!(

@@ -249,6 +249,21 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Longest close reason (RFC 6455 5.5: a control frame's payload is at most 125 bytes).
 const MAX_REASON: usize = 120;
 
+/// An upstream's whole answer (an error, or one not streamed although asked to), at most
+/// [`MAX_ANSWER_BYTES`](super::forward::MAX_ANSWER_BYTES): a lying upstream cannot grow the
+/// data plane's memory without bound; what cannot be read is an empty answer.
+async fn read_answer<B>(body: B) -> Bytes
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    http_body_util::Limited::new(body, super::forward::MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default()
+}
+
 impl Session {
     fn new(app: Arc<App>, head: http::request::Parts, stopping: watch::Receiver<bool>) -> Session {
         Session { app, head, stopping, last: None, pending: None }
@@ -340,7 +355,7 @@ impl Session {
         .await;
         let (head, body) = response.into_parts();
         if !head.status.is_success() {
-            let bytes = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
+            let bytes = read_answer(body).await;
             let event = upstream_error_event(head.status, &head.headers, &bytes);
             if send(sink, event).await.is_err() {
                 return Turn::End;
@@ -363,7 +378,7 @@ impl Session {
         } else {
             // An upstream that answered whole although asked to stream: its answer as the
             // final event.
-            let bytes = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
+            let bytes = read_answer(body).await;
             let event =
                 format!(r#"{{"type":"response.completed","response":{}}}"#, String::from_utf8_lossy(&bytes));
             let mut seen = Seen::default();

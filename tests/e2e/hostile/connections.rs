@@ -4,13 +4,11 @@
 //! neither spins nor floods the log.
 use std::time::{Duration, Instant};
 
-use router_tests::{DataPlane, eventually, http_client};
+use router_tests::{DataPlane, Gateway, eventually, http_client};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-
-use crate::proxy::Gateway;
 
 fn address(dp: &DataPlane) -> String {
     dp.url.trim_start_matches("http://").to_owned()
@@ -96,6 +94,48 @@ async fn a_stalled_body_gets_408() {
     assert!(answer.contains("\"invalid_request\""), "{answer}");
     assert!(closed - sent >= Duration::from_millis(900), "answered before the timeout");
     assert_eq!(gw.mock.calls(), 0);
+}
+
+/// The console's bodies (the sign-in form and JSON, the payment webhook) are small: one that
+/// stalls, or trickles in a byte at a time within the per-piece timeout, is a 408 once the
+/// body read timeout has passed in all.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_bodies_that_stall_or_trickle_get_408() {
+    let gw = Gateway::start(router_tests::Backend::Sqlite, &["--body-read-timeout", "1"]).await;
+    for path in ["/api/account/login", "/console/login", "/api/payments/stripe/webhook"] {
+        for trickle in [false, true] {
+            let mut stream = connect(&gw.dp).await;
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+                 content-length: 4000\r\n\r\n{{\"email\":"
+            );
+            let sent = Instant::now();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let (mut reader, mut writer) = stream.into_split();
+            // A byte every 300 ms: each piece well within the 1-s timeout, the whole body
+            // never (4000 bytes would take 20 minutes).
+            let trickling = tokio::spawn(async move {
+                if trickle {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        if writer.write_all(b" ").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                writer
+            });
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(8), reader.read_to_end(&mut answer)).await;
+            trickling.abort();
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(read.is_ok(), "{path} (trickle {trickle}): still open after 8 s: {answer}");
+            assert!(answer.starts_with("HTTP/1.1 408"), "{path} (trickle {trickle}): {answer}");
+            let took = sent.elapsed();
+            assert!(took >= Duration::from_millis(900), "{path}: answered before the timeout");
+            assert!(took < Duration::from_secs(5), "{path} (trickle {trickle}): took {took:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

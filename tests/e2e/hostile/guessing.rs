@@ -4,14 +4,12 @@
 //! are served as before. Raw HTTP/1.1 from chosen loopback source addresses.
 use std::{net::SocketAddr, time::Duration};
 
-use router_tests::{Backend, eventually};
+use router_tests::{Backend, Gateway, eventually};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpSocket,
 };
-
-use crate::proxy::Gateway;
 
 /// Status, headers (lowercase names) and JSON body of one raw request from `source`.
 async fn raw(

@@ -2,12 +2,10 @@
 //! query string never go upstream and are never read, invalid UTF-8 is refused, echoed fields
 //! are cut, `Expect` stays between the client and the gateway.
 use router_tests::{
-    Backend,
+    Backend, Gateway,
     http_client::{self, post_json},
 };
 use serde_json::json;
-
-use crate::proxy::Gateway;
 
 fn chat() -> serde_json::Value {
     json!({"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})

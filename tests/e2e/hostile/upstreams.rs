@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use router_tests::{
-    Backend, eventually,
+    Backend, Gateway, eventually,
     http_client::{get, post_json, post_stream},
     mock::Mode,
 };
 use serde_json::json;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
-
-use crate::proxy::Gateway;
 
 fn chat(stream: bool) -> serde_json::Value {
     json!({"model": "gpt-4o-mini", "max_tokens": 50, "stream": stream,

@@ -419,7 +419,7 @@ pub fn declared(state: State) -> Setup {
                     name: c.name,
                     channel_type: c.channel_type,
                     base_url: c.base_url,
-                    api_key: c.api_key,
+                    api_key: c.api_key.0,
                     priority: Some(c.priority),
                     weight: Some(c.weight),
                     api_version: c.api_version,
