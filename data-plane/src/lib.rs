@@ -12,6 +12,8 @@ pub mod console;
 pub mod control;
 pub mod convert;
 pub mod endpoints;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -8,7 +8,7 @@
 //! A killed process loses nothing (`record` is a `write` into the page cache, which survives
 //! the process); a machine crash may lose the last [`SYNC_INTERVAL`] of reports (the spool is
 //! `fsync`ed in the background, never on the request path).
-mod crc32;
+pub(crate) mod crc32;
 mod sender;
 pub mod spool;
 
