@@ -296,47 +296,58 @@ impl<'de> Deserialize<'de> for Members<'de> {
 }
 
 /// The body with `model` replaced (when `model` is given) and `stream_options.include_usage`
-/// set (when `include_usage`); every other member is copied through unchanged.
+/// set (when `include_usage`); every other member, and every other stream option, is copied
+/// through byte for byte (numbers too large for an `f64` included).
 pub fn splice(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, ApiError> {
     let members: Members<'_> = serde_json::from_slice(body).map_err(|e| {
         bad_request(format!("the request body is not a JSON object: {}", echo(&e.to_string())))
     })?;
+    // Model names come from the policy, so serializing them cannot fail.
+    let model = model.map(|name| serde_json::to_string(name).unwrap_or_default());
+    let stream_options = members.0.iter().find(|(key, _)| key == "stream_options").map(|(_, value)| *value);
+    let options = include_usage.then(|| with_usage(stream_options));
+    let rewritten = members.0.iter().map(|(key, value)| {
+        let value = match key.as_ref() {
+            "model" => model.as_deref().unwrap_or(value.get()).as_bytes(),
+            "stream_options" => options.as_deref().unwrap_or(value.get().as_bytes()),
+            _ => value.get().as_bytes(),
+        };
+        (key.as_ref(), value)
+    });
+    let added =
+        options.as_deref().filter(|_| stream_options.is_none()).map(|options| ("stream_options", options));
     let mut out = Vec::with_capacity(body.len() + 48);
+    write_object(&mut out, rewritten.chain(added));
+    Ok(Bytes::from(out))
+}
+
+/// `stream_options` with `include_usage: true`, the other options kept as sent (a value that
+/// is not an object has none).
+fn with_usage(options: Option<&RawValue>) -> Vec<u8> {
+    let kept = options.and_then(|options| serde_json::from_str::<Members<'_>>(options.get()).ok());
+    let kept = kept.as_ref().map_or(&[][..], |members| &members.0[..]);
+    let mut out = Vec::with_capacity(options.map_or(0, |o| o.get().len()) + 24);
+    let others = kept
+        .iter()
+        .filter(|(key, _)| key != "include_usage")
+        .map(|(key, value)| (key.as_ref(), value.get().as_bytes()));
+    write_object(&mut out, others.chain([("include_usage", &b"true"[..])]));
+    out
+}
+
+/// Writes `{"key":value,…}`, the values already JSON.
+fn write_object<'a>(out: &mut Vec<u8>, members: impl Iterator<Item = (&'a str, &'a [u8])>) {
     out.push(b'{');
-    let mut first = true;
-    let mut push = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
-        if !first {
+    for (i, (key, value)) in members.enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-        first = false;
         // Keys come from valid JSON, so serializing them cannot fail.
         serde_json::to_writer(&mut *out, key).unwrap_or_default();
         out.push(b':');
         out.extend_from_slice(value);
-    };
-    let mut wrote_options = false;
-    for (key, value) in &members.0 {
-        match key.as_ref() {
-            "model" if model.is_some() => {
-                let name = serde_json::to_string(&model).unwrap_or_default();
-                push(&mut out, key, name.as_bytes());
-            }
-            "stream_options" if include_usage => {
-                let mut options: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(value.get()).unwrap_or_default();
-                options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-                let options = serde_json::Value::Object(options).to_string();
-                push(&mut out, key, options.as_bytes());
-                wrote_options = true;
-            }
-            _ => push(&mut out, key, value.get().as_bytes()),
-        }
-    }
-    if include_usage && !wrote_options {
-        push(&mut out, "stream_options", br#"{"include_usage":true}"#);
     }
     out.push(b'}');
-    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -431,5 +442,21 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&kept).expect("json");
         assert_eq!(value["stream_options"], serde_json::json!({"foo": 1, "include_usage": true}));
         assert_eq!(value["model"], "m");
+    }
+
+    /// Found by the `request_fields` fuzzer: a number beyond `f64` is valid JSON, read and
+    /// skipped by the extractor; the splice keeps it byte for byte, inside `stream_options`
+    /// too (it once re-serialized the options, and dropped them all when one did not parse).
+    #[test]
+    fn splice_keeps_numbers_beyond_f64_byte_for_byte() {
+        let body = br#"{"model":"m","n[":3333333333331e333333333351,"stream_options":{"x":1e999,"include_usage":false}}"#;
+        assert!(fields(body).is_ok());
+        let spliced = splice(body, Some("fuzz/model"), true).expect("object");
+        assert_eq!(
+            std::str::from_utf8(&spliced).expect("utf8"),
+            r#"{"model":"fuzz/model","n[":3333333333331e333333333351,"stream_options":{"x":1e999,"include_usage":true}}"#
+        );
+        let unspliced = splice(br#"{"model":"m","stream_options":null}"#, None, true).expect("object");
+        assert_eq!(&unspliced[..], br#"{"model":"m","stream_options":{"include_usage":true}}"#);
     }
 }
