@@ -323,16 +323,20 @@ pub fn splice(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<B
 
 /// `stream_options` with `include_usage: true`, the other options kept as sent (a value that
 /// is not an object has none).
-fn with_usage(options: Option<&RawValue>) -> Vec<u8> {
-    let kept = options.and_then(|options| serde_json::from_str::<Members<'_>>(options.get()).ok());
-    let kept = kept.as_ref().map_or(&[][..], |members| &members.0[..]);
+fn with_usage(options: Option<&RawValue>) -> Cow<'static, [u8]> {
+    const ONLY_USAGE: &[u8] = br#"{"include_usage":true}"#;
+    let Some(kept) = options.and_then(|options| serde_json::from_str::<Members<'_>>(options.get()).ok())
+    else {
+        return Cow::Borrowed(ONLY_USAGE);
+    };
+    let mut others = kept.0.iter().filter(|(key, _)| key != "include_usage").peekable();
+    if others.peek().is_none() {
+        return Cow::Borrowed(ONLY_USAGE);
+    }
     let mut out = Vec::with_capacity(options.map_or(0, |o| o.get().len()) + 24);
-    let others = kept
-        .iter()
-        .filter(|(key, _)| key != "include_usage")
-        .map(|(key, value)| (key.as_ref(), value.get().as_bytes()));
+    let others = others.map(|(key, value)| (key.as_ref(), value.get().as_bytes()));
     write_object(&mut out, others.chain([("include_usage", &b"true"[..])]));
-    out
+    Cow::Owned(out)
 }
 
 /// Writes `{"key":value,…}`, the values already JSON.
