@@ -4,6 +4,7 @@
 //! [`connections`] (timeouts, the connection cap, descriptor exhaustion) and [`requests`]
 //! (credentials in the query, invalid UTF-8, echoed fields), [`guessing`] (failed-auth back-off) and
 //! [`grpc`] (malformed protobuf).
+mod all;
 mod connections;
 mod grpc;
 mod guessing;
@@ -57,7 +58,7 @@ fn record<'a>(records: &'a [Value], id: &str) -> &'a Value {
     records.iter().find(|r| r["request_id"] == id).unwrap_or_else(|| panic!("no record of {id}: {records:?}"))
 }
 
-async fn metric(dp: &str, name: &str) -> Option<u64> {
+pub(crate) async fn metric(dp: &str, name: &str) -> Option<u64> {
     let text = http_client::get(&format!("{dp}/metrics"), &[]).await.ok()?.text();
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

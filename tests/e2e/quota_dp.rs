@@ -191,6 +191,13 @@ async fn data_plane_sigkill_replays_its_spool(backend: Backend) {
     // Same spool, new process: whatever was spooled and not yet acknowledged is sent now.
     let dp = setup.data_plane("spool").await;
     first_ok(&dp.url, &key).await;
+    // The replay is done when the new process has every spooled report acknowledged; records
+    // of requests cut off by the kill may otherwise still be on their way.
+    let replayed = eventually(Duration::from_secs(20), || async {
+        (crate::hostile::metric(&dp.url, "router_spool_depth").await == Some(0)).then_some(())
+    })
+    .await;
+    assert!(replayed.is_some(), "the spool was never drained");
     let served = ids.len() + 2;
     let records = setup.records("acme", served).await;
     let recorded = request_ids(&records);

@@ -10,16 +10,16 @@ use tokio::{
     net::TcpStream,
 };
 
-fn address(dp: &DataPlane) -> String {
+pub(super) fn address(dp: &DataPlane) -> String {
     dp.url.trim_start_matches("http://").to_owned()
 }
 
-async fn connect(dp: &DataPlane) -> TcpStream {
+pub(super) async fn connect(dp: &DataPlane) -> TcpStream {
     TcpStream::connect(address(dp)).await.unwrap()
 }
 
 /// Reads until the server closes the connection; what it sent, and when it closed.
-async fn read_to_close(stream: &mut TcpStream, within: Duration) -> (String, Instant) {
+pub(super) async fn read_to_close(stream: &mut TcpStream, within: Duration) -> (String, Instant) {
     let mut text = Vec::new();
     let read = tokio::time::timeout(within, stream.read_to_end(&mut text)).await;
     assert!(
