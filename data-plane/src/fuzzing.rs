@@ -11,7 +11,7 @@ use std::{
     },
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use router_proto::{
     TokenUsage,
     cost::{self, Tariff, TokenPrices},
@@ -19,7 +19,7 @@ use router_proto::{
 };
 
 use crate::{
-    convert::{Conversion, Target},
+    convert::{self, Conversion, Target},
     proxy::{
         request,
         sanity::Bounds,
@@ -212,18 +212,9 @@ pub fn convert_answer(data: &[u8]) {
 pub fn convert_stream(data: &[u8]) {
     let Some((conversion, rest)) = pick(data, CONVERSIONS) else { return };
     let (pieces, _) = chunks(rest);
-    let mut converter = conversion.stream(conversion.context(b"{}", "fuzz/model", "req_fuzz"));
-    let mut out = BytesMut::new();
-    let mut parser = Parser::default();
-    for piece in pieces {
-        parser.push(piece);
-        while let Some(event) = parser.next_event() {
-            converter.event(event.name.as_deref(), &event.data, &mut out);
-        }
-    }
-    if !converter.is_finished() {
-        converter.fail("the upstream stream ended early", &mut out);
-    }
+    let context = conversion.context(b"{}", "fuzz/model", "req_fuzz");
+    let (converter, out) =
+        convert::convert_chunks(conversion, context, pieces, "the upstream stream ended early");
     assert!(converter.is_finished(), "{conversion:?}: not finished after fail");
     let mut written = Parser::default();
     written.push(&out);

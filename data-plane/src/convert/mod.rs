@@ -132,6 +132,31 @@ impl Conversion {
     }
 }
 
+/// Runs a whole upstream stream, as it arrived in `chunks`, through a new converter, which is
+/// closed with `fail(failure)` when the upstream did not finish it: the converter and the
+/// client's bytes (for the converters' tests and the fuzzer; the request path feeds events as
+/// they come).
+pub fn convert_chunks<'a>(
+    conversion: Conversion,
+    context: StreamContext,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    failure: &str,
+) -> (StreamConverter, BytesMut) {
+    let mut converter = conversion.stream(context);
+    let mut parser = crate::proxy::stream::Parser::default();
+    let mut out = BytesMut::new();
+    for chunk in chunks {
+        parser.push(chunk);
+        while let Some(event) = parser.next_event() {
+            converter.event(event.name.as_deref(), &event.data, &mut out);
+        }
+    }
+    if !converter.is_finished() {
+        converter.fail(failure, &mut out);
+    }
+    (converter, out)
+}
+
 /// A state machine turning one upstream stream into the client's, event by event.
 pub struct StreamConverter {
     inner: Inner,

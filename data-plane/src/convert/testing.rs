@@ -1,5 +1,4 @@
 //! Test helpers: running upstream SSE bytes through a converter, split anywhere.
-use bytes::BytesMut;
 use serde_json::Value;
 
 use super::{Conversion, StreamContext};
@@ -21,19 +20,8 @@ pub fn context() -> StreamContext {
 /// Feeds `chunks` (upstream bytes, split as they arrived) through a converter; the client
 /// bytes written after each upstream event, and whether `fail` had to close the stream.
 pub fn convert(conversion: Conversion, chunks: &[&[u8]]) -> Vec<u8> {
-    let mut converter = conversion.stream(context());
-    let mut parser = Parser::default();
-    let mut out = BytesMut::new();
-    for chunk in chunks {
-        parser.push(chunk);
-        while let Some(event) = parser.next_event() {
-            converter.event(event.name.as_deref(), &event.data, &mut out);
-        }
-    }
-    if !converter.is_finished() {
-        converter.fail("the upstream closed the stream without finishing it", &mut out);
-    }
-    out.to_vec()
+    let failure = "the upstream closed the stream without finishing it";
+    super::convert_chunks(conversion, context(), chunks.iter().copied(), failure).1.to_vec()
 }
 
 /// Client SSE bytes → events (comments become `(Some(":"), text)`).
