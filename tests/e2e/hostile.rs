@@ -25,9 +25,14 @@ const CLAIMED_OUTPUT: u64 = 4_500_000_000_000_000;
 /// Nano-units per token at the model's price of 1.5 per 1M tokens.
 const PER_TOKEN: i64 = 1_500;
 
+/// A small chat request capped at 10 output tokens.
+fn chat_body(stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "max_tokens": 10, "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}]})
+}
+
 async fn chat(dp: &str, key: &str, stream: bool) -> (u16, String) {
-    let body = json!({"model": "gpt-4o-mini", "max_tokens": 10, "stream": stream,
-        "messages": [{"role": "user", "content": "Say hello"}]});
+    let body = chat_body(stream);
     let url = format!("{dp}/v1/chat/completions");
     let auth = format!("Bearer {key}");
     if stream {

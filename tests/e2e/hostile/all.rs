@@ -10,27 +10,19 @@ use router_tests::{
     http_client::{self, post_json, post_stream},
     mock::Mode,
 };
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    CLAIMED_OUTPUT,
+    CLAIMED_OUTPUT, chat, chat_body,
     connections::{connect, read_to_close},
     record,
 };
 
-fn chat(stream: bool) -> serde_json::Value {
-    json!({"model": "gpt-4o-mini", "max_tokens": 10, "stream": stream,
-        "messages": [{"role": "user", "content": "Say hello"}]})
-}
-
 /// An honest request, served and answered whole; its request id.
 async fn honest(gw: &Gateway) -> String {
-    let answer = post_json(&gw.url("/v1/chat/completions"), &[("authorization", &gw.bearer())], &chat(false))
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 200, "the gateway stopped serving: {}", answer.text());
-    answer.request_id()
+    let (status, id) = chat(&gw.dp.url, &gw.key, false).await;
+    assert_eq!(status, 200, "the gateway stopped serving");
+    id
 }
 
 on_both_backends!(after_every_attack_the_gateway_serves_and_the_books_balance);
@@ -48,9 +40,9 @@ async fn after_every_attack_the_gateway_serves_and_the_books_balance(backend: Ba
 
     // Lying upstreams: usage far beyond the request's cap, whole and streamed.
     gw.mock.set_mode(Mode::ClaimOutputTokens(CLAIMED_OUTPUT));
-    let lie = post_json(&url, &[("authorization", &auth)], &chat(false)).await.unwrap();
+    let lie = post_json(&url, &[("authorization", &auth)], &chat_body(false)).await.unwrap();
     assert_eq!(lie.status, 200);
-    let mut lie_stream = post_stream(&url, &[("authorization", &auth)], &chat(true)).await.unwrap();
+    let mut lie_stream = post_stream(&url, &[("authorization", &auth)], &chat_body(true)).await.unwrap();
     lie_stream.rest().await;
     // A 200 that is not the endpoint's answer; a stream event that never ends.
     gw.mock.set_mode(Mode::Raw {
@@ -58,9 +50,9 @@ async fn after_every_attack_the_gateway_serves_and_the_books_balance(backend: Ba
         content_encoding: None,
         body: Bytes::from_static(b"<html>Just a moment...</html>"),
     });
-    assert_eq!(post_json(&url, &[("authorization", &auth)], &chat(false)).await.unwrap().status, 502);
+    assert_eq!(post_json(&url, &[("authorization", &auth)], &chat_body(false)).await.unwrap().status, 502);
     gw.mock.set_mode(Mode::EndlessEvent { bytes: 1 << 24 });
-    let mut endless = post_stream(&url, &[("authorization", &auth)], &chat(true)).await.unwrap();
+    let mut endless = post_stream(&url, &[("authorization", &auth)], &chat_body(true)).await.unwrap();
     let cut = tokio::time::timeout(Duration::from_secs(60), endless.rest())
         .await
         .expect("the endless event is cut");
@@ -70,7 +62,7 @@ async fn after_every_attack_the_gateway_serves_and_the_books_balance(backend: Ba
 
     // Hostile clients: a key in the query alone, invalid UTF-8, a stalled body, a slow head.
     let query = gw.url(&format!("/v1/chat/completions?api_key={}", gw.key));
-    assert_eq!(post_json(&query, &[], &chat(false)).await.unwrap().status, 401);
+    assert_eq!(post_json(&query, &[], &chat_body(false)).await.unwrap().status, 401);
     let mut invalid = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a"#.to_vec();
     invalid.extend_from_slice(&[0xff, 0xfe]);
     invalid.extend_from_slice(br#""}]}"#);
